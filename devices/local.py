@@ -1,0 +1,106 @@
+"""The local host as a device: runners run in a subprocess inside a private work dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import ClassVar
+
+from edgebench.contracts import Completed
+from edgebench.errors import CaseError
+from edgebench.hookspecs import Register, hookimpl
+
+
+class LocalDevice:
+    """``local`` (or ``local://``): this machine, the harness's own Python by default."""
+
+    scheme: ClassVar[str] = "local"
+
+    def __init__(self, uri: str = "local", *, python: str | None = None) -> None:
+        self.uri = uri
+        self.python = python or sys.executable
+        self._workdir: Path | None = None
+        self._running: subprocess.Popen[str] | None = None
+        self._aborted = False
+
+    @property
+    def workdir(self) -> PurePosixPath:
+        if self._workdir is None:
+            raise RuntimeError("LocalDevice used outside its 'with' block")
+        return PurePosixPath(self._workdir)
+
+    def __enter__(self) -> LocalDevice:
+        self._workdir = Path(tempfile.mkdtemp(prefix="edgebench-"))  # created 0700
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def push(self, local: Path, remote: PurePosixPath) -> None:
+        Path(remote).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, Path(remote))
+
+    def pull(self, remote: PurePosixPath, local: Path) -> None:
+        if not Path(remote).exists():
+            raise CaseError(f"{remote} was not produced on the device")
+        shutil.copyfile(Path(remote), local)
+
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
+        start = time.perf_counter()
+        if self._aborted:
+            raise CaseError("aborted")
+        proc = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self._workdir, start_new_session=True,  # Ctrl-C is the harness's to handle
+        )
+        self._running = proc
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise CaseError(f"timed out after {timeout_s:g} s; the runner was killed") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            self._running = None
+        if self._aborted:
+            raise CaseError("aborted")
+        return Completed(tuple(argv), proc.returncode, out, err, time.perf_counter() - start)
+
+    def abort(self) -> None:
+        self._aborted = True
+        proc = self._running
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+@hookimpl
+def edgebench_register_devices(register: Register) -> None:
+    register(LocalDevice)

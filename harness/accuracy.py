@@ -1,0 +1,249 @@
+"""Accuracy of what ran on the device: decode the YOLOv8 head, NMS, mAP, fidelity.
+
+The device returns raw outputs; everything here runs on the host. Decoding and NMS follow
+Ultralytics (``ultralytics.utils.nms.non_max_suppression``: candidates above ``conf``,
+multi-label, class-offset greedy NMS at ``iou``, at most ``max_det``); mAP comes from
+pycocotools' ``COCOeval`` (not computed here), so the numbers are the reference tool's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .datasets import Dataset
+from .preprocess import Letterbox
+from .records import Fidelity
+
+MAX_WH = 7680.0  # class offset for batched NMS, as Ultralytics
+
+
+@dataclass(frozen=True)
+class AccuracySettings:
+    conf: float = 0.001
+    """Score threshold for mAP (Ultralytics val uses 0.001)."""
+    iou: float = 0.7
+    max_det: int = 300
+    agreement_conf: float = 0.25
+    """Score threshold for detection-level agreement (a deployment threshold)."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image in original-image pixels."""
+
+    boxes: np.ndarray  # (n, 4) x1 y1 x2 y2
+    scores: np.ndarray  # (n,)
+    classes: np.ndarray  # (n,) int
+
+
+def head_problem(shape: Sequence[int], input_hw: tuple[int, int],
+                 n_classes: int | None = None) -> str | None:
+    """Why an output of ``shape`` is not a YOLOv8 detection head, or ``None`` if it is.
+
+    A YOLOv8 head gives (1, 4 + nc, A) with A anchors over strides 8, 16 and 32.
+    """
+    h, w = input_hw
+    anchors = sum((h // s) * (w // s) for s in (8, 16, 32))
+    if len(shape) != 3 or shape[0] != 1 or anchors not in (shape[1], shape[2]):
+        return (f"output shape {list(shape)} is not a YOLOv8 detection head "
+                f"(1, 4 + classes, {anchors}) for a {h}x{w} input")
+    channels = shape[1] if shape[2] == anchors else shape[2]
+    if channels <= 4:
+        return f"output shape {list(shape)} has no class scores"
+    if n_classes is not None and channels - 4 != n_classes:
+        return f"the model predicts {channels - 4} classes but the dataset has {n_classes}"
+    return None
+
+
+def canonical(output: np.ndarray, input_hw: tuple[int, int],
+              boxes_normalised: bool | None = None) -> np.ndarray:
+    """(4 + nc, A) with boxes in input pixels, whatever the layout the backend produced.
+
+    Handles (1, A, 4 + nc) (transposed) and boxes normalised to [0, 1] by the input size
+    (LiteRT exports). ``boxes_normalised=None`` detects the latter: every box centre
+    within [0, 1.5] cannot be a pixel coordinate of a real detection grid.
+    """
+    h, w = input_hw
+    anchors = sum((h // s) * (w // s) for s in (8, 16, 32))
+    out = np.asarray(output, dtype=np.float32)
+    out = out.reshape(out.shape[-2:]) if out.ndim == 3 else out
+    if out.shape[0] == anchors and out.shape[1] != anchors:
+        out = out.T
+    if boxes_normalised is None:
+        boxes_normalised = bool(np.abs(out[:2]).max(initial=0.0) <= 1.5)
+    if boxes_normalised:
+        out = out.copy()
+        out[[0, 2]] *= w
+        out[[1, 3]] *= h
+    return out
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression; indices kept, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        iw = (np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])).clip(0)
+        ih = (np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])).clip(0)
+        inter = iw * ih
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode(out: np.ndarray, box: Letterbox, *, conf: float, iou: float, max_det: int,
+           multi_label: bool = True) -> Detections:
+    """Canonical head output of one image -> detections in original-image pixels."""
+    scores_all = out[4:].T  # (A, nc)
+    xywh = out[:4].T
+    candidates = scores_all.max(axis=1) > conf
+    xywh, scores_all = xywh[candidates], scores_all[candidates]
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
+    if multi_label and scores_all.shape[1] > 1:
+        i, j = np.nonzero(scores_all > conf)
+        boxes, scores, classes = xyxy[i], scores_all[i, j], j
+    else:
+        classes = scores_all.argmax(axis=1)
+        scores = scores_all[np.arange(len(classes)), classes]
+        keep = scores > conf
+        boxes, scores, classes = xyxy[keep], scores[keep], classes[keep]
+    if len(scores) > 30000:
+        top = np.argsort(-scores, kind="stable")[:30000]
+        boxes, scores, classes = boxes[top], scores[top], classes[top]
+    kept = nms(boxes + classes[:, None] * MAX_WH, scores, iou)[:max_det]
+    boxes, scores, classes = boxes[kept], scores[kept], classes[kept]
+    # undo the letterbox, clip to the image
+    boxes = (boxes - [box.pad_left, box.pad_top, box.pad_left, box.pad_top]) / box.ratio
+    h, w = box.orig_hw
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    return Detections(boxes.astype(np.float64), scores.astype(np.float64),
+                      classes.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class MapResult:
+    map50_95: float
+    map50: float
+    per_class_map50_95: dict[str, float]
+    per_class_map50: dict[str, float]
+    detections: int
+
+
+def coco_map(dataset: Dataset, detections: Sequence[Detections]) -> MapResult:
+    """mAP50-95 and mAP50 (and per class) with pycocotools' COCOeval."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    results: list[dict[str, object]] = []
+    for image_id, (image, det) in enumerate(zip(dataset.images, detections), 1):
+        images.append({"id": image_id, "width": image.width, "height": image.height,
+                       "file_name": image.path.name})
+        assert image.truth is not None
+        for (x1, y1, x2, y2), cls in zip(image.truth.boxes, image.truth.classes):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": cls + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+        for (x1, y1, x2, y2), score, cls in zip(det.boxes, det.scores, det.classes):
+            results.append({"image_id": image_id, "category_id": int(cls) + 1,
+                            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                            "score": float(score)})
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(dataset.class_names)]
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        if not results:
+            return MapResult(0.0, 0.0, {n: 0.0 for n in dataset.class_names},
+                             {n: 0.0 for n in dataset.class_names}, 0)
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.params.maxDets = [1, 10, 300]  # YOLO keeps up to 300 per image, as Ultralytics
+        ev.evaluate()
+        ev.accumulate()
+    # precision[T, R, K, A, M]: IoU thresholds, recall points, classes, areas (0 = all),
+    # max detections (-1 = 300). The averages are summarize()'s, which would use 100.
+    precision = ev.eval["precision"]
+
+    def per_class(t_slice: slice | int) -> dict[str, float]:
+        out = {}
+        for k, name in enumerate(dataset.class_names):
+            p = precision[t_slice, :, k, 0, -1]
+            p = p[p > -1]
+            out[name] = float(p.mean()) if p.size else 0.0
+        return out
+
+    def mean(p: np.ndarray) -> float:
+        valid = p[p > -1]
+        return float(valid.mean()) if valid.size else 0.0
+
+    return MapResult(mean(precision[:, :, :, 0, -1]), mean(precision[0, :, :, 0, -1]),
+                     per_class(slice(None)), per_class(0), len(results))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (n, 4) and (m, 4) xyxy boxes."""
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (br - tl).clip(0).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
+
+
+def detection_agreement(reference: Sequence[Detections], candidate: Sequence[Detections],
+                        iou: float = 0.5) -> tuple[float | None, int]:
+    """Share of reference boxes matched (IoU >= ``iou``, same class, one-to-one, greedy by
+    reference score) by a candidate box; and the number of reference boxes."""
+    total = matched = 0
+    for ref, cand in zip(reference, candidate):
+        total += len(ref.scores)
+        if not len(ref.scores) or not len(cand.scores):
+            continue
+        ious = box_iou(ref.boxes, cand.boxes)
+        ious[ref.classes[:, None] != cand.classes[None, :]] = 0.0
+        used = np.zeros(len(cand.scores), dtype=bool)
+        for r in np.argsort(-ref.scores, kind="stable"):
+            row = np.where(used, 0.0, ious[r])
+            best = int(row.argmax())
+            if row[best] >= iou:
+                used[best] = True
+                matched += 1
+    return (matched / total if total else None), total
+
+
+def output_fidelity(reference_name: str, reference: Sequence[np.ndarray],
+                    candidate: Sequence[np.ndarray], ref_dets: Sequence[Detections],
+                    cand_dets: Sequence[Detections], *, head: bool) -> Fidelity:
+    """Raw-output differences (boxes and scores apart for a detection head) and agreement."""
+    ref = np.concatenate([np.ravel(r) for r in reference])
+    cand = np.concatenate([np.ravel(c) for c in candidate])
+    if ref.shape != cand.shape:
+        raise ValueError(f"outputs have {cand.size} values, the reference {ref.size}")
+    diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+    box_max = box_mean = score_max = score_mean = None
+    if head:
+        box_d = np.concatenate([np.abs(r[:4] - c[:4]).ravel()
+                                for r, c in zip(reference, candidate)])
+        score_d = np.concatenate([np.abs(r[4:] - c[4:]).ravel()
+                                  for r, c in zip(reference, candidate)])
+        box_max, box_mean = float(box_d.max()), float(box_d.mean())
+        score_max, score_mean = float(score_d.max()), float(score_d.mean())
+    agreement, n_ref = detection_agreement(ref_dets, cand_dets) if head else (None, 0)
+    return Fidelity(reference=reference_name, max_abs=float(diff.max()),
+                    mean_abs=float(diff.mean()), box_max_abs_px=box_max,
+                    box_mean_abs_px=box_mean, score_max_abs=score_max,
+                    score_mean_abs=score_mean, detection_agreement=agreement,
+                    reference_detections=n_ref)

@@ -1,0 +1,375 @@
+"""Device-side code shared by every runner: the probe, the timing loop, memory readings.
+
+This file is copied to the device next to a backend's runner script and must stay
+self-contained: the standard library and numpy only (numpy only inside the runner path),
+Python 3.8+. The harness runs it on the device in its own process (and imports
+only :func:`probe` for the host's own fingerprint):
+
+    python3 edgebench_agent.py probe --module onnxruntime --module numpy
+    python3 <backend>_runner.py --request request.json --out result.json
+
+A runner script defines two functions and hands them to :func:`main`:
+
+    def import_runtime(request): ...          # import the runtime, return it
+    def load(runtime, request, inputs): ...   # load the model, return a Loaded
+
+The result JSON (``--out``) is written atomically; on failure it carries
+``{"error": {"phase": ..., "message": ...}}`` and the process exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import glob
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+AGENT_PROTOCOL = 1
+
+_INTERESTING_FLAGS = (
+    "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8",
+    "f16c", "sse4_2", "neon", "asimd", "asimdhp", "asimddp", "fphp", "sve", "sve2", "i8mm",
+    "bf16",
+)
+
+
+# ----------------------------------------------------------------------------- readings
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _status_kb(field: str) -> Optional[int]:
+    text = _read("/proc/self/status")
+    if text is None:
+        return None
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def rss_bytes() -> Optional[int]:
+    """Current resident set size, or None where /proc is absent."""
+    return _status_kb("VmRSS")
+
+
+def peak_rss_bytes() -> Optional[int]:
+    """High-water mark of the resident set (VmHWM), falling back to getrusage."""
+    hwm = _status_kb("VmHWM")
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def temperature_c() -> Optional[float]:
+    """Hottest thermal zone in degrees Celsius, or None when none is readable."""
+    temps: List[float] = []
+    for path in glob.glob("/sys/class/thermal/thermal_zone*/temp"):
+        text = _read(path)
+        try:
+            value = int(text.strip()) / 1000.0 if text else None
+        except ValueError:
+            value = None
+        if value is not None and -40.0 < value < 150.0:
+            temps.append(value)
+    return max(temps) if temps else None
+
+
+def _cpuinfo() -> Tuple[Optional[str], Optional[float], List[str]]:
+    text = _read("/proc/cpuinfo") or ""
+    names: Dict[str, str] = {}
+    mhz: List[float] = []
+    flags = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        value = value.strip()
+        if key in ("model name", "hardware", "model", "cpu model") and value:
+            names.setdefault(key, value)
+        elif key == "cpu mhz":
+            try:
+                mhz.append(float(value))
+            except ValueError:
+                pass
+        elif key in ("flags", "features"):
+            flags.update(value.split())
+    max_freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    cpu_max_mhz = None
+    if max_freq and max_freq.strip().isdigit():
+        cpu_max_mhz = int(max_freq.strip()) / 1000.0
+    elif mhz:
+        cpu_max_mhz = max(mhz)
+    # "model name" on x86, "Model" (the board) / "Hardware" on ARM; x86's "model" is a number.
+    model = names.get("model name") or names.get("cpu model")
+    board = names.get("model") if not names.get("model", "").isdigit() else None
+    if board and model:
+        model = "%s (%s)" % (board, model)
+    model = model or board or names.get("hardware") or platform.processor() or None
+    return model, cpu_max_mhz, sorted(f for f in flags if f in _INTERESTING_FLAGS)
+
+
+def _os_name() -> str:
+    text = _read("/etc/os-release") or ""
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return "%s (%s %s)" % (line.split("=", 1)[1].strip('"'), platform.system(),
+                                   platform.release())
+    return platform.platform()
+
+
+def _ram_bytes() -> Optional[int]:
+    text = _read("/proc/meminfo") or ""
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _module_version(name: str) -> Optional[str]:
+    try:
+        module = __import__(name)
+    except Exception:
+        return None
+    version = getattr(module, "__version__", None)
+    if version is None:
+        try:
+            from importlib import metadata
+
+            version = metadata.version(name.replace("_", "-"))
+        except Exception:
+            version = "unknown"
+    return str(version)
+
+
+def probe(modules: Sequence[str]) -> Dict[str, Any]:
+    """The device fingerprint as a dict of DeviceInfo fields (uri is added by the host)."""
+    cpu_model, cpu_max_mhz, flags = _cpuinfo()
+    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    runtimes: Dict[str, str] = {}
+    for name in modules:
+        version = _module_version(name)
+        if version is not None:
+            runtimes[name] = version
+    return {
+        "hostname": socket.gethostname() or None,
+        "arch": platform.machine(),
+        "os": _os_name(),
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "ram_bytes": _ram_bytes(),
+        "python": platform.python_version(),
+        "governor": governor.strip() if governor else None,
+        "temperature_c": temperature_c(),
+        "cpu_max_mhz": cpu_max_mhz,
+        "cpu_flags": flags,
+        "runtimes": runtimes,
+    }
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Loaded:
+    """What a runner's ``load`` returns.
+
+    ``infer()`` runs the model on the request's timing input (bound once, so the timed loop
+    measures inference only); ``predict(array)`` runs it on another input tensor and returns
+    its outputs as numpy arrays (the accuracy pass). ``runtime`` is (name, version).
+    """
+
+    def __init__(self, infer: Callable[[], Any], runtime: Tuple[str, str],
+                 threads: Optional[int] = None, providers: Sequence[str] = (),
+                 details: Optional[Dict[str, Any]] = None,
+                 predict: Optional[Callable[[Any], Sequence[Any]]] = None) -> None:
+        self.infer = infer
+        self.predict = predict
+        self.runtime = runtime
+        self.threads = threads
+        self.providers = list(providers)
+        self.details = dict(details or {})
+
+
+class RunnerFailure(Exception):
+    """A failure with a phase, reported to the host as one sentence."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        Exception.__init__(self, message)
+        self.phase = phase
+        self.message = message
+
+
+def load_inputs(path: str) -> Dict[str, Any]:
+    """The input tensors saved by the host with numpy.savez, as {name: array}."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _timed_loop(infer: Callable[[], Any], min_iterations: int, min_duration_s: float,
+                delay_s: float) -> List[int]:
+    perf = time.perf_counter_ns
+    samples: List[int] = []
+    append = samples.append
+    deadline = perf() + int(min_duration_s * 1e9)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while len(samples) < min_iterations or perf() < deadline:
+            t0 = perf()
+            infer()
+            if delay_s:
+                time.sleep(delay_s)
+            append(perf() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def _describe_outputs(outputs: Any) -> List[Dict[str, Any]]:
+    import numpy as np
+
+    described: List[Dict[str, Any]] = []
+    for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+        arr = np.asarray(out)
+        described.append({
+            "shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "finite": bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True,
+        })
+    return described
+
+
+def _accuracy_pass(loaded: Loaded, inputs_path: str, out_path: str) -> Dict[str, Any]:
+    """Run every tensor of ``inputs_path`` (keys in order) and save the outputs, untimed."""
+    import numpy as np
+
+    assert loaded.predict is not None
+    inputs = load_inputs(inputs_path)
+    outputs: Dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for key in sorted(inputs, key=lambda k: int(k)):
+        for j, out in enumerate(loaded.predict(inputs[key])):
+            outputs["%s_%d" % (key, j)] = np.asarray(out)
+    seconds = time.perf_counter() - t0
+    tmp = "%s.tmp.%d.npz" % (out_path, os.getpid())
+    np.savez(tmp, **outputs)
+    os.replace(tmp, out_path)
+    return {"images": len(inputs), "seconds": seconds}
+
+
+def measure(import_runtime: Callable[[Dict[str, Any]], Any],
+            load: Callable[[Any, Dict[str, Any], Dict[str, Any]], Loaded],
+            request: Dict[str, Any]) -> Dict[str, Any]:
+    """Run the whole measurement for one request; return the result dict."""
+    result: Dict[str, Any] = {"protocol": AGENT_PROTOCOL, "rss_baseline_bytes": rss_bytes()}
+    phase = "import"
+    try:
+        runtime = import_runtime(request)
+        phase = "inputs"
+        inputs = load_inputs(request["inputs"])
+        result["rss_before_load_bytes"] = rss_bytes()
+        phase = "load"
+        t0 = time.perf_counter_ns()
+        loaded = load(runtime, request, inputs)
+        result["init_ns"] = time.perf_counter_ns() - t0
+        result["rss_after_load_bytes"] = rss_bytes()
+        result["runtime"] = {
+            "name": loaded.runtime[0],
+            "version": loaded.runtime[1],
+            "threads": loaded.threads,
+            "providers": loaded.providers,
+            "details": {k: str(v) for k, v in loaded.details.items()},
+        }
+        phase = "first inference"
+        t0 = time.perf_counter_ns()
+        outputs = loaded.infer()
+        result["first_inference_ns"] = time.perf_counter_ns() - t0
+        result["outputs"] = _describe_outputs(outputs)
+        delay_s = float(request.get("test_delay_s", 0.0))
+        phase = "warm-up"
+        warmup = _timed_loop(loaded.infer, int(request.get("warmup_iterations", 0)),
+                             float(request.get("warmup_s", 0.0)), delay_s)
+        phase = "timed loop"
+        samples = _timed_loop(loaded.infer, max(1, int(request.get("iterations", 1))),
+                              float(request.get("min_duration_s", 0.0)), delay_s)
+        result["warmup_ns"] = warmup
+        result["samples_ns"] = samples
+        result["peak_rss_bytes"] = peak_rss_bytes()
+        accuracy = request.get("accuracy")
+        if accuracy and loaded.predict is None:
+            result["accuracy"] = {"skipped": "the runner gives no outputs for other inputs "
+                                             "(its Loaded has no predict)"}
+        elif accuracy:
+            phase = "accuracy pass"
+            result["accuracy"] = _accuracy_pass(loaded, accuracy["inputs"], accuracy["out"])
+    except RunnerFailure as exc:
+        result["error"] = {"phase": exc.phase, "message": exc.message}
+    except MemoryError:
+        result["error"] = {"phase": phase, "message": "out of memory"}
+    except Exception as exc:
+        message = ("%s: %s" % (type(exc).__name__, exc)).strip().splitlines()
+        result["error"] = {
+            "phase": phase,
+            "message": message[0][:500] if message else type(exc).__name__,
+            "traceback": traceback.format_exc()[-4000:],
+        }
+    return result
+
+
+def main(import_runtime: Callable[[Dict[str, Any]], Any],
+         load: Callable[[Any, Dict[str, Any], Dict[str, Any]], Loaded],
+         argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of a runner script."""
+    parser = argparse.ArgumentParser(description="edgebench device-side runner")
+    parser.add_argument("--request", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    with open(args.request) as f:
+        request = json.load(f)
+    result = measure(import_runtime, load, request)
+    write_json_atomic(args.out, result)
+    return 1 if "error" in result else 0
+
+
+def _cli(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="edgebench device agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("probe", help="print the device fingerprint as JSON")
+    p.add_argument("--module", action="append", default=[])
+    sub.add_parser("temperature", help="print the hottest thermal zone as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "probe":
+        print(json.dumps({"protocol": AGENT_PROTOCOL, "probe": probe(args.module)}))
+    else:
+        print(json.dumps({"temperature_c": temperature_c()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

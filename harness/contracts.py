@@ -1,0 +1,162 @@
+"""What a backend, device or reporter plugin provides. Structural: no base class needed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from .records import (
+    Artifact,
+    DeviceInfo,
+    LatencyStats,
+    MemoryStats,
+    RunReport,
+    RunSettings,
+    RuntimeInfo,
+)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Result of a command run on a device."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A runtime that executes a model format on a device.
+
+    The host side (this class) prepares the artifact; the device side is a self-contained
+    script, :meth:`runner`, that needs only the standard library, numpy and the runtime.
+    """
+
+    name: ClassVar[str]
+    """Unique name, used on the command line (``--backend onnxruntime``)."""
+    formats: ClassVar[tuple[str, ...]]
+    """Model formats the runner loads, e.g. ``("onnx",)``."""
+    runtime_modules: ClassVar[tuple[str, ...]]
+    """Importable modules, any one of which the runner needs on the device."""
+    install_hint: ClassVar[str]
+    """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
+
+    def export(self, source: Artifact, workdir: Path, *, imgsz: int | None) -> Artifact:
+        """Produce this backend's format from ``source`` into ``workdir``.
+
+        Return ``source`` itself when it is already in a runnable format. Raise
+        :class:`edgebench.errors.UserError` when the format cannot be made from it.
+        """
+        ...
+
+    def runner(self) -> Path:
+        """The device-side script; it may import ``edgebench_agent`` (the shared runner code)."""
+        ...
+
+    def runner_options(self, settings: RunSettings) -> Mapping[str, Any]:
+        """Backend-specific options passed to the runner in its request."""
+        ...
+
+    def unsupported_reason(self, info: DeviceInfo) -> str | None:
+        """Why this backend cannot run on a device with this fingerprint, or ``None``."""
+        ...
+
+
+@runtime_checkable
+class Device(Protocol):
+    """A place to run cases: the local host, a board over SSH, a phone over ADB.
+
+    Used as a context manager: entering connects and creates a private work dir;
+    leaving removes it and disconnects.
+
+    Optional extras the core uses when a device class has them (see ``devices/ssh.py``):
+    ``check_uri(uri)`` (classmethod: validate the URI before the run, raise ``UserError``),
+    ``accept_new_host_key(uri) -> str`` (classmethod: ``edgebench devices
+    --accept-new-host-keys``), ``agent() -> DeviceAgent`` (its own fingerprinting, e.g. with
+    the shell on a phone without Python), ``native_runner(backend) -> NativeRunner | None``
+    and ``throttling() -> str | None`` (why the CPU is held back now).
+    """
+
+    scheme: ClassVar[str]
+    """URI scheme this class handles: ``local``, ``ssh``, ``adb``."""
+    uri: str
+    python: str
+    """The interpreter on the device that runs the device-side scripts (``""``: none)."""
+    workdir: PurePosixPath
+    """Private per-run directory on the device (valid while entered)."""
+
+    def __enter__(self) -> Device: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def push(self, local: Path, remote: PurePosixPath) -> None:
+        """Copy a file from the host to the device."""
+        ...
+
+    def pull(self, remote: PurePosixPath, local: Path) -> None:
+        """Copy a file from the device to the host."""
+        ...
+
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
+        """Run a command (an argument list, never a shell string) on the device."""
+        ...
+
+    def abort(self) -> None:
+        """Kill whatever :meth:`run` is running now; called from another thread on Ctrl-C.
+
+        The interrupted :meth:`run` raises :class:`edgebench.errors.CaseError`.
+        """
+        ...
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Turns a report into one file in the output directory."""
+
+    name: ClassVar[str]
+    filename: ClassVar[str]
+
+    def render(self, report: RunReport) -> str:
+        """The file's content."""
+        ...
+
+
+@dataclass(frozen=True)
+class NativeMeasurement:
+    """What a native benchmark binary measured, already as the report's records."""
+
+    latency: LatencyStats
+    runtime: RuntimeInfo
+    memory: MemoryStats | None = None
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class NativeRunner(Protocol):
+    """A benchmark binary for the device's ABI (``benchmark_model``, ``benchncnn``,
+    ``onnxruntime_perf_test``) used instead of a backend's Python runner, where there is no
+    Python (phones). It pushes itself and the model, runs with the case's settings and
+    parses the tool's output."""
+
+    tool: str
+    backend: str
+
+    def measure(self, device: Device, artifact: Artifact, inputs: Path, settings: RunSettings,
+                info: DeviceInfo) -> NativeMeasurement:
+        """Measure one case; raise :class:`edgebench.errors.CaseError` on failure."""
+        ...
+
+    def version_label(self) -> str:
+        """What to list as the runtime's version in the device fingerprint."""
+        ...

@@ -1,0 +1,162 @@
+"""The accuracy batch (preprocessed once per dataset and input size) and its evaluation."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .accuracy import (
+    AccuracySettings,
+    Detections,
+    canonical,
+    coco_map,
+    decode,
+    head_problem,
+    output_fidelity,
+)
+from .datasets import Dataset
+from .preprocess import Letterbox, image_tensor
+from .records import Accuracy, Status
+
+
+@dataclass(frozen=True)
+class AccuracyBatch:
+    """The dataset's images letterboxed to one input size, as pushed to devices."""
+
+    dataset: Dataset
+    input_name: str
+    input_hw: tuple[int, int]
+    tensors: Path
+    """``.npz`` with keys ``"0" .. "N-1"``, each (1, 3, H, W) float32."""
+    timing_input: Path
+    """``.npz`` with the first image under the model's input name: the timed loop's input."""
+    letterboxes: tuple[Letterbox, ...]
+
+
+def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
+                  cache_dir: Path) -> AccuracyBatch:
+    """Preprocess every image once per (dataset content, input size); cached on disk."""
+    key = f"{dataset.fingerprint()}-{input_hw[0]}x{input_hw[1]}"
+    folder = cache_dir / "tensors" / key
+    tensors, meta = folder / "batch.npz", folder / "letterbox.json"
+    timing = folder / f"timing-{input_name}.npz"
+    if not (tensors.exists() and meta.exists()):
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays, boxes = {}, []
+        for i, image in enumerate(dataset.images):
+            arrays[str(i)], box = image_tensor(image.path, input_hw)
+            boxes.append(box)
+        tmp = folder / f".batch-{time.time_ns()}.npz"
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
+        tmp.replace(tensors)
+        meta.write_text(json.dumps([[b.ratio, b.pad_left, b.pad_top, *b.orig_hw]
+                                    for b in boxes]))
+    letterboxes = tuple(Letterbox(ratio=r, pad_left=int(x), pad_top=int(y),
+                                  orig_hw=(int(h), int(w)))
+                        for r, x, y, h, w in json.loads(meta.read_text()))
+    if not timing.exists():
+        with np.load(tensors) as data:
+            first = data["0"]
+        tmp = folder / f".timing-{time.time_ns()}.npz"
+        np.savez(tmp, **{input_name: first})  # type: ignore[arg-type]
+        tmp.replace(timing)
+    return AccuracyBatch(dataset, input_name, input_hw, tensors, timing, letterboxes)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The float reference's outputs on a batch, decoded once."""
+
+    name: str
+    outputs: list[np.ndarray]  # canonical head outputs (or raw first outputs), per image
+    detections: list[Detections] | None
+
+
+def canonical_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
+                      boxes_normalised: bool | None) -> tuple[list[np.ndarray], str | None]:
+    """Per image, the head output in canonical layout; or the raw outputs and why not."""
+    first = outputs[0]
+    problem = (f"the model has {len(first)} outputs; a YOLOv8 detection head has one"
+               if len(first) != 1 else head_problem(first[0].shape, batch.input_hw))
+    if problem:
+        return [np.concatenate([np.ravel(o) for o in per]) for per in outputs], problem
+    return [canonical(per[0], batch.input_hw, boxes_normalised) for per in outputs], None
+
+
+def make_reference(name: str, batch: AccuracyBatch, outputs: list[list[np.ndarray]],
+                   settings: AccuracySettings) -> Reference:
+    canon, problem = canonical_outputs(batch, outputs, None)
+    detections = None if problem else [
+        decode(o, lb, conf=settings.agreement_conf, iou=settings.iou, max_det=settings.max_det)
+        for o, lb in zip(canon, batch.letterboxes)]
+    return Reference(name, canon, detections)
+
+
+def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
+             settings: AccuracySettings, *, reference: Reference | None,
+             reference_problem: str | None = None,
+             boxes_normalised: bool | None = None) -> Accuracy:
+    """mAP (labelled data) and fidelity (when a reference exists) of a case's outputs."""
+    t0 = time.perf_counter()
+    dataset = batch.dataset
+    base = Accuracy(status=Status.SKIPPED, reason=None, dataset=dataset.name,
+                    images=len(dataset.images), labelled=dataset.labelled,
+                    conf=settings.conf, iou=settings.iou, library=_library())
+    canon, problem = canonical_outputs(batch, outputs, boxes_normalised)
+    if not all(np.isfinite(o).all() for o in canon):
+        return _replace(base, status=Status.FAILED,
+                        reason="the outputs of the accuracy pass hold NaN or infinity")
+    fidelity = None
+    if reference is not None:
+        fidelity_dets: list[Detections] = []
+        if problem is None:
+            fidelity_dets = [decode(o, lb, conf=settings.agreement_conf, iou=settings.iou,
+                                    max_det=settings.max_det)
+                             for o, lb in zip(canon, batch.letterboxes)]
+        try:
+            fidelity = output_fidelity(reference.name, reference.outputs, canon,
+                                       reference.detections or [], fidelity_dets,
+                                       head=problem is None and reference.detections is not None)
+        except ValueError as exc:
+            problem = problem or f"outputs differ in shape from the reference: {exc}"
+    if problem:
+        return _replace(base, reason=f"{problem}; latency is still reported",
+                        fidelity=fidelity, host_seconds=time.perf_counter() - t0)
+    if dataset.labelled:
+        nc = canon[0].shape[0] - 4
+        if nc != len(dataset.class_names):
+            return _replace(base, status=Status.FAILED,
+                            reason=f"the model predicts {nc} classes but the dataset has "
+                                   f"{len(dataset.class_names)}", fidelity=fidelity)
+        detections = [decode(o, lb, conf=settings.conf, iou=settings.iou,
+                             max_det=settings.max_det)
+                      for o, lb in zip(canon, batch.letterboxes)]
+        result = coco_map(dataset, detections)
+        return _replace(base, status=Status.OK, map50_95=result.map50_95, map50=result.map50,
+                        per_class_map50_95=result.per_class_map50_95,
+                        per_class_map50=result.per_class_map50, detections=result.detections,
+                        fidelity=fidelity, host_seconds=time.perf_counter() - t0)
+    reason = "unlabelled images: fidelity to the reference only, no mAP"
+    if fidelity is None:
+        reason += f" (and no reference: {reference_problem or 'none available'})"
+    return _replace(base, status=Status.OK, reason=reason, fidelity=fidelity,
+                    host_seconds=time.perf_counter() - t0)
+
+
+def _replace(acc: Accuracy, **changes: object) -> Accuracy:
+    import dataclasses
+
+    return dataclasses.replace(acc, **changes)  # type: ignore[arg-type]
+
+
+def _library() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pycocotools {version('pycocotools')}"
+    except PackageNotFoundError:
+        return "pycocotools"

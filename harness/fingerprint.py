@@ -1,0 +1,62 @@
+"""Fingerprinting a device by running the agent's probe on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pluggy
+
+from .contracts import Device
+from .errors import CaseError
+from .records import DeviceInfo, from_json_dict
+
+AGENT_SCRIPT = Path(__file__).parent / "agent" / "edgebench_agent.py"
+AGENT_NAME = "edgebench_agent.py"
+
+
+class DeviceAgent:
+    """The agent script on one entered device: pushed once, then probed as needed."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self._remote: PurePosixPath | None = None
+
+    @property
+    def path(self) -> PurePosixPath:
+        """The agent's path on the device (pushed on first use)."""
+        if self._remote is None:
+            remote = self.device.workdir / AGENT_NAME
+            self.device.push(AGENT_SCRIPT, remote)
+            self._remote = remote
+        return self._remote
+
+    def probe(self, modules: tuple[str, ...], pm: pluggy.PluginManager | None = None
+              ) -> DeviceInfo:
+        """The device fingerprint, with versions of ``modules`` (absent ones left out)."""
+        argv = [self.device.python, str(self.path), "probe"]
+        for module in modules:
+            argv += ["--module", module]
+        done = self.device.run(argv, timeout_s=120)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise CaseError(f"the device probe failed on {self.device.uri} with "
+                            f"{self.device.python}: {tail[0]}")
+        fields: dict[str, Any] = json.loads(done.stdout)["probe"]
+        fields["uri"] = self.device.uri
+        if pm is not None:
+            pm.hook.edgebench_device_info(device=self.device, info=fields)
+        known = {f.name for f in dataclasses.fields(DeviceInfo)}
+        return from_json_dict(DeviceInfo, {k: v for k, v in fields.items() if k in known})
+
+    def temperature(self) -> float | None:
+        """The device's hottest thermal zone now, or ``None``."""
+        try:
+            done = self.device.run([self.device.python, str(self.path), "temperature"],
+                                   timeout_s=30)
+            value = json.loads(done.stdout).get("temperature_c")
+        except (CaseError, ValueError, OSError):
+            return None
+        return float(value) if value is not None else None

@@ -1,0 +1,338 @@
+"""The records a run produces: frozen dataclasses, serialised to one versioned JSON report.
+
+Every record is immutable. ``to_json_dict`` / ``from_json_dict`` convert any of them to and
+from plain JSON values, driven by the type hints, so adding a field is one line here (and a
+regenerated schema, see :mod:`edgebench.schema`).
+
+``SCHEMA_VERSION`` is the version of the report format, independent of the tool version.
+Bump it whenever a field is renamed, removed or changes meaning, and add an ``upgrade_to_N``
+function in :mod:`edgebench.reports.json_report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+SCHEMA_VERSION = 2
+
+
+class Status(str, enum.Enum):
+    """Outcome of one case."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class RunState(str, enum.Enum):
+    """Whether the run that wrote a report finished."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Fingerprint of the machine a case ran on. ``None`` means "could not be read there"."""
+
+    uri: str
+    hostname: str | None
+    arch: str
+    os: str
+    cpu_model: str | None
+    cores: int | None
+    ram_bytes: int | None
+    python: str | None
+    governor: str | None
+    temperature_c: float | None
+    cpu_max_mhz: float | None = None
+    cpu_flags: tuple[str, ...] = ()
+    runtimes: Mapping[str, str] = field(default_factory=dict)
+
+    def peak_gflops_estimate(self) -> float | None:
+        """Rough fp32 peak of the CPU: cores x clock x FLOPs per cycle from its SIMD width.
+
+        Returns ``None`` when the clock or core count cannot be read.
+        """
+        if not self.cores or not self.cpu_max_mhz:
+            return None
+        flags = set(self.cpu_flags)
+        if "avx512f" in flags:
+            per_cycle = 64.0  # 2 FMA units x 16 lanes x 2
+        elif "avx2" in flags and "fma" in flags:
+            per_cycle = 32.0
+        elif "avx" in flags:
+            per_cycle = 16.0
+        elif {"asimd", "neon"} & flags or self.arch in ("aarch64", "arm64"):
+            per_cycle = 16.0  # 2 x 128-bit FMA pipes on Cortex-A7x
+        else:
+            per_cycle = 8.0
+        return self.cores * self.cpu_max_mhz * 1e-3 * per_cycle
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model file in one format, identified by the hash of its content."""
+
+    path: str
+    format: str
+    sha256: str
+    size_bytes: int
+    input_name: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    gflops: float | None = None
+    source_sha256: str | None = None
+    pipeline: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a case is measured on the device."""
+
+    warmup_iterations: int = 10
+    warmup_s: float = 0.0
+    iterations: int = 100
+    min_duration_s: float = 0.0
+    threads: int | None = None
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of the matrix: a model artifact on a backend on a device with settings."""
+
+    id: str
+    model: str
+    backend: str
+    device: str
+    settings: RunSettings
+    pipeline: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one case. Raw samples are kept; every number is derived by ``stats.py``."""
+
+    samples_ns: tuple[int, ...]
+    warmup_ns: tuple[int, ...]
+    init_ns: int
+    first_inference_ns: int
+    n: int
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    max_ms: float
+    median_ci95_ms: tuple[float, float]
+    throughput_ips: float
+    gflops_per_s: float | None = None
+    peak_share: float | None = None
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Resident memory of the runner process in bytes, read from ``/proc/self/status``.
+
+    ``rss_baseline`` is before the runtime is imported, ``rss_before_load`` after the import
+    and before the model is loaded, ``rss_after_load`` right after loading, ``peak_rss`` the
+    high-water mark (VmHWM) at the end of the run. ``None`` where the device cannot tell.
+    """
+
+    rss_baseline_bytes: int | None
+    rss_before_load_bytes: int | None
+    rss_after_load_bytes: int | None
+    load_delta_bytes: int | None
+    peak_rss_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Agreement of a case's raw outputs with the float reference, on the same inputs.
+
+    For a detection head, boxes (input pixels) and class scores are compared apart, and
+    ``detection_agreement`` is the share of the reference's detections (at the agreement
+    threshold) matched at IoU >= 0.5 with the same class.
+    """
+
+    reference: str
+    max_abs: float
+    mean_abs: float
+    box_max_abs_px: float | None = None
+    box_mean_abs_px: float | None = None
+    score_max_abs: float | None = None
+    score_mean_abs: float | None = None
+    detection_agreement: float | None = None
+    reference_detections: int = 0
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """mAP of the outputs the device produced, and their fidelity to the float reference.
+
+    ``status`` is ``skipped`` (with the reason) when the model is not a YOLOv8 detection
+    head; mAP is ``None`` on unlabelled data, where only fidelity is measured.
+    """
+
+    status: Status
+    reason: str | None
+    dataset: str
+    images: int
+    labelled: bool
+    map50_95: float | None = None
+    map50: float | None = None
+    per_class_map50_95: Mapping[str, float] = field(default_factory=dict)
+    per_class_map50: Mapping[str, float] = field(default_factory=dict)
+    detections: int | None = None
+    conf: float = 0.001
+    iou: float = 0.7
+    library: str = ""
+    fidelity: Fidelity | None = None
+    host_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What the device-side runner reported about the runtime it used."""
+
+    name: str
+    version: str
+    threads: int | None
+    providers: tuple[str, ...] = ()
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Everything measured for one case, or why it was not measured."""
+
+    case: Case
+    status: Status
+    reason: str | None = None
+    device: DeviceInfo | None = None
+    temperature_after_c: float | None = None
+    artifact: Artifact | None = None
+    runtime: RuntimeInfo | None = None
+    latency: LatencyStats | None = None
+    memory: MemoryStats | None = None
+    accuracy: Accuracy | None = None
+    started_at: str | None = None
+    wall_s: float | None = None
+    notes: tuple[str, ...] = ()
+    """Facts that qualify the numbers: "started hot (72 °C)", "throttled", "retried 1x"."""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One run: the matrix it ran and one result per case."""
+
+    schema_version: int
+    tool_version: str
+    run_id: str
+    created_at: str
+    state: RunState
+    host: DeviceInfo
+    argv: tuple[str, ...]
+    cases: tuple[CaseResult, ...] = ()
+    finished_at: str | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    def with_case(self, result: CaseResult) -> RunReport:
+        """A copy with ``result`` appended (or replacing the result with the same case id)."""
+        kept = tuple(c for c in self.cases if c.case.id != result.case.id)
+        return dataclasses.replace(self, cases=(*kept, result))
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON conversion driven by type hints.
+
+T = TypeVar("T")
+
+
+def to_json_dict(record: Any) -> Any:
+    """Convert a record (or any nesting of records, enums, tuples, mappings) to JSON values."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: to_json_dict(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, enum.Enum):
+        return record.value
+    if isinstance(record, (tuple, list)):
+        return [to_json_dict(v) for v in record]
+    if isinstance(record, Mapping):
+        return {str(k): to_json_dict(v) for k, v in record.items()}
+    return record
+
+
+def from_json_dict(cls: type[T], data: Any) -> T:
+    """Build ``cls`` from JSON values produced by :func:`to_json_dict`.
+
+    Raises ``ValueError`` naming the first field that does not fit.
+    """
+    return typing.cast(T, _convert(cls, data, cls.__name__))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except (ValueError, TypeError) as exc:
+                errors.append(str(exc))
+        if len(errors) == 1:
+            raise ValueError(errors[0])
+        raise ValueError(f"{where}: {str(value)[:80]} fits none of {tp} ({errors[0]})")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _convert(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where}: missing field {f.name!r}")
+        return typing.cast(Any, tp)(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (Mapping, dict) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        args = typing.get_args(tp) or (str, Any)
+        return {str(k): _convert(args[1], v, f"{where}[{k!r}]") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported type {tp!r}")

@@ -1,0 +1,99 @@
+"""``report.md``: a table for terminals and pull-request comments."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..hookspecs import Register, hookimpl
+from ..records import CaseResult, RunReport, Status
+
+MIB = 1024 * 1024
+
+
+def _mib(value: int | None) -> str:
+    return f"{value / MIB:.1f}" if value is not None else "–"
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "–"
+
+
+def result_row(r: CaseResult) -> str:
+    lat, mem, art = r.latency, r.memory, r.artifact
+    pipeline = "+".join(r.case.pipeline) or "fp32"
+    threads = r.case.settings.threads or "auto"
+    cells = [r.case.model, pipeline, r.case.backend, r.case.device, str(threads), r.status.value]
+    if lat is not None:
+        lo, hi = lat.median_ci95_ms
+        cells += [_ms(lat.p50_ms), f"{lo:.2f}–{hi:.2f}", _ms(lat.p90_ms), _ms(lat.p99_ms),
+                  f"{lat.throughput_ips:.1f}", str(lat.n)]
+    else:
+        cells += ["–"] * 6
+    cells += [_mib(mem.peak_rss_bytes if mem else None),
+              _mib(mem.load_delta_bytes if mem else None),
+              _mib(art.size_bytes if art else None)]
+    acc = r.accuracy
+    fid = acc.fidelity if acc else None
+    cells += [_score(acc.map50_95 if acc else None), _score(acc.map50 if acc else None),
+              _score(fid.detection_agreement if fid else None),
+              f"{fid.max_abs:.1e}" if fid else "–"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _score(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "–"
+
+
+HEADER = (
+    "| model | pipeline | backend | device | threads | status | p50 ms | median 95% CI | "
+    "p90 ms | p99 ms | inf/s | n | peak RSS MiB | load Δ MiB | size MiB | mAP50-95 | mAP50 | "
+    "agreement | max abs diff |\n"
+    "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def render_markdown(report: RunReport) -> str:
+    lines = [f"# edgebench run {report.run_id}", "",
+             f"edgebench {report.tool_version}, report schema {report.schema_version}, "
+             f"state **{report.state.value}**, started {report.created_at}.", "", HEADER]
+    lines += [result_row(r) for r in report.cases]
+    problems = [r for r in report.cases if r.status is not Status.OK]
+    if problems:
+        lines += ["", "## Not measured", ""]
+        lines += [f"- `{r.case.id}`: **{r.status.value}**: {r.reason}" for r in problems]
+    qualified = [r for r in report.cases if r.accuracy is not None and r.accuracy.reason]
+    if qualified:
+        lines += ["", "## Accuracy notes", ""]
+        lines += [f"- `{r.case.id}`: accuracy **{r.accuracy.status.value}**: "
+                  f"{r.accuracy.reason}" for r in qualified if r.accuracy is not None]
+    refs = sorted({r.accuracy.fidelity.reference for r in report.cases
+                   if r.accuracy is not None and r.accuracy.fidelity is not None})
+    if refs:
+        lines += ["", "Agreement: share of the float reference's detections (score ≥ 0.25) "
+                  "matched at IoU ≥ 0.5 with the same class; max abs diff: of raw outputs. "
+                  f"Reference: {'; '.join(refs)}."]
+    devices = {r.device.uri: r.device for r in report.cases if r.device is not None}
+    if devices:
+        lines += ["", "## Devices", ""]
+        for info in devices.values():
+            ram = f"{info.ram_bytes / 2**30:.1f} GiB" if info.ram_bytes else "?"
+            temp = f"{info.temperature_c:.0f} °C" if info.temperature_c is not None else "n/a"
+            runtimes = ", ".join(f"{k} {v}" for k, v in sorted(info.runtimes.items()))
+            lines.append(
+                f"- `{info.uri}`: {info.cpu_model or '?'} ({info.arch}, {info.cores} cores, "
+                f"{ram}), {info.os}, Python {info.python}, governor {info.governor or 'n/a'}, "
+                f"temperature {temp}; {runtimes}")
+    return "\n".join(lines) + "\n"
+
+
+class MarkdownReporter:
+    name: ClassVar[str] = "markdown"
+    filename: ClassVar[str] = "report.md"
+
+    def render(self, report: RunReport) -> str:
+        return render_markdown(report)
+
+
+@hookimpl
+def edgebench_register_reporters(register: Register) -> None:
+    register(MarkdownReporter)

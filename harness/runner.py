@@ -1,0 +1,546 @@
+"""Running a matrix: prepare artifacts on the host, run cases on devices, keep the report.
+
+Devices run concurrently (one thread each); the cases of one device run strictly one after
+another. Every finished case is saved to ``report.json`` before the next one starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pluggy
+
+from . import __version__
+from .accuracy import AccuracySettings
+from .config import Matrix, device_scheme
+from .contracts import Backend, Device, NativeRunner
+from .datasets import load_dataset
+from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
+from .evaluation import AccuracyBatch, Reference, evaluate, make_reference, prepare_batch
+from .fingerprint import DeviceAgent
+from .hookspecs import hookimpl
+from .pipeline import cache_root, export_with_ultralytics, load_source
+from .plugin_manager import PluginKind, Registry
+from .records import (
+    SCHEMA_VERSION,
+    Accuracy,
+    Artifact,
+    Case,
+    CaseResult,
+    DeviceInfo,
+    MemoryStats,
+    RunReport,
+    RunState,
+    RuntimeInfo,
+    Status,
+)
+from .remote import Pusher, RunnerJob, run_job
+from .reports.writer import ReportWriter, utc_now
+from .stats import latency_stats
+
+ProgressCallback = Callable[[CaseResult], None]
+
+
+@dataclass(frozen=True)
+class CasePlan:
+    """What the host prepared for one case: artifact, inputs and reference, or why not."""
+
+    case: Case
+    backend: Backend
+    artifact: Artifact | None
+    batch: AccuracyBatch | None
+    reference: Reference | None = None
+    reference_problem: str | None = None
+    error: str | None = None
+
+
+def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
+    """The backends to run: the named ones, or every one usable on this host."""
+    local_only = all(device_scheme(d) == "local" for d in matrix.devices)
+    if matrix.backends:
+        for name in matrix.backends:
+            reg = registry.get(PluginKind.BACKEND, name)
+            reason = reg.unavailable_reason()
+            if reason and local_only:
+                raise UserError(f"backend {name!r} cannot run here: {reason}.")
+        return list(matrix.backends)
+    usable = [name for name, reg in registry.of(PluginKind.BACKEND).items()
+              if not local_only or reg.unavailable_reason() is None]
+    if not usable:
+        hints = "; ".join(f"{n}: {r.unavailable_reason()}"
+                          for n, r in registry.of(PluginKind.BACKEND).items())
+        raise UserError(f"no backend is usable on this host ({hints or 'none installed'}).")
+    return usable
+
+
+def model_label(artifact: Artifact) -> str:
+    return f"{Path(artifact.path).stem}@{artifact.sha256[:8]}"
+
+
+def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
+            threads: int | None) -> str:
+    return "|".join([model, "+".join(pipeline) or "fp32", backend, device,
+                     f"t{threads or 'auto'}"])
+
+
+class CaseExecutor:
+    """The core's implementation of ``edgebench_run_case`` for one run.
+
+    Registered in the plugin manager for the run's duration, so plugins can wrap it.
+    """
+
+    def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None) -> None:
+        self.plans = plans
+        self.accuracy = accuracy
+        self.agents: dict[str, DeviceAgent] = {}
+        self.infos: dict[str, DeviceInfo] = {}
+        self.pusher = Pusher()
+
+    @hookimpl(trylast=True)
+    def edgebench_run_case(self, case: Case, device: Device) -> CaseResult:
+        plan = self.plans[case.id]
+        info = self.infos[device.uri]
+        started, t0 = utc_now(), time.perf_counter()
+        base = CaseResult(case=case, status=Status.FAILED, device=info,
+                          artifact=plan.artifact, started_at=started)
+        try:
+            if plan.error is not None:
+                raise CaseError(plan.error)
+            native = _native_runner(device, plan.backend.name)
+            if native is None:
+                _check_python(device, plan.backend.name)
+                self._check_supported(plan.backend, info, device.uri)
+            throttled_before = _throttling(device)
+            if native is not None:
+                result = self._measure_native(native, plan, device, info, base)
+            else:
+                result = self._measure(plan, device, info, base)
+            result = thermal_notes(result, throttled_before, _throttling(device))
+        except CaseSkipped as exc:
+            result = dataclasses.replace(base, status=Status.SKIPPED, reason=str(exc))
+        except CaseError as exc:
+            result = dataclasses.replace(base, reason=str(exc))
+        return dataclasses.replace(result, wall_s=round(time.perf_counter() - t0, 3))
+
+    @staticmethod
+    def _check_supported(backend: Backend, info: DeviceInfo, uri: str) -> None:
+        reason = backend.unsupported_reason(info)
+        if reason:
+            raise CaseSkipped(reason)
+        if not any(m in info.runtimes for m in backend.runtime_modules):
+            module = " or ".join(backend.runtime_modules)
+            raise CaseSkipped(f"{module} is not installed on {uri} ({backend.install_hint})")
+
+    def _measure(self, plan: CasePlan, device: Device, info: DeviceInfo,
+                 base: CaseResult) -> CaseResult:
+        assert plan.artifact is not None and plan.batch is not None
+        agent = self.agents[device.uri]
+        settings = plan.case.settings
+        job = RunnerJob(
+            runner=plan.backend.runner(), model=Path(plan.artifact.path),
+            model_key=plan.artifact.sha256[:16], inputs=plan.batch.timing_input,
+            accuracy_inputs=plan.batch.tensors if self.accuracy is not None else None,
+            request={"warmup_iterations": settings.warmup_iterations,
+                     "warmup_s": settings.warmup_s, "iterations": settings.iterations,
+                     "min_duration_s": settings.min_duration_s, "threads": settings.threads,
+                     "options": dict(plan.backend.runner_options(settings))},
+            timeout_s=settings.timeout_s)
+        temperature_before = agent.temperature()
+        outcome = run_job(device, agent, job, self.pusher)
+        result = self._result_from_raw(outcome.raw, plan, info, base, temperature_before,
+                                       agent.temperature())
+        if (outcome.outputs is not None and self.accuracy is not None
+                and result.status is Status.OK):
+            accuracy = evaluate(plan.batch, outcome.outputs, self.accuracy,
+                                reference=plan.reference,
+                                reference_problem=plan.reference_problem,
+                                boxes_normalised=getattr(plan.backend, "boxes_normalised",
+                                                         None))
+            result = dataclasses.replace(result, accuracy=accuracy)
+        elif self.accuracy is not None and result.status is Status.OK:
+            reason = outcome.raw.get("accuracy", {}).get("skipped", "no outputs returned")
+            result = dataclasses.replace(result, accuracy=Accuracy(
+                status=Status.SKIPPED, reason=reason, dataset=plan.batch.dataset.name,
+                images=0, labelled=plan.batch.dataset.labelled))
+        return result
+
+    def _measure_native(self, native: NativeRunner, plan: CasePlan, device: Device,
+                        info: DeviceInfo, base: CaseResult) -> CaseResult:
+        """A case measured by the device's native benchmark binary (no Python there)."""
+        assert plan.artifact is not None and plan.batch is not None
+        agent = self.agents[device.uri]
+        temp_before = agent.temperature()
+        measured = native.measure(device, plan.artifact, plan.batch.timing_input,
+                                  plan.case.settings, info)
+        temp_after = agent.temperature()
+        if temp_before is not None:
+            info = dataclasses.replace(info, temperature_c=temp_before)
+        notes = measured.notes
+        if self.accuracy is not None:
+            notes += (f"accuracy not measured: {native.tool} returns no outputs",)
+        return dataclasses.replace(base, status=Status.OK, device=info, runtime=measured.runtime,
+                                   latency=measured.latency, memory=measured.memory,
+                                   temperature_after_c=temp_after, notes=base.notes + notes)
+
+    @staticmethod
+    def _result_from_raw(raw: dict[str, Any], plan: CasePlan, info: DeviceInfo,
+                         base: CaseResult, temp_before: float | None,
+                         temp_after: float | None) -> CaseResult:
+        assert plan.artifact is not None
+        latency = latency_stats(
+            raw["samples_ns"], warmup_ns=raw.get("warmup_ns", ()),
+            init_ns=raw["init_ns"], first_inference_ns=raw["first_inference_ns"],
+            gflops=plan.artifact.gflops, peak_gflops=info.peak_gflops_estimate())
+        before, after = raw.get("rss_before_load_bytes"), raw.get("rss_after_load_bytes")
+        memory = MemoryStats(
+            rss_baseline_bytes=raw.get("rss_baseline_bytes"),
+            rss_before_load_bytes=before,
+            rss_after_load_bytes=after,
+            load_delta_bytes=after - before if before is not None and after is not None
+            else None,
+            peak_rss_bytes=raw.get("peak_rss_bytes"))
+        rt = raw["runtime"]
+        runtime = RuntimeInfo(name=rt["name"], version=rt["version"], threads=rt.get("threads"),
+                              providers=tuple(rt.get("providers", ())),
+                              details=rt.get("details", {}))
+        nonfinite = [i for i, o in enumerate(raw.get("outputs", [])) if not o.get("finite", True)]
+        if nonfinite:
+            return dataclasses.replace(
+                base, runtime=runtime, latency=latency, memory=memory,
+                reason=f"the model ran but output {nonfinite[0]} holds NaN or infinity")
+        if temp_before is not None:
+            info = dataclasses.replace(info, temperature_c=temp_before)
+        return dataclasses.replace(base, status=Status.OK, device=info, runtime=runtime,
+                                   latency=latency, memory=memory,
+                                   temperature_after_c=temp_after)
+
+
+class Session:
+    """One ``edgebench run``: builds the plans, drives the devices, keeps the report."""
+
+    def __init__(
+        self,
+        matrix: Matrix,
+        pm: pluggy.PluginManager,
+        registry: Registry,
+        *,
+        argv: Sequence[str] = (),
+        on_case: ProgressCallback | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.matrix = matrix
+        self.pm = pm
+        self.registry = registry
+        self.argv = tuple(argv)
+        self.on_case = on_case
+        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.backends = select_backends(matrix, registry)
+        for uri in matrix.devices:
+            check_uri = getattr(registry.get(PluginKind.DEVICE, device_scheme(uri)).cls,
+                                "check_uri", None)
+            if check_uri is not None:
+                check_uri(uri)  # a bad device URI fails now, before any export
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgebench-host-")
+        self._stop = threading.Event()
+        self._entered: dict[str, Device] = {}
+        self._errors: list[BaseException] = []
+        self._references: dict[tuple[str, str], tuple[Reference | None, str | None]] = {}
+        self.dataset = load_dataset(matrix.data).first(matrix.images)
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    # -- host side -----------------------------------------------------------------------
+
+    def sources(self) -> list[Artifact]:
+        return [load_source(path) for path in self.matrix.models]
+
+    def plan(self, sources: list[Artifact]) -> list[CasePlan]:
+        """Export every source for every backend, prepare inputs and the float reference.
+
+        Per-backend problems become failed plans; a class-count mismatch between the
+        model and the dataset is a :class:`UserError`, raised before anything runs.
+        """
+        plans: list[CasePlan] = []
+        for source in sources:
+            label = model_label(source)
+            for name in self.backends:
+                backend: Backend = self.registry.get(PluginKind.BACKEND, name).cls()
+                artifact: Artifact | None = None
+                batch: AccuracyBatch | None = None
+                reference: tuple[Reference | None, str | None] = (None, None)
+                error: str | None = None
+                try:
+                    artifact = backend.export(source, Path(self._tmp.name),
+                                              imgsz=self.matrix.imgsz)
+                    batch = self._batch_for(artifact)
+                    reference = self._reference_for(source, batch)
+                except ModelDataMismatch:
+                    raise
+                except (UserError, CaseError) as exc:
+                    error = str(exc)
+                for uri in self.matrix.devices:
+                    settings = self.matrix.settings
+                    case = Case(id=case_id(label, source.pipeline, name, uri, settings.threads),
+                                model=label, backend=name, device=uri, settings=settings,
+                                pipeline=source.pipeline)
+                    plans.append(CasePlan(case, backend, artifact, batch, *reference,
+                                          error=error))
+        return plans
+
+    def _batch_for(self, artifact: Artifact) -> AccuracyBatch:
+        """The dataset letterboxed to the artifact's input size (cached)."""
+        shape = artifact.input_shape or (1, 3, -1, -1)
+        size = self.matrix.imgsz or 640
+        hw = (int(shape[2]) if shape[2] > 0 else size, int(shape[3]) if shape[3] > 0 else size)
+        return prepare_batch(self.dataset, artifact.input_name or "images", hw, cache_root())
+
+    def _reference_for(self, source: Artifact, batch: AccuracyBatch
+                       ) -> tuple[Reference | None, str | None]:
+        """The float reference's outputs on ``batch``: the fp32 ONNX of the source model run
+        by ONNX Runtime on the host with graph optimisations off. Computed once."""
+        if self.matrix.accuracy is None:
+            return None, "accuracy is off"
+        onnx_source = source if source.format == "onnx" else export_with_ultralytics(
+            source, "onnx", Path(self._tmp.name), imgsz=self.matrix.imgsz)
+        key = (onnx_source.sha256, str(batch.tensors))
+        if key not in self._references:
+            self._references[key] = self._compute_reference(onnx_source, batch)
+        return self._references[key]
+
+    def _compute_reference(self, onnx_source: Artifact, batch: AccuracyBatch
+                           ) -> tuple[Reference | None, str | None]:
+        assert self.matrix.accuracy is not None
+        ort = self.registry.of(PluginKind.BACKEND).get("onnxruntime")
+        reason = ort.unavailable_reason() if ort else "the onnxruntime plugin is disabled"
+        if ort is None or reason:
+            return None, f"no float reference on the host: {reason}"
+        import importlib.metadata
+
+        name = (f"onnxruntime {importlib.metadata.version('onnxruntime')} on the host, "
+                f"graph optimisations off, {Path(onnx_source.path).name}")
+        job = RunnerJob(runner=ort.cls().runner(), model=Path(onnx_source.path),
+                        model_key=onnx_source.sha256[:16], inputs=batch.timing_input,
+                        accuracy_inputs=batch.tensors,
+                        request={"warmup_iterations": 0, "iterations": 1, "threads": None,
+                                 "options": {"graph_optimization_level": "disable"}},
+                        timeout_s=self.matrix.settings.timeout_s)
+        local = self.registry.get(PluginKind.DEVICE, "local").cls("local")
+        with local as device:
+            try:
+                outcome = run_job(device, DeviceAgent(device), job, Pusher())
+            except CaseError as exc:
+                return None, f"the float reference failed on the host: {exc}"
+        assert outcome.outputs is not None
+        reference = make_reference(name, batch, outcome.outputs, self.matrix.accuracy)
+        if self.dataset.labelled and reference.detections is not None:
+            nc = reference.outputs[0].shape[0] - 4
+            if nc != len(self.dataset.class_names):
+                raise ModelDataMismatch(
+                    f"{Path(onnx_source.path).name} predicts {nc} classes but the dataset "
+                    f"{self.dataset.name} has {len(self.dataset.class_names)}; pass the "
+                    "dataset the model was trained on (--data).")
+        return reference, None
+
+    # -- device side ---------------------------------------------------------------------
+
+    def run(self, output_dir: Path, sources: list[Artifact] | None = None) -> RunReport:
+        """Run everything; the report on disk is current after every case."""
+        from .agent import edgebench_agent
+
+        plans = self.plan(sources if sources is not None else self.sources())
+        host = _host_info(edgebench_agent.probe(["numpy"]))
+        report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
+                           run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
+                           host=host, argv=self.argv, versions=_host_versions())
+        reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()]
+        writer = ReportWriter(report, output_dir, reporters)
+        self.writer = writer
+        executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy)
+        self.pm.register(executor, name="edgebench.core-runner")
+        by_device: dict[str, list[CasePlan]] = {}
+        for p in plans:
+            by_device.setdefault(p.case.device, []).append(p)
+        threads = [threading.Thread(target=self._run_device, name=f"device {uri}", daemon=True,
+                                    args=(uri, device_plans, executor, writer))
+                   for uri, device_plans in by_device.items()]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.2)  # wakes up for Ctrl-C
+        except KeyboardInterrupt:
+            self._stop.set()
+            for device in list(self._entered.values()):
+                device.abort()
+            for t in threads:
+                t.join(timeout=30)  # each device thread cleans its work dir
+            writer.finish(RunState.INTERRUPTED)
+            raise
+        finally:
+            self.pm.unregister(executor)
+        if self._errors:
+            raise self._errors[0]
+        writer.finish(RunState.COMPLETE)
+        self.pm.hook.edgebench_session_finished(report=writer.report)
+        return writer.report
+
+    def _run_device(self, uri: str, plans: list[CasePlan], executor: CaseExecutor,
+                    writer: ReportWriter) -> None:
+        try:
+            self._run_device_cases(uri, plans, executor, writer)
+        except BaseException as exc:  # a bug: surface it in the main thread
+            self._errors.append(exc)
+
+    def _run_device_cases(self, uri: str, plans: list[CasePlan], executor: CaseExecutor,
+                          writer: ReportWriter) -> None:
+        device_cls = self.registry.get(PluginKind.DEVICE, device_scheme(uri)).cls
+        modules = tuple(sorted({m for p in plans for m in p.backend.runtime_modules}))
+        try:
+            with device_cls(uri) as device:
+                self._entered[uri] = device
+                agent = device_agent(device)
+                executor.agents[uri] = agent
+                executor.infos[uri] = agent.probe((*modules, "numpy"), self.pm)
+                for plan in plans:
+                    if self._stop.is_set():
+                        return
+                    result = self.pm.hook.edgebench_run_case(case=plan.case, device=device)
+                    if self._stop.is_set():
+                        return  # interrupted mid-case: not a measurement
+                    self._record(result, writer)
+        except (CaseError, OSError, UserError) as exc:
+            if self._stop.is_set():
+                return
+            done = {r.case.id for r in writer.report.cases}
+            for plan in plans:
+                if plan.case.id not in done:
+                    self._record(CaseResult(case=plan.case, status=Status.FAILED,
+                                            reason=f"device {uri}: {exc}",
+                                            artifact=plan.artifact), writer)
+        finally:
+            self._entered.pop(uri, None)
+
+    def _record(self, result: CaseResult, writer: ReportWriter) -> None:
+        writer.add(result)
+        self.pm.hook.edgebench_case_finished(result=result)
+        if self.on_case is not None:
+            self.on_case(result)
+
+
+def _host_info(fields: dict[str, Any]) -> DeviceInfo:
+    from .records import from_json_dict
+
+    known = {f.name for f in dataclasses.fields(DeviceInfo)}
+    return from_json_dict(DeviceInfo, {"uri": "host", **{k: v for k, v in fields.items()
+                                                          if k in known}})
+
+
+def _host_versions() -> dict[str, str]:
+    import platform
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__,
+                "pluggy": pluggy.__version__}
+    try:
+        import onnx
+
+        versions["onnx"] = onnx.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+# -- the device side: agents, native runners, thermal state ------------------------------
+
+HOT_START_C = 70.0
+"""A case that starts at or above this CPU temperature is flagged "started hot"."""
+
+
+def device_agent(device: Device) -> DeviceAgent:
+    """The device's own agent when it has one (a phone without Python fingerprints itself
+    with its shell), else the Python agent."""
+    make = getattr(device, "agent", None)
+    agent = make() if callable(make) else None
+    return agent if isinstance(agent, DeviceAgent) else DeviceAgent(device)
+
+
+def _native_runner(device: Device, backend: str) -> NativeRunner | None:
+    get = getattr(device, "native_runner", None)
+    runner = get(backend) if callable(get) else None
+    return runner if isinstance(runner, NativeRunner) else None
+
+
+def _check_python(device: Device, backend: str) -> None:
+    if not device.python:
+        raise CaseSkipped(
+            f"{device.uri} has no Python for the {backend} runner; give the device URI a "
+            "native runner built for its ABI (onnxruntime_perf_test=PATH, benchmark_model=PATH "
+            "or benchncnn=PATH) or a Python (python=PATH)")
+
+
+def _throttling(device: Device) -> str | None:
+    read = getattr(device, "throttling", None)
+    state = read() if callable(read) else None
+    return state if isinstance(state, str) else None
+
+
+def thermal_notes(result: CaseResult, throttled_before: str | None,
+                  throttled_after: str | None) -> CaseResult:
+    """Flag a case that started hot or ran throttled: its numbers are not the device's best."""
+    notes: list[str] = []
+    before = result.device.temperature_c if result.device is not None else None
+    if before is not None and before >= HOT_START_C:
+        notes.append(f"started hot ({before:.0f} °C)")
+    if throttled_before or throttled_after:
+        when = "throughout" if throttled_before and throttled_after else (
+            "at the start" if throttled_before else "by the end")
+        notes.append(f"throttled {when}: {throttled_after or throttled_before}")
+    if not notes:
+        return result
+    return dataclasses.replace(result, notes=(*result.notes, *notes))
+
+
+def probe_devices(uris: Sequence[str], pm: pluggy.PluginManager, registry: Registry, *,
+                  accept_new_host_keys: bool = False,
+                  on_message: Callable[[str], None] | None = None,
+                  ) -> list[tuple[str, DeviceInfo | None, str | None]]:
+    """Connect to each device (concurrently) and fingerprint it: ``(uri, info, error)``.
+
+    With ``accept_new_host_keys``, device classes that check host keys first record the key
+    of a host they do not know yet (never a changed one).
+    """
+    modules = tuple(sorted({m for reg in registry.of(PluginKind.BACKEND).values()
+                            for m in getattr(reg.cls, "runtime_modules", ())} | {"numpy"}))
+    results: dict[str, tuple[DeviceInfo | None, str | None]] = {}
+
+    def one(uri: str) -> None:
+        try:
+            cls = registry.get(PluginKind.DEVICE, device_scheme(uri)).cls
+            check = getattr(cls, "check_uri", None)
+            if check is not None:
+                check(uri)
+            accept = getattr(cls, "accept_new_host_key", None)
+            if accept_new_host_keys and accept is not None:
+                message = accept(uri)
+                if on_message is not None:
+                    on_message(f"{uri}: {message}")
+            with cls(uri) as device:
+                results[uri] = (device_agent(device).probe(modules, pm), None)
+        except (CaseError, UserError, OSError) as exc:
+            results[uri] = (None, str(exc))
+
+    threads = [threading.Thread(target=one, args=(uri,), daemon=True) for uri in uris]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [(uri, *results.get(uri, (None, "no answer"))) for uri in uris]

@@ -1,0 +1,87 @@
+"""Device-side runner for ONNX Runtime. Needs only the standard library, numpy and onnxruntime.
+
+Copied to the device next to ``edgebench_agent.py`` and run as a script; never imported by
+the harness.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import edgebench_agent as agent
+
+
+def import_runtime(request):
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise agent.RunnerFailure("import", "onnxruntime is not installed: %s" % exc) from None
+    return onnxruntime
+
+
+def load(ort, request, inputs):
+    options = request.get("options", {})
+    so = ort.SessionOptions()
+    threads = request.get("threads")
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    level = options.get("graph_optimization_level", "all")
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    providers = options.get("providers") or ["CPUExecutionProvider"]
+    try:
+        session = ort.InferenceSession(request["model"], sess_options=so, providers=providers)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise agent.RunnerFailure(
+            "load", "ONNX Runtime could not load the model: %s" % first) from None
+    feeds = {}
+    for spec in session.get_inputs():
+        if spec.name not in inputs:
+            raise agent.RunnerFailure(
+                "load", "the model expects input %r, the request has %s"
+                % (spec.name, sorted(inputs)))
+        array = inputs[spec.name]
+        expected = spec.shape
+        if len(expected) != array.ndim or any(
+            isinstance(d, int) and d != s for d, s in zip(expected, array.shape)
+        ):
+            raise agent.RunnerFailure(
+                "load", "input %r has shape %s but the model accepts %s"
+                % (spec.name, list(array.shape), expected))
+        feeds[spec.name] = array
+    output_names = [o.name for o in session.get_outputs()]
+    (input_name,) = feeds
+
+    def infer():
+        return session.run(output_names, feeds)
+
+    def predict(array):
+        return session.run(output_names, {input_name: array})
+
+    return agent.Loaded(
+        infer,
+        runtime=("onnxruntime", ort.__version__),
+        threads=int(threads) if threads else None,
+        providers=session.get_providers(),
+        predict=predict,
+        details={
+            "intra_op_num_threads": so.intra_op_num_threads or "runtime default",
+            "graph_optimization_level": level,
+            "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(agent.main(import_runtime, load))

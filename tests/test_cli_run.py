@@ -1,0 +1,243 @@
+"""``edgebench run`` end to end on the local host, and every bad input it must refuse."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edgebench.cli import main
+from edgebench.schema import SCHEMA_PATH
+
+FAST = ["--warmup", "2", "-n", "10", "--images", "4"]
+
+
+def only_report(out_dir: Path) -> dict:  # type: ignore[type-arg]
+    (report,) = out_dir.glob("*/report.json")
+    data = json.loads(report.read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()),
+                        cls=jsonschema.Draft202012Validator)
+    return data  # type: ignore[no-any-return]
+
+
+def test_default_run_on_embedded_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    code = main(["run", "-o", str(tmp_path), "-n", "50"])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = only_report(tmp_path)
+    assert report["state"] == "complete" and report["schema_version"] == 2
+    (case,) = report["cases"]
+    assert case["status"] == "ok" and case["case"]["backend"] == "onnxruntime"
+    assert case["case"]["model"].startswith("shapes-yolov8n@")
+    lat = case["latency"]
+    assert lat["n"] >= 50 and len(lat["samples_ns"]) == lat["n"]
+    assert lat["median_ci95_ms"][0] <= lat["p50_ms"] <= lat["median_ci95_ms"][1]
+    assert lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert lat["gflops_per_s"] > 0
+    assert case["memory"]["peak_rss_bytes"] > 0
+    assert case["artifact"]["size_bytes"] > 1_000_000 and case["artifact"]["gflops"] > 1
+    assert case["device"]["cores"] >= 1 and case["device"]["runtimes"]["onnxruntime"]
+    acc = case["accuracy"]
+    assert acc["status"] == "ok" and acc["labelled"] and acc["images"] == 100
+    assert acc["map50_95"] > 0.6 and acc["map50"] > acc["map50_95"]
+    assert set(acc["per_class_map50_95"]) == {"circle", "square", "triangle", "star"}
+    assert acc["library"].startswith("pycocotools")
+    fid = acc["fidelity"]
+    assert fid["detection_agreement"] == 1.0 and fid["reference_detections"] > 100
+    assert fid["box_max_abs_px"] < 0.05 and fid["score_max_abs"] < 1e-3
+    md = (next(tmp_path.glob("*/report.md"))).read_text()
+    assert "| shapes-yolov8n@" in md and "| onnxruntime | local |" in md
+    assert "| shapes-yolov8n@" in out  # the table is printed too
+
+
+def test_failed_case_is_recorded_and_the_run_goes_on(
+        tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    good, bad = make_onnx("conv", size=32), make_onnx("bad_op", size=32)
+    code = main(["run", "-o", str(tmp_path), *FAST, "-m", str(bad), "-m", str(good)])
+    assert code == 1  # some case failed
+    cases = {c["case"]["model"].split("@")[0]: c for c in only_report(tmp_path)["cases"]}
+    assert cases["conv"]["status"] == "ok"
+    assert cases["bad_op"]["status"] == "failed"
+    assert cases["bad_op"]["reason"].startswith("load failed: ONNX Runtime could not load")
+    assert "Not measured" in capsys.readouterr().out
+
+
+def test_nan_output_fails_the_case(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+    code = main(["run", "-o", str(tmp_path), *FAST, "-m", str(make_onnx("nan", size=32))])
+    assert code == 1
+    (case,) = only_report(tmp_path)["cases"]
+    assert case["status"] == "failed" and "NaN" in case["reason"]
+    assert case["latency"]["n"] == 10  # what was measured is kept
+
+
+def test_threads_and_settings_reach_the_report(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+    code = main(["run", "-o", str(tmp_path), "--warmup", "0", "-n", "7", "--threads", "1",
+                 "-m", str(make_onnx("conv", size=32))])
+    assert code == 0
+    (case,) = only_report(tmp_path)["cases"]
+    assert case["case"]["settings"]["threads"] == 1 and case["runtime"]["threads"] == 1
+    assert case["latency"]["n"] == 7 and case["latency"]["warmup_ns"] == []
+    assert case["case"]["id"].endswith("|onnxruntime|local|t1")
+
+
+def _error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    err = captured.err.strip()
+    assert err.startswith("edgebench: error: ") and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "-o", str(tmp_path), "-m", str(tmp_path / "nope.onnx")])
+    assert "does not exist" in err
+
+
+def test_model_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "dir.onnx"
+    d.mkdir()
+    assert "not a readable file" in _error(capsys, ["run", "-o", str(tmp_path), "-m", str(d)])
+
+
+def test_unparseable_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"\x00not a protobuf at all" * 10)
+    assert "is not a valid ONNX model" in _error(capsys, ["run", "-o", str(tmp_path),
+                                                          "-m", str(bad)])
+
+
+def test_truncated_onnx(tmp_path: Path, embedded_onnx: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(embedded_onnx.read_bytes()[:100_000])
+    assert "is not a valid ONNX model" in _error(capsys, ["run", "-o", str(tmp_path),
+                                                          "-m", str(cut)])
+
+
+def test_non_image_input(tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+                         ) -> None:
+    err = _error(capsys, ["run", "-o", str(tmp_path), "-m", str(make_onnx("non_image"))])
+    assert "not an image batch (N, 3, H, W)" in err
+
+
+def test_wrong_suffix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "model.tflite.txt"
+    f.write_text("x")
+    assert "takes .onnx" in _error(capsys, ["run", "-o", str(tmp_path), "-m", str(f)])
+
+
+def test_unknown_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "-o", str(tmp_path), "--backend", "tensorrt"])
+    assert "unknown backend 'tensorrt'" in err and "onnxruntime" in err
+
+
+def test_unknown_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "-o", str(tmp_path), "--device", "bluetooth://phone"])
+    assert "unknown device 'bluetooth'" in err and "local" in err
+
+
+def test_bad_device_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not a device URI" in _error(capsys, ["run", "-o", str(tmp_path),
+                                                 "--device", "://x"])
+
+
+def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    err = _error(capsys, ["run", "-o", str(tmp_path), "--backend", "onnxruntime"])
+    assert err == ("edgebench: error: backend 'onnxruntime' cannot run here: onnxruntime is "
+                   "not installed: pip install 'edgebench[onnxruntime]'.")
+    err = _error(capsys, ["run", "-o", str(tmp_path)])
+    assert "no backend is usable on this host" in err and "edgebench[onnxruntime]" in err
+
+
+def test_pt_without_export_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(b"x")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ultralytics" else real(name, *a))
+    err = _error(capsys, ["run", "-o", str(tmp_path), "-m", str(pt)])
+    assert "pip install 'edgebench[export]'" in err
+
+
+def test_output_dir_not_writable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    err = _error(capsys, ["run", "-o", str(blocker / "out")])
+    assert "cannot be created" in err and "--output" in err
+
+
+@pytest.mark.parametrize("flag", [["--iterations", "0"], ["--warmup", "-1"], ["--threads", "0"],
+                                  ["--timeout", "0"], ["--min-duration", "-2"]])
+def test_bad_settings_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    flag: list[str]) -> None:
+    err = _error(capsys, ["run", "-o", str(tmp_path), *flag])
+    assert flag[0] in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    from edgebench.errors import UserError
+
+    with pytest.raises(UserError):
+        main(["--debug", "run", "-o", str(tmp_path), "-m", str(tmp_path / "nope.onnx")])
+
+
+def test_disable_unknown_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "no plugin named 'onnxrt'" in _error(capsys, ["--disable", "onnxrt", "plugins"])
+
+
+def test_unlabelled_images_give_fidelity_only(tmp_path: Path, embedded_onnx: Path) -> None:
+    from edgebench.datasets import embedded_val_yaml
+
+    images = embedded_val_yaml().parent / "images" / "val"
+    assert main(["run", "-o", str(tmp_path), *FAST, "--data", str(images)]) == 0
+    (case,) = only_report(tmp_path)["cases"]
+    acc = case["accuracy"]
+    assert acc["status"] == "ok" and not acc["labelled"] and acc["map50_95"] is None
+    assert "fidelity to the reference only" in acc["reason"]
+    assert acc["fidelity"]["detection_agreement"] == 1.0
+
+
+def test_classifier_gets_latency_and_skipped_accuracy(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+    model = make_onnx("classifier", size=32)
+    assert main(["run", "-o", str(tmp_path), *FAST, "-m", str(model)]) == 0
+    (case,) = only_report(tmp_path)["cases"]
+    assert case["status"] == "ok" and case["latency"]["n"] == 10
+    acc = case["accuracy"]
+    assert acc["status"] == "skipped"
+    assert "output shape [1, 10] is not a YOLOv8 detection head" in acc["reason"]
+    assert "latency is still reported" in acc["reason"]
+    assert acc["fidelity"]["max_abs"] < 1e-4  # raw outputs still compared to the reference
+
+
+def test_class_count_mismatch_is_an_error_before_any_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgebench.shapes import generate_shapes
+
+    data = generate_shapes(tmp_path / "d", seed=1, n_train=1, n_val=2)
+    text = data.read_text()
+    data.write_text(text.replace("3: star", "3: star\n  4: hexagon"))
+    err = _error(capsys, ["run", "-o", str(tmp_path / "out"), "--data", str(data)])
+    assert "predicts 4 classes but the dataset" in err and "has 5" in err
+    assert not list((tmp_path / "out").glob("*/report.json"))
+
+
+def test_no_accuracy_flag(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "-o", str(tmp_path), *FAST, "--no-accuracy"]) == 0
+    (case,) = only_report(tmp_path)["cases"]
+    assert case["status"] == "ok" and case["accuracy"] is None
+
+
+def test_bad_data_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "-o", str(tmp_path), "--data", str(tmp_path / "nothing")])
+    assert "dataset" in err and "does not exist" in err

@@ -1,0 +1,147 @@
+"""Datasets in YOLO and COCO layouts, unlabelled folders, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebench.datasets import load_dataset
+from edgebench.errors import UserError
+from edgebench.shapes import CLASS_NAMES, generate_shapes
+
+
+@pytest.fixture(scope="module")
+def yolo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    generate_shapes(root, seed=3, n_train=2, n_val=6)
+    return root
+
+
+def copy_of(root: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(root, dst)
+    text = (dst / "data.yaml").read_text().replace(str(root.resolve()), str(dst.resolve()))
+    (dst / "data.yaml").write_text(text)
+    return dst
+
+
+def to_coco(yolo: Path, out: Path) -> Path:
+    """Write the YOLO val split as a COCO layout: annotations/instances_val.json + images."""
+    ds = load_dataset(yolo / "data.yaml")
+    (out / "images" / "val").mkdir(parents=True)
+    (out / "annotations").mkdir()
+    images, anns = [], []
+    for i, im in enumerate(ds.images, 1):
+        shutil.copy(im.path, out / "images" / "val" / im.path.name)
+        images.append({"id": i * 10, "file_name": im.path.name, "width": im.width,
+                       "height": im.height})
+        assert im.truth is not None
+        for (x1, y1, x2, y2), c in zip(im.truth.boxes, im.truth.classes):
+            anns.append({"id": len(anns) + 1, "image_id": i * 10, "category_id": 100 + c,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                         "iscrowd": 0})
+    cats = [{"id": 100 + i, "name": n} for i, n in enumerate(ds.class_names)]
+    path = out / "annotations" / "instances_val.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+def test_yolo_layout(yolo_root: Path) -> None:
+    ds = load_dataset(yolo_root / "data.yaml")
+    assert ds.labelled and ds.class_names == CLASS_NAMES and len(ds.images) == 6
+    assert [im.path.name for im in ds.images] == sorted(im.path.name for im in ds.images)
+    for im in ds.images:
+        assert im.truth is not None and len(im.truth.boxes) == len(im.truth.classes) > 0
+        for x1, y1, x2, y2 in im.truth.boxes:
+            assert 0 <= x1 < x2 <= im.width and 0 <= y1 < y2 <= im.height
+    assert load_dataset(yolo_root) == ds  # the directory holding data.yaml works too
+    assert len(ds.first(2).images) == 2 and ds.first(2).images == ds.images[:2]
+
+
+def test_coco_layout_gives_the_same_truth(yolo_root: Path, tmp_path: Path) -> None:
+    instances = to_coco(yolo_root, tmp_path / "coco")
+    yolo = load_dataset(yolo_root / "data.yaml")
+    for coco in (load_dataset(instances), load_dataset(tmp_path / "coco")):
+        assert coco.class_names == yolo.class_names and coco.labelled
+        assert [i.path.name for i in coco.images] == [i.path.name for i in yolo.images]
+        for a, b in zip(coco.images, yolo.images):
+            assert a.truth is not None and b.truth is not None
+            assert a.truth.classes == b.truth.classes
+            assert np.allclose(a.truth.boxes, b.truth.boxes)
+
+
+def test_unlabelled_folder(yolo_root: Path) -> None:
+    ds = load_dataset(yolo_root / "images" / "val")
+    assert not ds.labelled and len(ds.images) == 6 and ds.images[0].truth is None
+
+
+def test_missing_dir(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_empty_dir(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="holds no images"):
+        load_dataset(tmp_path)
+
+
+def test_image_without_label(yolo_root: Path, tmp_path: Path) -> None:
+    root = copy_of(yolo_root, tmp_path)
+    victim = sorted((root / "labels" / "val").iterdir())[2]
+    victim.unlink()
+    with pytest.raises(UserError, match=rf"has no label file .*{victim.name}"):
+        load_dataset(root / "data.yaml")
+
+
+def test_out_of_range_class(yolo_root: Path, tmp_path: Path) -> None:
+    root = copy_of(yolo_root, tmp_path)
+    label = sorted((root / "labels" / "val").iterdir())[1]
+    label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
+    n = len(label.read_text().splitlines())
+    with pytest.raises(UserError, match=rf"{label.name}:{n} has class 7, outside"):
+        load_dataset(root / "data.yaml")
+
+
+def test_box_outside_image(yolo_root: Path, tmp_path: Path) -> None:
+    root = copy_of(yolo_root, tmp_path)
+    label = sorted((root / "labels" / "val").iterdir())[0]
+    label.write_text("0 0.95 0.5 0.3 0.2\n")
+    with pytest.raises(UserError, match=rf"{label.name}:1 has a box outside the image"):
+        load_dataset(root / "data.yaml")
+
+
+def test_malformed_label(yolo_root: Path, tmp_path: Path) -> None:
+    root = copy_of(yolo_root, tmp_path)
+    label = sorted((root / "labels" / "val").iterdir())[0]
+    label.write_text("0 0.5 0.5\n")
+    with pytest.raises(UserError, match="a YOLO label line is"):
+        load_dataset(root / "data.yaml")
+
+
+def test_coco_missing_image_and_bad_box(yolo_root: Path, tmp_path: Path) -> None:
+    instances = to_coco(yolo_root, tmp_path / "coco")
+    data = json.loads(instances.read_text())
+    data["annotations"][0]["bbox"] = [5, 5, 10_000, 10]
+    instances.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="has a box outside image"):
+        load_dataset(instances)
+    data["annotations"][0]["bbox"] = [5, 5, 10, 10]
+    data["images"][0]["file_name"] = "ghost.png"
+    instances.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="lists image 'ghost.png'"):
+        load_dataset(instances)
+
+
+def test_not_a_dataset_file(tmp_path: Path) -> None:
+    f = tmp_path / "x.txt"
+    f.write_text("hi")
+    with pytest.raises(UserError, match="neither a data.yaml nor a COCO"):
+        load_dataset(f)
+    j = tmp_path / "x.json"
+    j.write_text("{}")
+    with pytest.raises(UserError, match="not a COCO instances file"):
+        load_dataset(j)

@@ -1,0 +1,60 @@
+"""Ctrl-C and SIGTERM mid-run: partial report saved and marked, runner killed, exit 130/143."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_run(tmp_path: Path, make_onnx, sig: signal.Signals, code: int) -> None:  # type: ignore[no-untyped-def]
+    fast, slow = make_onnx("conv", size=32, name="a.onnx"), make_onnx("conv", size=48,
+                                                                      name="b.onnx")
+    # each case times for at least 4 s: the signal lands while the second one runs
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgebench.cli", "run", "-m", str(fast), "-m", str(slow),
+         "--warmup", "0", "-n", "3", "--min-duration", "4", "-o", str(tmp_path / "b")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    report_path = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = list((tmp_path / "b").glob("*/report.json"))
+        if found and json.loads(found[0].read_text() or "{}").get("cases"):
+            report_path = found[0]
+            break
+        time.sleep(0.05)
+    assert report_path is not None, "the first case never finished"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "partial report is saved" in err and "Traceback" not in err
+    report = json.loads(report_path.read_text())
+    assert report["state"] == "interrupted"
+    assert [c["status"] for c in report["cases"]] == ["ok"]  # the cut case is not recorded
+    assert not _runners_alive(tmp_path), "runner processes left behind"
+
+
+def _runners_alive(tmp_path: Path) -> list[str]:
+    """Runner processes of this test still running after 5 s (zombies count as gone)."""
+    deadline = time.monotonic() + 5
+    alive: list[str] = []
+    while time.monotonic() < deadline:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if "onnxruntime_runner.py" in cmdline and state not in ("Z", "X"):
+                alive.append(f"{stat.parent.name} {state} {cmdline}")
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return alive
