@@ -100,7 +100,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
+            return int(width), int(height)
     except Exception as exc:
         raise UserError(f"{path} is not a readable image ({type(exc).__name__}).") from None
 

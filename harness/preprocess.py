@@ -51,7 +51,7 @@ def read_image(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"{path} is not an image OpenCV can read.")
-    return image
+    return np.asarray(image, dtype=np.uint8)
 
 
 def to_tensor(letterboxed_bgr: np.ndarray) -> np.ndarray:

@@ -132,14 +132,14 @@ def test_coco_missing_image_and_bad_box(yolo_root: Path, tmp_path: Path) -> None
     data["annotations"][0]["bbox"] = [5, 5, 10, 10]
     data["images"][0]["file_name"] = "ghost.png"
     instances.write_text(json.dumps(data))
-    with pytest.raises(UserError, match="lists image 'ghost.png'"):
+    with pytest.raises(UserError, match=r"lists image 'ghost\.png'"):
         load_dataset(instances)
 
 
 def test_not_a_dataset_file(tmp_path: Path) -> None:
     f = tmp_path / "x.txt"
     f.write_text("hi")
-    with pytest.raises(UserError, match="neither a data.yaml nor a COCO"):
+    with pytest.raises(UserError, match=r"neither a data\.yaml nor a COCO"):
         load_dataset(f)
     j = tmp_path / "x.json"
     j.write_text("{}")

@@ -111,7 +111,7 @@ def test_load_report_refuses_newer_schema(tmp_path: Path) -> None:
 def test_load_report_corrupt_files_name_the_file(tmp_path: Path, content: str) -> None:
     path = tmp_path / "broken.json"
     path.write_text(content)
-    with pytest.raises(UserError, match="broken.json"):
+    with pytest.raises(UserError, match=r"broken\.json"):
         load_report(path)
 
 

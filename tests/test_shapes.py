@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from edgebench.shapes import (
     CLASS_NAMES,
     GENERATOR_VERSION,

@@ -39,6 +39,7 @@ def test_median_ci_small_n_matches_binomial_table() -> None:
 def test_median_ci_coverage_is_at_least_95_percent() -> None:
     for n in (6, 7, 20, 51, 200, 999):
         lo, hi = median_ci_ranks(n)
+        assert hi == n - 1 - lo  # symmetric
         below = sum(math.comb(n, k) for k in range(lo + 1)) / 2**n
         assert 1 - 2 * below >= 0.95, n
         # and the next narrower interval would not be
