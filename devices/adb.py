@@ -1,0 +1,389 @@
+"""An Android phone (or any adbd device) through the adb server.
+
+URI: ``adb://SERIAL`` (as ``adb devices`` lists it), ``adb://host:port`` (TCP/IP debugging:
+connected with ``adb connect`` and disconnected afterwards), or ``adb://`` (the only device
+attached). Options:
+
+``python``   an interpreter on the device (default: ``python3`` if one is on its PATH, e.g.
+             an aarch64 Linux board or Termux; ``none``: do not use one); without one,
+             only native runners run
+``onnxruntime_perf_test``, ``benchmark_model``, ``benchncnn``
+             a benchmark binary for the device's ABI on this host, pushed and used for its
+             backend (see :mod:`edgebench.devices.native`)
+``tmpdir``   where the private work dir is made (default ``/data/local/tmp``)
+``adb``      the adb binary (default: ``adb`` on PATH, else the one bundled with adbutils)
+
+The adb server is the user's (``ANDROID_ADB_SERVER_PORT`` and ``ANDROID_SERIAL`` work as
+usual); every command is an ``adb shell`` line built from an argument list with
+:func:`shlex.join`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+
+from edgebench.contracts import Completed, Device, NativeRunner
+from edgebench.errors import CaseError, UserError
+from edgebench.fingerprint import DeviceAgent
+from edgebench.hookspecs import Register, hookimpl
+
+from .native import NATIVE_TOOLS, native_runners
+from .transport import (
+    PROBE_SCRIPT,
+    ShellAgent,
+    device_lock,
+    kill_command,
+    new_workdir_name,
+    parse_query,
+    probe_fields,
+    read_throttling,
+    remote_command,
+    remove_command,
+    split_exit,
+    split_pid,
+    within,
+)
+
+OPTIONS = ("python", "tmpdir", "adb", *NATIVE_TOOLS)
+DEFAULT_TMPDIR = "/data/local/tmp"
+
+
+def parse_uri(uri: str) -> tuple[str, bool, dict[str, str]]:
+    """``(serial, is_network, options)``; ``serial`` is ``""`` for the only device."""
+    parts = urlsplit(uri)
+    if parts.scheme != "adb":
+        raise UserError(f"device {uri!r} is not an ADB URI such as 'adb://SERIAL' or "
+                        "'adb://192.168.1.30:5555'.")
+    serial = unquote(parts.netloc)
+    if "@" in serial or parts.path not in ("", "/"):
+        raise UserError(f"device {uri!r}: an ADB URI is adb://SERIAL or adb://host:port, "
+                        "with options after '?'.")
+    host, sep, port = serial.rpartition(":")
+    network = bool(sep and host and port.isdigit())
+    if sep and not network and not serial.startswith("["):
+        raise UserError(f"device {uri!r} has an invalid port.")
+    return serial, network, parse_query(uri, parts.query, OPTIONS)
+
+
+def find_adb(explicit: str | None) -> str:
+    """The adb binary: the option, ``adb`` on PATH, or the one bundled with adbutils."""
+    if explicit:
+        path = shutil.which(os.path.expanduser(explicit))
+        if path is None:
+            raise CaseError(f"adb={explicit} is not an executable")
+        return path
+    found = shutil.which("adb")
+    if found:
+        return found
+    try:
+        import adbutils
+
+        return str(adbutils.adb_path())
+    except Exception:
+        raise CaseError("adb is not installed: apt-get install adb, or pip install "
+                        "'edgebench[adb]' (which bundles one)") from None
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def state_problem(serial: str, text: str) -> str | None:
+    """The one-sentence reason why ``serial`` cannot be used, from adb's words, or None."""
+    low = text.lower()
+    if "unauthorized" in low or "failed to authenticate" in low:
+        return (f"the device {serial} is unauthorized: unlock it and accept the 'Allow USB "
+                "debugging?' prompt for this computer (its key is ~/.android/adbkey.pub), "
+                "then run again")
+    if "offline" in low:
+        return (f"the device {serial} is offline: reconnect it (adb -s {serial} reconnect) "
+                "or restart adbd on it")
+    if "not found" in low or "no devices" in low:
+        return f"no device {serial or ''} is attached ('adb devices' lists those that are)"
+    if "connection refused" in low or "failed to connect" in low or "cannot connect" in low \
+            or "unable to connect" in low or "no route" in low or "timed out" in low:
+        return f"cannot reach {serial}: {_first_line(text)}"
+    return None
+
+
+class AdbDevice:
+    """``adb://SERIAL``: a private dir under /data/local/tmp, commands over ``adb shell``."""
+
+    scheme: ClassVar[str] = "adb"
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.serial, self._network, self._options = parse_uri(uri)
+        self.python = self._options.get("python", "")
+        self._find_python = self.python == ""
+        if self.python == "none":  # use native runners even where a Python exists
+            self.python = ""
+        self._natives = native_runners(self._options, uri)
+        self._adb = ""
+        self._workdir: PurePosixPath | None = None
+        self._connected_by_us = False
+        self._running: subprocess.Popen[bytes] | None = None
+        self._running_pid: int | None = None
+        self._unfinished: set[int] = set()  # PIDs whose exit status never came back
+        self._aborted = False
+        self._stack = contextlib.ExitStack()
+
+    # -- hooks the core looks for -------------------------------------------------------
+
+    @classmethod
+    def host_unavailable_reason(cls) -> str | None:
+        try:
+            find_adb(None)
+        except CaseError as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def check_uri(cls, uri: str) -> None:
+        _, _, options = parse_uri(uri)
+        native_runners(options, uri)
+
+    def agent(self) -> DeviceAgent:
+        return DeviceAgent(self) if self.python else ShellAgent(
+            self, {r.tool: r.version_label() for r in self._natives.values()})
+
+    def native_runner(self, backend: str) -> NativeRunner | None:
+        return self._natives.get(backend)
+
+    def throttling(self) -> str | None:
+        return read_throttling(self)
+
+    def android_fields(self) -> dict[str, Any]:
+        """Model, SoC, ABI and Android version from ``getprop`` ({} on a non-Android adbd)."""
+        try:
+            text = self.run(["sh", "-c", PROBE_SCRIPT], timeout_s=60).stdout
+        except (CaseError, OSError):
+            return {}
+        fields = probe_fields(text)
+        if not fields["os"].startswith("Android"):
+            return {}
+        return {k: fields[k] for k in ("cpu_model", "os") if fields.get(k)}
+
+    # -- the Device protocol ------------------------------------------------------------
+
+    @property
+    def workdir(self) -> PurePosixPath:
+        if self._workdir is None:
+            raise RuntimeError("AdbDevice used outside its 'with' block")
+        return self._workdir
+
+    def __enter__(self) -> AdbDevice:
+        self._adb = find_adb(self._options.get("adb"))
+        try:
+            self._attach()
+            self._stack.enter_context(device_lock(f"adb:{self.serial}"))
+            if self._find_python:
+                code, out, _ = self._shell("command -v python3", 30)
+                self.python = out.strip().splitlines()[0] if code == 0 and out.strip() else ""
+            base = PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
+            workdir = base / new_workdir_name()
+            code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
+            if code != 0:
+                raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
+                                f"{_first_line(err or out)}")
+            self._workdir = workdir
+        except BaseException:
+            self._detach()
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self._kill_running()
+            if self._workdir is not None:
+                with contextlib.suppress(CaseError, OSError, subprocess.TimeoutExpired):
+                    if self._unfinished:  # cut off by a dropped connection: adb reconnects
+                        self._adb_run(["wait-for-device"], 15)
+                    for pid in sorted(self._unfinished):
+                        self._shell(kill_command(pid), 15)
+                    self._unfinished.clear()
+                    self._shell(remove_command(self._workdir), 60)
+        finally:
+            self._workdir = None
+            self._detach()
+            self._stack.close()
+
+    def push(self, local: Path, remote: PurePosixPath) -> None:
+        remote = within(self.workdir, remote)
+        done = self._adb_run(["push", str(local), str(remote)], 3600)
+        if done.returncode != 0:
+            text = (done.stderr + "\n" + done.stdout).strip()
+            if "no space left" in text.lower():
+                raise CaseError(f"the device's disk is full: {local.name} "
+                                f"({local.stat().st_size >> 10} KiB) does not fit in "
+                                f"{self.workdir.parent} on {self.serial}")
+            raise CaseError(self._lost_or(f"cannot copy {local.name} to {self.serial}:"
+                                          f"{remote}: {_first_line(text)}"))
+
+    def pull(self, remote: PurePosixPath, local: Path) -> None:
+        remote = within(self.workdir, remote)
+        done = self._adb_run(["pull", str(remote), str(local)], 3600)
+        if done.returncode != 0:
+            text = (done.stderr + "\n" + done.stdout).strip()
+            missing = "does not exist" in text or "No such file" in text
+            if missing and self._state() == "device":
+                raise CaseError(f"{remote} was not produced on the device")
+            raise CaseError(self._lost_or(f"cannot copy {remote} from {self.serial}: "
+                                          f"{_first_line(text)}"))
+
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
+        if self._aborted:
+            raise CaseError("aborted")
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [self._adb, "-s", self.serial, "shell",
+             remote_command(argv, self._workdir, exit_marker=True)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self._running, self._running_pid = proc, None
+        out, err = bytearray(), bytearray()
+
+        def read(pipe: Any, into: bytearray, watch_pid: bool) -> None:
+            while True:
+                chunk = pipe.read1(65536)
+                if not chunk:
+                    return
+                into += chunk
+                if watch_pid and self._running_pid is None and b"\n" in into:
+                    self._running_pid, _ = split_pid(into.decode("utf-8", "replace"))
+                    if self._running_pid is not None:
+                        self._unfinished.add(self._running_pid)
+
+        readers = [threading.Thread(target=read, args=(proc.stdout, out, True), daemon=True),
+                   threading.Thread(target=read, args=(proc.stderr, err, False), daemon=True)]
+        for t in readers:
+            t.start()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self._kill_running()
+            raise CaseError(f"timed out after {timeout_s:g} s; the runner was killed") from None
+        finally:
+            for t in readers:
+                t.join(timeout=5)
+            self._running, self._running_pid = None, None
+        if self._aborted:
+            raise CaseError("aborted")
+        pid, stdout = split_pid(out.decode("utf-8", "replace"))
+        stdout, code = split_exit(stdout)
+        stderr = err.decode("utf-8", "replace")
+        if code is None:  # the shell never printed the status: cut off
+            problem = state_problem(self.serial, stderr) if pid is None else None
+            raise CaseError(problem or f"the connection to {self.serial} was lost while "
+                            f"running {PurePosixPath(argv[0]).name}")
+        self._unfinished.discard(pid or -1)
+        return Completed(tuple(argv), code, stdout, stderr, time.perf_counter() - start)
+
+    def abort(self) -> None:
+        self._aborted = True
+        self._kill_running()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _adb_run(self, args: list[str], timeout_s: float, *, serial: bool = True
+                 ) -> subprocess.CompletedProcess[str]:
+        argv = [self._adb, *(("-s", self.serial) if serial else ()), *args]
+        try:
+            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, errors="replace", timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise CaseError(f"adb {args[0]} on {self.serial or 'the device'} timed out after "
+                            f"{timeout_s:g} s") from None
+        except OSError as exc:
+            raise CaseError(f"cannot run {self._adb}: {exc.strerror}") from None
+
+    def _shell(self, line: str, timeout_s: float) -> tuple[int, str, str]:
+        done = self._adb_run(["shell", line], timeout_s)
+        return done.returncode, done.stdout, done.stderr
+
+    def _state(self) -> str:
+        try:
+            done = self._adb_run(["get-state"], 30)
+        except CaseError:
+            return "unknown"
+        return done.stdout.strip() if done.returncode == 0 else (done.stderr or done.stdout)
+
+    def _lost_or(self, message: str) -> str:
+        state = self._state()
+        if state == "device":
+            return message
+        problem = state_problem(self.serial, state)
+        return f"the connection to {self.serial} was lost: {problem or _first_line(state)}"
+
+    def _attach(self) -> None:
+        started = self._adb_run(["start-server"], 60, serial=False)
+        if started.returncode != 0:
+            raise CaseError(f"the adb server does not start: "
+                            f"{_first_line(started.stderr or started.stdout)}")
+        if not self.serial:
+            self.serial = self._only_device()
+        if self._network:
+            done = self._adb_run(["connect", self.serial], 60, serial=False)
+            text = done.stdout + done.stderr  # 'adb connect' exits 0 even when refused
+            if "already connected" not in text and not text.startswith("connected to"):
+                state = self._state()  # TCP up but no handshake: adb lists it "offline"
+                raise CaseError(state_problem(self.serial, state if "offline" in state
+                                              else text)
+                                or f"cannot connect to {self.serial}: {_first_line(text)}")
+            self._connected_by_us = "already connected" not in text
+        state = self._state()
+        if state != "device":
+            raise CaseError(state_problem(self.serial, state)
+                            or f"{self.serial} is not usable: {_first_line(state)}")
+
+    def _only_device(self) -> str:
+        done = self._adb_run(["devices"], 30, serial=False)
+        rows = [line.split() for line in done.stdout.splitlines()[1:] if line.strip()]
+        ready = [r[0] for r in rows if len(r) >= 2 and r[1] == "device"]
+        if len(ready) == 1:
+            return ready[0]
+        listed = ", ".join(" ".join(r[:2]) for r in rows) or "none"
+        raise CaseError(f"adb:// needs exactly one attached device, found {listed}; "
+                        "name one: adb://SERIAL")
+
+    def _detach(self) -> None:
+        if self._connected_by_us:
+            with contextlib.suppress(CaseError):
+                self._adb_run(["disconnect", self.serial], 30, serial=False)
+            self._connected_by_us = False
+
+    def _kill_running(self) -> None:
+        proc, pid = self._running, self._running_pid
+        if pid is not None:
+            with contextlib.suppress(CaseError, OSError):
+                self._shell(kill_command(pid), 15)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+
+
+@hookimpl
+def edgebench_device_info(device: Device, info: dict[str, Any]) -> None:
+    """Phones: model, SoC, ABI and Android version from getprop (Python-less devices
+    already have them from the shell probe)."""
+    if isinstance(device, AdbDevice) and info.get("python"):
+        info.update(device.android_fields())
+
+
+@hookimpl
+def edgebench_register_devices(register: Register) -> None:
+    register(AdbDevice)

@@ -1,0 +1,390 @@
+"""Native runners: a runtime's own benchmark binary, where the device has no Python (phones).
+
+The user points the device URI at a binary built for the device's ABI, e.g.
+``adb://SERIAL?onnxruntime_perf_test=/path/on/this/host/onnxruntime_perf_test``; the harness
+pushes it with the model, runs it with the case's settings and parses its output:
+
+=========================  ==========  =================================================
+tool                       backend     what it reports
+=========================  ==========  =================================================
+``onnxruntime_perf_test``  onnxruntime every iteration (its result file, seconds), session
+                                       creation, first inference, peak working set
+``benchmark_model``        litert      TFLite's summary in µs: count, min, max, avg, std
+                                       (p5/median/p95 in builds that print them), init,
+                                       first inference, peak memory
+``benchncnn``              ncnn        min, max and avg in ms over the loop count
+=========================  ==========  =================================================
+
+Only ``onnxruntime_perf_test`` gives per-iteration samples, so only its latency goes
+through :func:`edgebench.stats.latency_stats` like a Python runner's. The summary tools
+give no distribution: their case says so in ``notes``, and the statistics they do not
+print are filled as stated there (p50 = their median, else their mean; p90/p99 = their
+max, an upper bound; the median's interval = [min, max], which certainly holds it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
+
+from edgebench.contracts import Device, NativeMeasurement, NativeRunner
+from edgebench.errors import CaseError, UserError
+from edgebench.records import Artifact, DeviceInfo, LatencyStats, MemoryStats, RunSettings
+from edgebench.records import RuntimeInfo as Runtime
+from edgebench.stats import latency_stats
+
+NATIVE_TOOLS = ("onnxruntime_perf_test", "benchmark_model", "benchncnn")
+NS_PER_MS = 1e6
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A native tool's own numbers, normalised to milliseconds (``None``: not printed)."""
+
+    tool: str
+    count: int
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+    std_ms: float | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    init_ms: float | None = None
+    first_ms: float | None = None
+    peak_memory_bytes: int | None = None
+
+
+class ParseError(ValueError):
+    """The tool's output is not in the documented format."""
+
+
+# ------------------------------------------------------------------------------- parsers
+
+_NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+
+
+def _float(pattern: str, text: str) -> float | None:
+    match = re.search(pattern, text, re.MULTILINE)
+    if not match:
+        return None
+    value = float(match.group(1))
+    return value if math.isfinite(value) else None
+
+
+def parse_perf_test_samples(text: str) -> list[float]:
+    """Per-iteration latencies in seconds from ``onnxruntime_perf_test``'s result file.
+
+    One line per run: ``model_name,seconds,peak_working_set,cpu_usage,run_index``; newer
+    versions append a blank line and the ``Min Latency: ... s`` statistics, ignored here.
+    """
+    samples: list[float] = []
+    for line in text.splitlines():
+        parts = line.rsplit(",", 4)
+        if len(parts) != 5:
+            continue
+        try:
+            seconds = float(parts[1])
+            int(parts[4])
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            samples.append(seconds)
+    return samples
+
+
+def parse_perf_test(stdout: str) -> Summary:
+    """``onnxruntime_perf_test``'s console summary (latencies in s, averages in ms)."""
+    count = _float(r"^Total inference requests:\s*" + _NUM, stdout)
+    count = count if count is not None else _float(r"^Runs:\s*" + _NUM, stdout)
+    mean = _float(r"^Average inference time cost(?: total)?:\s*" + _NUM + r"\s*ms", stdout)
+    lo = _float(r"^Min Latency:\s*" + _NUM + r"\s*s", stdout)
+    hi = _float(r"^Max Latency:\s*" + _NUM + r"\s*s", stdout)
+    if count is None or mean is None:
+        raise ParseError("no 'Total inference requests' / 'Average inference time cost' "
+                         "lines")
+    p50 = _float(r"^P50 Latency:\s*" + _NUM + r"\s*s", stdout)
+    p90 = _float(r"^P90 Latency:\s*" + _NUM + r"\s*s", stdout)
+    p99 = _float(r"^P99 Latency:\s*" + _NUM + r"\s*s", stdout)
+    init = _float(r"^Session creation time cost:\s*" + _NUM + r"\s*s", stdout)
+    first = _float(r"^First inference time cost:\s*" + _NUM + r"\s*ms", stdout)
+    peak = _float(r"^Peak working set size:\s*" + _NUM, stdout)
+    return Summary(
+        tool="onnxruntime_perf_test", count=int(count),
+        min_ms=lo * 1e3 if lo is not None else mean, max_ms=hi * 1e3 if hi is not None else mean,
+        mean_ms=mean, median_ms=p50 * 1e3 if p50 is not None else None,
+        p90_ms=p90 * 1e3 if p90 is not None else None,
+        p99_ms=p99 * 1e3 if p99 is not None else None,
+        init_ms=init * 1e3 if init is not None else None, first_ms=first,
+        peak_memory_bytes=int(peak) if peak is not None else None)
+
+
+_TFLITE_STAT = re.compile(
+    r"^count=(\d+)(?: first=(\d+))? curr=(\d+)(\(all same\))?"
+    r"(?: min=(\d+) max=(\d+) avg=" + _NUM + r" std=(\d+))?"
+    r"(?: p5=(\d+) median=(\d+) p95=(\d+))?", re.MULTILINE)
+
+
+def parse_benchmark_model(stdout: str) -> Summary:
+    """TFLite/LiteRT ``benchmark_model`` output (microseconds).
+
+    The last ``count=...`` line is the timed loop (the one before it, the warm-up);
+    ``Inference timings in us: Init: ..., First inference: ...`` gives the start-up costs.
+    """
+    stats = list(_TFLITE_STAT.finditer(stdout))
+    if not stats:
+        raise ParseError("no 'count=... min=... max=... avg=...' line")
+    m = stats[-1]
+    count, curr = int(m.group(1)), float(m.group(3))
+    if m.group(4):  # "(all same)": every run took `curr`
+        lo = hi = mean = curr
+        std: float | None = 0.0
+    elif m.group(5) is not None:
+        lo, hi, mean, std = (float(m.group(5)), float(m.group(6)), float(m.group(7)),
+                             float(m.group(8)))
+    elif count == 1:
+        lo = hi = mean = curr
+        std = 0.0
+    else:
+        raise ParseError(f"unreadable statistics line {m.group(0)!r}")
+    median = float(m.group(10)) if m.group(10) else None
+    init = _float(r"Inference timings in us: Init: " + _NUM, stdout)
+    first = _float(r"Inference timings in us: .*?First inference: " + _NUM, stdout)
+    peak_mb = _float(r"^Overall peak memory footprint \(MB\) via periodic monitoring: "
+                     + _NUM, stdout)
+    if peak_mb is None:
+        peak_mb = _float(r"^Memory footprint delta from the start of the tool \(MB\): "
+                         r"init=" + _NUM + r" overall=" + _NUM, stdout)
+    us = 1e-3
+    return Summary(
+        tool="benchmark_model", count=count, min_ms=lo * us, max_ms=hi * us, mean_ms=mean * us,
+        std_ms=std * us if std is not None else None,
+        median_ms=median * us if median is not None else None,
+        init_ms=init * us if init is not None else None,
+        first_ms=first * us if first is not None else None,
+        peak_memory_bytes=int(peak_mb * 1024 * 1024) if peak_mb is not None else None)
+
+
+_NCNN_LINE = re.compile(r"^\s*(\S.*?)\s+min =\s*" + _NUM + r"\s+max =\s*" + _NUM
+                        + r"\s+avg =\s*" + _NUM, re.MULTILINE)
+
+
+def parse_benchncnn(stdout: str, loop_count: int | None = None) -> Summary:
+    """``benchncnn`` output: ``NAME  min = X  max = Y  avg = Z`` in milliseconds."""
+    lines = list(_NCNN_LINE.finditer(stdout))
+    if not lines:
+        raise ParseError("no 'NAME  min = ...  max = ...  avg = ...' line")
+    m = lines[-1]
+    declared = _float(r"^loop_count = " + _NUM, stdout)
+    count = int(declared) if declared is not None else (loop_count or 0)
+    return Summary(tool="benchncnn", count=count, min_ms=float(m.group(2)),
+                   max_ms=float(m.group(3)), mean_ms=float(m.group(4)))
+
+
+def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float | None
+                    ) -> tuple[LatencyStats, tuple[str, ...]]:
+    """LatencyStats from a summary-only tool, and the note that says what was filled in."""
+    p50 = summary.median_ms if summary.median_ms is not None else summary.mean_ms
+    p90 = summary.p90_ms if summary.p90_ms is not None else summary.max_ms
+    p99 = summary.p99_ms if summary.p99_ms is not None else summary.max_ms
+    filled = [name for name, value in (("p50 (its mean)", summary.median_ms),
+                                       ("p90 and p99 (its max, an upper bound)", summary.p99_ms))
+              if value is None]
+    note = (f"latency from {summary.tool}'s own summary of {summary.count} runs: no "
+            "per-iteration samples" + (f"; {'; '.join(filled)}" if filled else "")
+            + "; median interval = [min, max]")
+    gflops_per_s = gflops / (p50 / 1e3) if gflops and p50 > 0 else None
+    return LatencyStats(
+        samples_ns=(), warmup_ns=(),
+        init_ns=int((summary.init_ms or 0.0) * NS_PER_MS),
+        first_inference_ns=int((summary.first_ms or 0.0) * NS_PER_MS),
+        n=summary.count, min_ms=summary.min_ms, p50_ms=p50, p90_ms=p90, p99_ms=p99,
+        mean_ms=summary.mean_ms, std_ms=summary.std_ms if summary.std_ms is not None else 0.0,
+        max_ms=summary.max_ms, median_ci95_ms=(summary.min_ms, summary.max_ms),
+        throughput_ips=1e3 / p50 if p50 > 0 else 0.0, gflops_per_s=gflops_per_s,
+        peak_share=gflops_per_s / peak_gflops if gflops_per_s and peak_gflops else None,
+    ), (note,)
+
+
+# ------------------------------------------------------------------------------- runners
+
+
+class _Tool:
+    """Pushes the binary once per work dir, runs it, turns failures into one sentence."""
+
+    tool: ClassVar[str]
+    backend: ClassVar[str]
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = binary
+        self._sha = hashlib.sha256(binary.read_bytes()).hexdigest()
+        self._pushed: set[str] = set()
+
+    def version_label(self) -> str:
+        return f"native {self.tool} sha256:{self._sha[:12]}"
+
+    def _install(self, device: Device) -> PurePosixPath:
+        remote = device.workdir / "bin" / self.tool
+        if str(remote) not in self._pushed:
+            device.push(self.binary, remote)
+            done = device.run(["chmod", "755", str(remote)], timeout_s=60)
+            if done.returncode != 0:
+                raise CaseError(f"cannot make {self.tool} executable on {device.uri}: "
+                                f"{_tail(done.stderr or done.stdout)}")
+            self._pushed.add(str(remote))
+        return remote
+
+    def _run(self, device: Device, argv: list[str], timeout_s: float) -> str:
+        done = device.run(argv, timeout_s=timeout_s)
+        if done.returncode != 0:
+            raise CaseError(f"{self.tool} exited with code {done.returncode}: "
+                            f"{_tail(done.stderr) or _tail(done.stdout)}")
+        return done.stdout
+
+    def _runtime(self, threads: int | None, name: str) -> Runtime:
+        return Runtime(name=name, version="unknown (native binary)", threads=threads,
+                       providers=("CPU",),
+                       details={"tool": self.tool, "binary_sha256": self._sha})
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+class OrtPerfTest(_Tool):
+    """``onnxruntime_perf_test -e cpu -m times -r N [-x T] -o 99 model.onnx results``."""
+
+    tool = "onnxruntime_perf_test"
+    backend = "onnxruntime"
+
+    def measure(self, device: Device, artifact: Artifact, inputs: Path, settings: RunSettings,
+                info: DeviceInfo) -> NativeMeasurement:
+        import numpy as np
+        from onnx import numpy_helper
+
+        binary = self._install(device)
+        case_dir = device.workdir / f"ort-{artifact.sha256[:16]}"
+        model = case_dir / "model.onnx"
+        device.push(Path(artifact.path), model)
+        with tempfile.TemporaryDirectory(prefix="edgebench-native-") as tmp:
+            with np.load(inputs, allow_pickle=False) as data:
+                for i, name in enumerate(data.files):
+                    pb = Path(tmp) / f"input_{i}.pb"
+                    pb.write_bytes(numpy_helper.from_array(data[name], name).SerializeToString())
+                    device.push(pb, case_dir / "test_data_set_0" / pb.name)
+            results = case_dir / f"results-{time.time_ns()}.txt"
+            argv = [str(binary), "-e", "cpu", "-m", "times", "-r", str(settings.iterations),
+                    "-o", "99"]
+            if settings.threads:
+                argv += ["-x", str(settings.threads)]
+            stdout = self._run(device, [*argv, str(model), str(results)], settings.timeout_s)
+            local = Path(tmp) / "results.txt"
+            device.pull(results, local)
+            samples = parse_perf_test_samples(local.read_text(errors="replace"))
+        try:
+            summary = parse_perf_test(stdout)
+        except ParseError as exc:
+            raise CaseError(f"{self.tool}'s output is not in its documented format: {exc}") \
+                from None
+        if not samples:
+            raise CaseError(f"{self.tool} wrote no per-run times to its result file")
+        latency = latency_stats(
+            [round(s * 1e9) for s in samples],
+            init_ns=int((summary.init_ms or 0) * NS_PER_MS),
+            first_inference_ns=int((summary.first_ms or 0) * NS_PER_MS),
+            gflops=artifact.gflops, peak_gflops=info.peak_gflops_estimate())
+        notes = [f"measured by native {self.tool} (warm-up: its own single run)"]
+        if settings.min_duration_s:
+            notes.append(f"{self.tool} has no minimum duration: ran "
+                         f"{settings.iterations} iterations")
+        memory = MemoryStats(None, None, None, None, summary.peak_memory_bytes)
+        return NativeMeasurement(latency, self._runtime(settings.threads, "onnxruntime"),
+                                 memory, tuple(notes))
+
+
+class TfliteBenchmarkModel(_Tool):
+    """TFLite/LiteRT ``benchmark_model --graph=M --num_runs=N --warmup_runs=W ...``."""
+
+    tool = "benchmark_model"
+    backend = "litert"
+
+    def measure(self, device: Device, artifact: Artifact, inputs: Path, settings: RunSettings,
+                info: DeviceInfo) -> NativeMeasurement:
+        binary = self._install(device)
+        model = device.workdir / "models" / f"{artifact.sha256[:16]}.tflite"
+        device.push(Path(artifact.path), model)
+        argv = [str(binary), f"--graph={model}", f"--num_runs={settings.iterations}",
+                f"--warmup_runs={settings.warmup_iterations}",
+                f"--warmup_min_secs={settings.warmup_s:g}",
+                f"--min_secs={settings.min_duration_s:g}",
+                f"--max_secs={settings.timeout_s:g}"]
+        if settings.threads:
+            argv.append(f"--num_threads={settings.threads}")
+        stdout = self._run(device, argv, settings.timeout_s)
+        try:
+            summary = parse_benchmark_model(stdout)
+        except ParseError as exc:
+            raise CaseError(f"{self.tool}'s output is not in its documented format: {exc}") \
+                from None
+        latency, notes = summary_latency(summary, artifact.gflops, info.peak_gflops_estimate())
+        memory = MemoryStats(None, None, None, None, summary.peak_memory_bytes)
+        return NativeMeasurement(latency, self._runtime(settings.threads, "tflite"), memory,
+                                 (*notes, "input: benchmark_model's random data"))
+
+
+class BenchNcnn(_Tool):
+    """``benchncnn LOOPS THREADS 0 -1 0 param=model.param shape=[w,h,c]``."""
+
+    tool = "benchncnn"
+    backend = "ncnn"
+
+    def measure(self, device: Device, artifact: Artifact, inputs: Path, settings: RunSettings,
+                info: DeviceInfo) -> NativeMeasurement:
+        binary = self._install(device)
+        source = Path(artifact.path)
+        params = sorted(source.glob("*.param")) if source.is_dir() else [source]
+        if not params or params[0].suffix != ".param":
+            raise CaseError(f"benchncnn needs an ncnn .param file, got {source.name}")
+        model = device.workdir / "models" / f"{artifact.sha256[:16]}.param"
+        device.push(params[0], model)
+        threads = settings.threads or info.cores or 1
+        argv = [str(binary), str(settings.iterations), str(threads), "0", "-1", "0",
+                f"param={model}"]
+        shape = artifact.input_shape
+        if shape and len(shape) == 4 and all(d > 0 for d in shape[1:]):
+            argv.append(f"shape=[{shape[3]},{shape[2]},{shape[1]}]")
+        stdout = self._run(device, argv, settings.timeout_s)
+        try:
+            summary = parse_benchncnn(stdout, settings.iterations)
+        except ParseError as exc:
+            raise CaseError(f"{self.tool}'s output is not in its documented format: {exc}") \
+                from None
+        latency, notes = summary_latency(summary, artifact.gflops, info.peak_gflops_estimate())
+        return NativeMeasurement(latency, self._runtime(threads, "ncnn"), None,
+                                 (*notes, "weights: benchncnn's random ones (speed only)"))
+
+
+TOOLS: dict[str, type[_Tool]] = {t.tool: t for t in (OrtPerfTest, TfliteBenchmarkModel,
+                                                     BenchNcnn)}
+
+
+def native_runners(options: Mapping[str, str], uri: str) -> dict[str, NativeRunner]:
+    """The native runners a device URI configures, by backend; a missing binary is an error."""
+    runners: dict[str, NativeRunner] = {}
+    for tool, cls in TOOLS.items():
+        if tool not in options:
+            continue
+        binary = Path(options[tool]).expanduser()
+        if not binary.is_file():
+            raise UserError(f"device {uri!r}: {tool}={binary} is not a file on this host "
+                            f"(give the path of a {tool} built for the device's ABI).")
+        runners[cls.backend] = cls(binary)
+    return runners
