@@ -17,7 +17,7 @@ import numpy as np
 
 from .datasets import Dataset
 from .preprocess import Letterbox
-from .records import Fidelity
+from .records import Fidelity, Tolerance
 
 MAX_WH = 7680.0  # class offset for batched NMS, as Ultralytics
 
@@ -226,15 +226,24 @@ def detection_agreement(reference: Sequence[Detections], candidate: Sequence[Det
 
 def output_fidelity(reference_name: str, reference: Sequence[np.ndarray],
                     candidate: Sequence[np.ndarray], ref_dets: Sequence[Detections],
-                    cand_dets: Sequence[Detections], *, head: bool) -> Fidelity:
-    """Raw-output differences (boxes and scores apart for a detection head) and agreement."""
+                    cand_dets: Sequence[Detections], *, head: bool,
+                    agreement_conf: float = 0.25) -> Fidelity:
+    """Raw-output differences (boxes and scores apart for a detection head) and agreement.
+
+    Boxes are also compared on the anchors the reference scores at ``agreement_conf`` or
+    more (the boxes that become detections): background anchors' boxes are meaningless and
+    swing by pixels under mere fp16 rounding, so the agreement check judges these."""
     ref = np.concatenate([np.ravel(r) for r in reference])
     cand = np.concatenate([np.ravel(c) for c in candidate])
     if ref.shape != cand.shape:
         raise ValueError(f"outputs have {cand.size} values, the reference {ref.size}")
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
-    box_max = box_mean = score_max = score_mean = None
+    box_max = box_mean = score_max = score_mean = det_box_max = None
     if head:
+        det_box = [np.abs(r[:4] - c[:4])[:, r[4:].max(axis=0) >= agreement_conf].ravel()
+                   for r, c in zip(reference, candidate)]
+        det_box_d = np.concatenate(det_box) if det_box else np.zeros(0)
+        det_box_max = float(det_box_d.max()) if det_box_d.size else 0.0
         box_d = np.concatenate([np.abs(r[:4] - c[:4]).ravel()
                                 for r, c in zip(reference, candidate)])
         score_d = np.concatenate([np.abs(r[4:] - c[4:]).ravel()
@@ -244,6 +253,64 @@ def output_fidelity(reference_name: str, reference: Sequence[np.ndarray],
     agreement, n_ref = detection_agreement(ref_dets, cand_dets) if head else (None, 0)
     return Fidelity(reference=reference_name, max_abs=float(diff.max()),
                     mean_abs=float(diff.mean()), box_max_abs_px=box_max,
+                    detection_box_max_abs_px=det_box_max,
                     box_mean_abs_px=box_mean, score_max_abs=score_max,
                     score_mean_abs=score_mean, detection_agreement=agreement,
                     reference_detections=n_ref)
+
+
+# -- the agreement check: how far a conversion may move the outputs ----------------------
+
+FP32_TOLERANCE = Tolerance(
+    box_max_abs_px=0.02, score_max_abs=1e-4, min_detection_agreement=0.99, raw_max_rel=1e-3,
+    basis="fp32: measured here on the embedded YOLOv8n, 100 val images, 320 and 640 px, "
+          "against PyTorch: ONNX Runtime, LiteRT and ncnn within 0.005 px on boxes and 1e-5 "
+          "on scores, agreement 1.0; fp16 weights move detection boxes by 0.1 px and scores "
+          "by 7e-3, so they fail it")
+"""An fp32 artifact on any runtime: well above fp32 rounding, below what fp16 weights (a
+pnnx default) or a broken conversion do. Boxes are judged on the anchors that become
+detections (``Fidelity.detection_box_max_abs_px``)."""
+
+FP16_TOLERANCE = Tolerance(
+    box_max_abs_px=1.0, score_max_abs=0.03, min_detection_agreement=0.95, raw_max_rel=2e-2,
+    basis="fp16 weights or arithmetic: fp16 weights measured here at 0.1 px on detection "
+          "boxes and 7.5e-3 on scores (100 val images, 320 px); fp16 arithmetic (ARMv8.2+, "
+          "Vulkan) could not be measured on this x86 host, hence the wider margin")
+"""fp16 storage or arithmetic (ncnn's fp16 options, fp16 weights)."""
+
+
+def check_tolerance(fidelity: Fidelity, tolerance: Tolerance | None,
+                    reference: Sequence[np.ndarray]) -> Fidelity:
+    """``fidelity`` with the tolerance and whether the outputs are within it."""
+    import dataclasses
+
+    if tolerance is None:
+        return fidelity
+    return dataclasses.replace(fidelity, tolerance=tolerance, within_tolerance=not
+                               tolerance_problems(fidelity, tolerance, reference))
+
+
+def tolerance_problems(fidelity: Fidelity, tolerance: Tolerance,
+                       reference: Sequence[np.ndarray]) -> list[str]:
+    """The figures outside ``tolerance``, as phrases (empty: within)."""
+    problems: list[str] = []
+    if fidelity.detection_box_max_abs_px is not None and fidelity.score_max_abs is not None:
+        if fidelity.detection_box_max_abs_px > tolerance.box_max_abs_px:
+            problems.append(f"boxes of detections differ by up to "
+                            f"{fidelity.detection_box_max_abs_px:.3g} px "
+                            f"(tolerance {tolerance.box_max_abs_px:g})")
+        if fidelity.score_max_abs > tolerance.score_max_abs:
+            problems.append(f"scores differ by up to {fidelity.score_max_abs:.3g} "
+                            f"(tolerance {tolerance.score_max_abs:g})")
+        agreement = fidelity.detection_agreement
+        if agreement is not None and agreement < tolerance.min_detection_agreement:
+            problems.append(f"only {agreement:.1%} of the reference's "
+                            f"{fidelity.reference_detections} detections are matched "
+                            f"(tolerance {tolerance.min_detection_agreement:.0%})")
+        return problems
+    scale = max((float(np.abs(r).max(initial=0.0)) for r in reference), default=0.0)
+    if fidelity.max_abs > tolerance.raw_max_rel * max(scale, 1e-12):
+        problems.append(f"outputs differ by up to {fidelity.max_abs:.3g}, "
+                        f"{fidelity.max_abs / max(scale, 1e-12):.2g} of their largest value "
+                        f"(tolerance {tolerance.raw_max_rel:g})")
+    return problems

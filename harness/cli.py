@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .accuracy import AccuracySettings
-from .config import DEFAULT_MODEL, Matrix, check_output_dir, make_settings
+from .config import check_output_dir, matrix_from_options
 from .errors import UserError
 from .plugin_manager import collect_registry, make_plugin_manager
 from .records import CaseResult, Status
@@ -48,36 +47,80 @@ def build_parser() -> argparse.ArgumentParser:
                           "backend usable here")
     run.add_argument("--device", "-d", action="append",
                      help="device URI(s): local (default), ssh://user@host, adb://serial")
-    run.add_argument("--warmup", type=int, default=10, help="warm-up iterations (10)")
-    run.add_argument("--warmup-s", type=float, default=0.0,
+    run.add_argument("--config", "-c", type=Path,
+                     help="matrix file (TOML, see examples/nightly.toml); flags override it")
+    run.add_argument("--warmup", type=int, help="warm-up iterations (10)")
+    run.add_argument("--warmup-s", type=float,
                      help="also warm up for at least this many seconds (0)")
-    run.add_argument("--iterations", "-n", type=int, default=100,
-                     help="timed iterations, at least (100)")
-    run.add_argument("--min-duration", type=float, default=0.0,
+    run.add_argument("--iterations", "-n", type=int, help="timed iterations, at least (100)")
+    run.add_argument("--min-duration", type=float,
                      help="time for at least this many seconds too (0)")
-    run.add_argument("--threads", type=int, help="runtime threads (default: runtime's own)")
+    run.add_argument("--threads", type=int, action="append",
+                     help="runtime threads; repeat for a threads axis (default: runtime's own)")
+    run.add_argument("--backend-option", action="append", metavar="BACKEND.KEY=VALUE",
+                     help="a backend's runner option, e.g. ncnn.fp16_storage=true; "
+                          "repeatable (a wrong key lists the backend's options)")
+    run.add_argument("--repeats", type=int,
+                     help="runner processes per case, interleaved with the other cases; the "
+                          "gate tests on their medians (1; nightly: 5)")
     run.add_argument("--imgsz", type=int,
                      help="input size for .pt exports and dynamic-shape models")
-    run.add_argument("--timeout", type=float, default=600.0, help="per-case timeout, s (600)")
+    run.add_argument("--timeout", type=float, help="per-case timeout, s (600)")
+    run.add_argument("--cooldown", type=float, help="pause before each case, s (0)")
+    run.add_argument("--max-temperature", type=float,
+                     help="wait before each case until the device is at most this hot, °C")
     run.add_argument("--data", type=Path,
                      help="evaluation data: a data.yaml (YOLO layout), a COCO instances .json, "
                           "or a folder of images (fidelity only); default: the embedded "
                           "shapes val split")
     run.add_argument("--images", type=int, help="evaluate on the first N images only")
-    run.add_argument("--conf", type=float, default=0.001,
+    run.add_argument("--conf", type=float,
                      help="score threshold for mAP (0.001, as Ultralytics val)")
-    run.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (0.7)")
+    run.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
     run.add_argument("--no-accuracy", action="store_true",
                      help="latency and memory only: skip the accuracy pass")
-    run.add_argument("--output", "-o", type=Path, default=Path("edgebench-results"),
-                     help="output dir; each run writes RUN_ID/report.{json,md} in it")
+    run.add_argument("--output", "-o", type=Path,
+                     help="results dir (edgebench-results); each run writes "
+                          "RUN_ID/report.{json,md,html} in it")
+
+    compare = sub.add_parser(
+        "compare", help="compare a run with a baseline; exit 1 on a regression")
+    compare.add_argument("baseline", help="report.json, a run dir, 'previous' or 'last'")
+    compare.add_argument("current", nargs="?", default="last",
+                         help="report.json, a run dir or 'last' (default)")
+    compare.add_argument("--results", type=Path, default=Path("edgebench-results"),
+                         help="where 'last'/'previous' look (edgebench-results)")
+    compare.add_argument("--config", "-c", type=Path, help="matrix file: its [gate] table")
+    compare.add_argument("--latency-threshold", type=float,
+                         help="relative latency change that matters (0.05)")
+    compare.add_argument("--map-threshold", type=float,
+                         help="mAP50-95 change that matters, points (0.5)")
+    compare.add_argument("--alpha", type=float, help="significance level (0.002)")
+    compare.add_argument("--fail-on-no-overlap", action="store_true",
+                         help="exit 1 (not 0 with a warning) when no case is in both runs")
+    compare.add_argument("--output", "-o", type=Path, help="also write the table here")
+
+    history = sub.add_parser("history", help="a metric over the runs in a results dir")
+    history.add_argument("--results", type=Path, default=Path("edgebench-results"))
+    history.add_argument("--case", default="", help="only cases whose key contains this")
+    history.add_argument("--metric", default="p50_ms",
+                         help="p50_ms (default), p90_ms, peak_rss_mib, map50_95, map50")
+    history.add_argument("--html", type=Path, help="also write a plot to this HTML file")
+
+    export = sub.add_parser("export", help="convert a report for other tools")
+    export.add_argument("report", type=Path, help="report.json or a run dir")
+    export.add_argument("--format", choices=["pytest-benchmark"], default="pytest-benchmark")
+    export.add_argument("--output", "-o", type=Path, required=True)
 
     sub.add_parser("plugins", help="list plugins and whether each is usable here")
 
     devices = sub.add_parser(
         "devices", help="list devices, whether each is reachable, and its fingerprint")
     devices.add_argument("--device", "-d", action="append",
-                         help="device URI(s), as for 'run' (default: local)")
+                         help="device URI(s), as for 'run' (default: the matrix file's, "
+                              "else local)")
+    devices.add_argument("--config", "-c", type=Path,
+                         help="matrix file: list the devices of its [run] table")
     devices.add_argument("--accept-new-host-keys", action="store_true",
                          help="record the host key of SSH devices not yet in known_hosts "
                               "(check the printed fingerprint); changed keys stay refused")
@@ -91,8 +134,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [("kind", "name", "distribution", "version", "plugin", "usable here")]
     for reg in registry.all():
         reason = reg.unavailable_reason()
+        usable = "yes" if reason is None else f"no: {reason}"
+        if reg.hooks:
+            usable += f" (hooks: {', '.join(reg.hooks)})"
         rows.append((reg.kind.value, reg.name, reg.distribution or "–", reg.version or "–",
-                     reg.plugin, "yes" if reason is None else f"no: {reason}"))
+                     reg.plugin, usable))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
@@ -102,39 +148,48 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The flags of ``run`` as matrix options; ``None`` where not given."""
+    return {
+        "models": tuple(args.model) if args.model else None,
+        "backends": _split(args.backend) or None,
+        "devices": _split(args.device) or None,
+        "data": args.data, "images": args.images, "imgsz": args.imgsz, "output": args.output,
+        "warmup": args.warmup, "warmup_s": args.warmup_s, "iterations": args.iterations,
+        "min_duration_s": args.min_duration,
+        "threads": tuple(args.threads) if args.threads else None, "repeats": args.repeats,
+        "timeout_s": args.timeout, "cooldown_s": args.cooldown,
+        "max_temperature_c": args.max_temperature,
+        "accuracy": False if args.no_accuracy else None, "conf": args.conf, "iou": args.iou,
+        "backend_options": _backend_options(args.backend_option),
+    }
+
+
+def _backend_options(values: Sequence[str] | None) -> dict[str, dict[str, object]]:
+    from .matrix_file import parse_backend_option
+
+    out: dict[str, dict[str, object]] = {}
+    for text in values or ():
+        backend, key, value = parse_backend_option(text)
+        out.setdefault(backend, {})[key] = value
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .matrix_file import MatrixFile, check_flags, merged
     from .runner import Session
 
-    settings = make_settings(warmup=args.warmup, warmup_s=args.warmup_s,
-                             iterations=args.iterations, min_duration_s=args.min_duration,
-                             threads=args.threads, timeout_s=args.timeout)
-    if args.imgsz is not None and args.imgsz < 32:
-        raise UserError(f"--imgsz must be at least 32, got {args.imgsz}.")
-    if not 0.0 <= args.conf < 1.0:
-        raise UserError(f"--conf must be in [0, 1), got {args.conf}.")
-    if not 0.0 < args.iou <= 1.0:
-        raise UserError(f"--iou must be in (0, 1], got {args.iou}.")
-    if args.images is not None and args.images < 1:
-        raise UserError(f"--images must be at least 1, got {args.images}.")
-    accuracy = None if args.no_accuracy else AccuracySettings(conf=args.conf, iou=args.iou)
-    matrix = Matrix(
-        data=args.data,
-        images=args.images,
-        accuracy=accuracy,
-        models=tuple(args.model or (DEFAULT_MODEL,)),
-        backends=_split(args.backend),
-        devices=_split(args.device) or ("local",),
-        settings=settings,
-        imgsz=args.imgsz,
-        output_dir=args.output,
-        disabled_plugins=_split(args.disable),
-    )
+    flags = run_flags(args)
+    check_flags(flags)
+    file_values = MatrixFile(args.config).values if args.config else {}
+    matrix = matrix_from_options(merged(file_values, flags), disabled=_split(args.disable))
     pm = make_plugin_manager(disabled=matrix.disabled_plugins)
     registry = collect_registry(pm)
     session = Session(matrix, pm, registry, argv=sys.argv[1:])
     output_dir = check_output_dir(matrix.output_dir / session.run_id)
     sources = session.sources()  # fail fast on bad model files, before any device work
-    progress = _progress(len(matrix.models) * len(session.backends) * len(matrix.devices))
+    progress = _progress(len(matrix.models) * len(session.backends) * len(matrix.devices)
+                         * len(matrix.all_settings))
     session.on_case = progress.update_case
     try:
         report = session.run(output_dir, sources)
@@ -169,12 +224,14 @@ class _progress:
 def cmd_devices(args: argparse.Namespace) -> int:
     import json
 
+    from .matrix_file import MatrixFile
     from .records import to_json_dict
     from .runner import probe_devices
 
     pm = make_plugin_manager(disabled=_split(args.disable))
     registry = collect_registry(pm)
-    uris = _split(args.device) or ("local",)
+    configured = MatrixFile(args.config).values.get("devices", ()) if args.config else ()
+    uris = _split(args.device) or tuple(configured) or ("local",)
     found = probe_devices(uris, pm, registry, accept_new_host_keys=args.accept_new_host_keys,
                           on_message=lambda m: print(m, file=sys.stderr))
     if args.json:
@@ -195,7 +252,68 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0 if all(info is not None for _, info, _ in found) else 1
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "devices": cmd_devices}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import Thresholds, Verdict, compare_reports, render_comparison
+    from .history import resolve_report
+    from .matrix_file import MatrixFile, check_flags, merged
+    from .reports.json_report import load_report
+
+    flags = {"latency_threshold": args.latency_threshold, "map_threshold": args.map_threshold,
+             "alpha": args.alpha}
+    check_flags(flags)
+    values = merged(MatrixFile(args.config).values if args.config else {}, flags)
+    thresholds = Thresholds(latency=values["latency_threshold"],
+                            map_points=values["map_threshold"], alpha=values["alpha"])
+    current_path = resolve_report(args.current, args.results)
+    baseline_path = resolve_report(args.baseline, args.results, exclude=current_path)
+    comparison = compare_reports(load_report(baseline_path), load_report(current_path),
+                                 thresholds, baseline_name=str(baseline_path),
+                                 current_name=str(current_path))
+    text = render_comparison(comparison)
+    print(text)
+    if args.output:
+        from .reports.writer import atomic_write_text
+
+        atomic_write_text(args.output, text)
+    if comparison.overlapping == 0:
+        print(f"edgebench: warning: {baseline_path} and {current_path} have no case in "
+              "common; nothing was compared.", file=sys.stderr)
+        return 1 if args.fail_on_no_overlap else 0
+    regressed = comparison.of(Verdict.REGRESSED)
+    if regressed:
+        print(f"edgebench: {len(regressed)} case(s) regressed.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .history import METRICS, load_runs, render_history, series
+
+    data = series(load_runs(args.results), args.metric, args.case)
+    print(render_history(data, args.metric))
+    if args.html:
+        from .reports.html import render_history_html
+        from .reports.writer import atomic_write_text
+
+        plot = {k: [(p.run_id, p.value) for p in v] for k, v in data.items()}
+        atomic_write_text(args.html, render_history_html(
+            f"edgebench history: {METRICS[args.metric][0]}", plot, METRICS[args.metric][0]))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .reports.json_report import load_report
+    from .reports.pytest_benchmark import to_pytest_benchmark
+    from .reports.writer import atomic_write_text
+
+    path = args.report / "report.json" if args.report.is_dir() else args.report
+    atomic_write_text(args.output, to_pytest_benchmark(load_report(path)))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "devices": cmd_devices,
+            "compare": cmd_compare, "history": cmd_history, "export": cmd_export}
 
 
 class Terminated(KeyboardInterrupt):

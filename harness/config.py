@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .accuracy import AccuracySettings
 from .errors import UserError
@@ -37,6 +39,12 @@ class Matrix:
     """Evaluate on the first N images only."""
     accuracy: AccuracySettings | None = field(default_factory=AccuracySettings)
     """``None`` turns the accuracy pass off (latency only)."""
+    thread_settings: tuple[RunSettings, ...] = ()
+    """One settings per thread count of the matrix; empty means just ``settings``."""
+
+    @property
+    def all_settings(self) -> tuple[RunSettings, ...]:
+        return self.thread_settings or (self.settings,)
 
 
 def device_scheme(uri: str) -> str:
@@ -56,22 +64,57 @@ def make_settings(
     min_duration_s: float = 0.0,
     threads: int | None = None,
     timeout_s: float = 600.0,
+    repeats: int = 1,
+    cooldown_s: float = 0.0,
+    max_temperature_c: float | None = None,
+    temperature_wait_s: float = 300.0,
+    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RunSettings:
     """Validated run settings; each error names the flag."""
-    if warmup < 0:
-        raise UserError(f"--warmup must be 0 or more, got {warmup}.")
-    if warmup_s < 0:
-        raise UserError(f"--warmup-s must be 0 or more, got {warmup_s}.")
-    if iterations < 1:
-        raise UserError(f"--iterations must be at least 1, got {iterations}.")
-    if min_duration_s < 0:
-        raise UserError(f"--min-duration must be 0 or more, got {min_duration_s}.")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}.")
-    if timeout_s <= 0:
-        raise UserError(f"--timeout must be positive, got {timeout_s}.")
+    from .matrix_file import check_flags
+
+    check_flags({"warmup": warmup, "warmup_s": warmup_s, "iterations": iterations,
+                 "min_duration_s": min_duration_s, "threads": threads, "timeout_s": timeout_s,
+                 "repeats": repeats,
+                 "cooldown_s": cooldown_s, "max_temperature_c": max_temperature_c,
+                 "temperature_wait_s": temperature_wait_s})
     return RunSettings(warmup_iterations=warmup, warmup_s=warmup_s, iterations=iterations,
-                       min_duration_s=min_duration_s, threads=threads, timeout_s=timeout_s)
+                       min_duration_s=min_duration_s, threads=threads, timeout_s=timeout_s,
+                       repeats=repeats, cooldown_s=cooldown_s,
+                       max_temperature_c=max_temperature_c,
+                       temperature_wait_s=temperature_wait_s,
+                       backend_options={b: dict(o) for b, o in (backend_options or {}).items()})
+
+
+def matrix_from_options(values: dict[str, Any], *, disabled: tuple[str, ...] = ()) -> Matrix:
+    """The :class:`Matrix` from merged matrix-file and flag values (see ``matrix_file``)."""
+    if values["compress"]:
+        raise UserError("compression pipelines need compressor plugins, and none is "
+                        "installed yet; remove 'compress' / --compress.")
+    threads = tuple(values["threads"]) or (None,)
+    backend_options = values.get("backend_options") or {}
+    settings = tuple(make_settings(
+        warmup=values["warmup"], warmup_s=values["warmup_s"], iterations=values["iterations"],
+        min_duration_s=values["min_duration_s"], threads=t, timeout_s=values["timeout_s"],
+        repeats=values["repeats"],
+        cooldown_s=values["cooldown_s"], max_temperature_c=values["max_temperature_c"],
+        temperature_wait_s=values["temperature_wait_s"], backend_options=backend_options)
+        for t in threads)
+    accuracy = AccuracySettings(conf=values["conf"], iou=values["iou"]) \
+        if values["accuracy"] else None
+    return Matrix(
+        models=tuple(values["models"] or (DEFAULT_MODEL,)),
+        backends=tuple(values["backends"]),
+        devices=tuple(values["devices"]) or ("local",),
+        settings=settings[0],
+        thread_settings=settings,
+        imgsz=values["imgsz"],
+        output_dir=values["output"],
+        disabled_plugins=disabled,
+        data=values["data"],
+        images=values["images"],
+        accuracy=accuracy,
+    )
 
 
 def check_output_dir(path: Path) -> Path:

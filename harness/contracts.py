@@ -67,6 +67,48 @@ class Backend(Protocol):
         """Why this backend cannot run on a device with this fingerprint, or ``None``."""
         ...
 
+    # Optional members the core uses when a backend class has them:
+    #
+    # ``host_unavailable_reason()`` (classmethod): why it cannot run on this host, or None.
+    # ``boxes_normalised`` (class attribute): True when its detection boxes come out divided
+    #     by the input size (LiteRT exports), False when in pixels, None to detect.
+    # ``option_defaults`` / ``option_choices`` (class attributes): its runner options, see
+    #     :func:`resolve_options`.
+    # ``tolerance(artifact, runtime) -> Tolerance | None``: how far its outputs may be from
+    #     the float reference before the case fails (the agreement check). Without it the
+    #     core applies :data:`edgebench.accuracy.FP32_TOLERANCE` to uncompressed artifacts.
+
+
+def resolve_options(backend: Any, settings: RunSettings) -> dict[str, Any]:
+    """A backend's runner options: its ``option_defaults`` updated with what the run asked
+    for (``settings.backend_options[backend.name]``), each checked against the default's
+    type and ``option_choices``. Raises :class:`edgebench.errors.UserError` naming the key.
+    """
+    from .errors import UserError
+
+    defaults: Mapping[str, Any] = getattr(backend, "option_defaults", {})
+    choices: Mapping[str, tuple[Any, ...]] = getattr(backend, "option_choices", {})
+    given: Mapping[str, Any] = (getattr(settings, "backend_options", None) or {}).get(
+        backend.name, {})
+    options = dict(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise UserError(f"backend {backend.name!r} has no option {key!r}; its options "
+                            f"are {known}.")
+        kind = type(defaults[key])
+        if kind is bool and isinstance(value, str) and value.lower() in (
+                "1", "0", "true", "false", "on", "off", "yes", "no"):
+            value = value.lower() in ("1", "true", "on", "yes")
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"backend {backend.name!r} option {key!r} must be a "
+                            f"{kind.__name__}, got {value!r}.")
+        if key in choices and value not in choices[key]:
+            raise UserError(f"backend {backend.name!r} option {key!r} must be one of "
+                            f"{', '.join(map(str, choices[key]))}; got {value!r}.")
+        options[key] = value
+    return options
+
 
 @runtime_checkable
 class Device(Protocol):

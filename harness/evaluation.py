@@ -13,6 +13,7 @@ from .accuracy import (
     AccuracySettings,
     Detections,
     canonical,
+    check_tolerance,
     coco_map,
     decode,
     head_problem,
@@ -20,7 +21,7 @@ from .accuracy import (
 )
 from .datasets import Dataset
 from .preprocess import Letterbox, image_tensor
-from .records import Accuracy, Status
+from .records import Accuracy, Status, Tolerance
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,10 @@ def make_reference(name: str, batch: AccuracyBatch, outputs: list[list[np.ndarra
 def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
              settings: AccuracySettings, *, reference: Reference | None,
              reference_problem: str | None = None,
-             boxes_normalised: bool | None = None) -> Accuracy:
-    """mAP (labelled data) and fidelity (when a reference exists) of a case's outputs."""
+             boxes_normalised: bool | None = None,
+             tolerance: Tolerance | None = None) -> Accuracy:
+    """mAP (labelled data) and fidelity (when a reference exists) of a case's outputs;
+    the fidelity is checked against ``tolerance`` (see ``Fidelity.within_tolerance``)."""
     t0 = time.perf_counter()
     dataset = batch.dataset
     base = Accuracy(status=Status.SKIPPED, reason=None, dataset=dataset.name,
@@ -120,7 +123,9 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
         try:
             fidelity = output_fidelity(reference.name, reference.outputs, canon,
                                        reference.detections or [], fidelity_dets,
-                                       head=problem is None and reference.detections is not None)
+                                       head=problem is None and reference.detections is not None,
+                                       agreement_conf=settings.agreement_conf)
+            fidelity = check_tolerance(fidelity, tolerance, reference.outputs)
         except ValueError as exc:
             problem = problem or f"outputs differ in shape from the reference: {exc}"
     if problem:
@@ -136,7 +141,10 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                              max_det=settings.max_det)
                       for o, lb in zip(canon, batch.letterboxes)]
         result = coco_map(dataset, detections)
-        return _replace(base, status=Status.OK, map50_95=result.map50_95, map50=result.map50,
+        no_check = None if fidelity is not None else (
+            f"no agreement check: {reference_problem or 'no float reference'}")
+        return _replace(base, status=Status.OK, reason=no_check, map50_95=result.map50_95,
+                        map50=result.map50,
                         per_class_map50_95=result.per_class_map50_95,
                         per_class_map50=result.per_class_map50, detections=result.detections,
                         fidelity=fidelity, host_seconds=time.perf_counter() - t0)

@@ -7,6 +7,7 @@ An export is keyed by the content hash of its source plus the export options, so
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -15,14 +16,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .errors import UserError
+from .errors import CaseError, CaseSkipped, UserError
 from .onnx_info import inspect_onnx
 from .records import Artifact
 
-SOURCE_FORMATS = {".onnx": "onnx", ".pt": "pt"}
-EXPORT_CACHE_VERSION = 1
+SOURCE_FORMATS = {".onnx": "onnx", ".pt": "pt", ".tflite": "tflite", ".param": "ncnn"}
+"""``--model`` suffixes and their formats. A directory holding an ncnn ``.param`` (what
+Ultralytics writes as ``*_ncnn_model/``) is an ncnn source too."""
+EXPORT_CACHE_VERSION = 2
+ULTRALYTICS_FORMATS = {"onnx": "onnx", "litert": "tflite", "ncnn": "ncnn"}
+"""Ultralytics ``format=`` name -> the artifact format it produces."""
 
 
 def cache_root() -> Path:
@@ -32,29 +39,55 @@ def cache_root() -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """Content hash of a file or, for a directory artifact, of its files (see
+    :func:`artifact_files`): names and contents, so renaming a file changes it."""
+    if path.is_dir():
+        digest = hashlib.sha256(b"edgebench-dir-v1\0")
+        for f in artifact_files(path):
+            digest.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\0".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The files that make up an artifact: the file itself, or every regular file under a
+    directory artifact (ncnn's ``.param`` + ``.bin``), sorted, hidden files left out.
+    Pushing an artifact to a device pushes exactly these."""
+    if not path.is_dir():
+        return [path]
+    return sorted(f for f in path.rglob("*")
+                  if f.is_file() and not any(p.startswith(".")
+                                             for p in f.relative_to(path).parts))
+
+
+def size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in artifact_files(path))
 
 
 def load_source(path: Path) -> Artifact:
     """Check a ``--model`` file and describe it; raise :class:`UserError` when it is unusable."""
     if not path.exists():
         raise UserError(f"model file {path} does not exist; pass an existing .onnx or .pt.")
+    if path.is_dir() and os.access(path, os.R_OK) and any(path.glob("*.param")):
+        return Artifact(path=str(path.resolve()), format="ncnn", sha256=sha256_file(path),
+                        size_bytes=size_bytes(path))
     if not path.is_file() or not os.access(path, os.R_OK):
         raise UserError(f"model file {path} is not a readable file; check its permissions.")
     fmt = SOURCE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"model file {path} has suffix {path.suffix!r}; edgebench takes "
-                        ".onnx (used as is) or .pt (exported with Ultralytics).")
+                        ".onnx (used as is), .pt (exported with Ultralytics), .tflite "
+                        "(LiteRT) or an ncnn .param (with its .bin) or model directory.")
     if fmt == "pt" and importlib.util.find_spec("ultralytics") is None:
         raise UserError(f"{path} is a PyTorch model and exporting it needs Ultralytics: "
                         "pip install 'edgebench[export]' (install torch first, see README).")
     if fmt == "onnx":
         return describe_onnx(path)
-    return Artifact(path=str(path.resolve()), format="pt", sha256=sha256_file(path),
+    return Artifact(path=str(path.resolve()), format=fmt, sha256=sha256_file(path),
                     size_bytes=path.stat().st_size)
 
 
@@ -82,45 +115,221 @@ def export_key(source: Artifact, fmt: str, options: dict[str, object]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-def export_with_ultralytics(
-    source: Artifact, fmt: str, workdir: Path, *, imgsz: int | None
-) -> Artifact:
-    """Export a ``.pt`` to ``fmt`` with Ultralytics in a subprocess, cached by content hash.
+def cached_export(source: Artifact, fmt: str, options: dict[str, object],
+                  produce: Callable[[Path], None]) -> tuple[Path, dict[str, Any]]:
+    """Run ``produce(staging_dir)`` once per (source content, format, options).
 
-    ``workdir`` is unused when the cache already holds the export.
+    ``produce`` writes the export (a file or a directory) and ``artifact.json`` (at least
+    ``{"file": name}``; also ``imgsz``, ``gflops``, ``input_name``, ``converter`` when known)
+    into the staging dir, which then becomes the cache entry atomically. Returns the path of
+    the export and its ``artifact.json``. Reusable by any converter (compressors too).
     """
-    if source.format != "pt":
-        raise UserError(f"cannot make {fmt} from a {source.format} model with Ultralytics; "
-                        "pass the .pt it came from.")
-    options: dict[str, object] = {"imgsz": imgsz}
     cache_dir = cache_root() / "exports" / export_key(source, fmt, options)
     meta_path = cache_dir / "artifact.json"
     if not meta_path.exists():
-        _run_export(Path(source.path), fmt, imgsz, cache_dir)
-    meta = json.loads(meta_path.read_text())
-    exported = cache_dir / meta["file"]
+        cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_dir.parent, prefix=".export-") as tmp:
+            staged = Path(tmp)
+            produce(staged)
+            if not (staged / "artifact.json").exists():
+                raise CaseError(f"the {fmt} export of {Path(source.path).name} wrote no "
+                                "artifact.json")
+            try:
+                staged.rename(cache_dir)
+            except OSError:  # another run exported the same thing meanwhile
+                shutil.rmtree(staged, ignore_errors=True)
+            staged.mkdir(exist_ok=True)  # so TemporaryDirectory cleanup finds it
+    meta: dict[str, Any] = json.loads(meta_path.read_text())
+    return cache_dir / meta["file"], meta
+
+
+def exported_artifact(path: Path, fmt: str, source: Artifact, meta: dict[str, Any]
+                      ) -> Artifact:
+    """Describe an export: content hash, size, input (NCHW, as the harness feeds it)."""
     if fmt == "onnx":
-        return describe_onnx(exported, source=source)
-    return Artifact(path=str(exported), format=fmt, sha256=sha256_file(exported),
-                    size_bytes=exported.stat().st_size, source_sha256=source.sha256,
-                    pipeline=source.pipeline)
+        described = describe_onnx(path, source=source)
+        return dataclasses.replace(described, converter=meta.get("converter"))
+    imgsz = meta.get("imgsz")
+    return Artifact(path=str(path), format=fmt, sha256=sha256_file(path),
+                    size_bytes=size_bytes(path), input_name=meta.get("input_name"),
+                    input_shape=(1, 3, int(imgsz), int(imgsz)) if imgsz else None,
+                    gflops=meta.get("gflops"), source_sha256=source.sha256,
+                    pipeline=source.pipeline, converter=meta.get("converter"))
 
 
-def _run_export(weights: Path, fmt: str, imgsz: int | None, cache_dir: Path) -> None:
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir.parent, prefix=".export-") as tmp:
-        argv = [sys.executable, "-m", "edgebench.ultralytics_export", "--weights", str(weights),
-                "--format", fmt, "--out", tmp]
-        if imgsz:
-            argv += ["--imgsz", str(imgsz)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"exporting {weights.name} to {fmt} with Ultralytics failed: "
-                            f"{tail[0]}")
-        staged = Path(tmp)
+def export_with_ultralytics(
+    source: Artifact, fmt: str, workdir: Path, *, imgsz: int | None
+) -> Artifact:
+    """Export a ``.pt`` with Ultralytics (``format=fmt``: onnx, litert, ncnn) in a
+    subprocess, cached by content hash.
+
+    Raises :class:`CaseSkipped` when the source is not a ``.pt`` (nothing to export from),
+    :class:`CaseError` when the export itself fails. ``workdir`` is unused (the cache is
+    the work dir).
+    """
+    produced = ULTRALYTICS_FORMATS.get(fmt, fmt)
+    if source.format != "pt":
+        raise CaseSkipped(f"cannot make {produced} from a {source.format} model with "
+                          "Ultralytics; pass the .pt it came from")
+    options: dict[str, object] = {"imgsz": imgsz, "tool": "ultralytics"}
+    path, meta = cached_export(source, fmt, options,
+                               lambda out: _run_export(Path(source.path), fmt, imgsz, out))
+    return exported_artifact(path, produced, source, meta)
+
+
+def _run_export(weights: Path, fmt: str, imgsz: int | None, out: Path) -> None:
+    argv = [sys.executable, "-m", "edgebench.ultralytics_export", "--weights", str(weights),
+            "--format", fmt, "--out", str(out)]
+    if imgsz:
+        argv += ["--imgsz", str(imgsz)]
+    _run_tool(argv, f"exporting {weights.name} to {fmt} with Ultralytics")
+
+
+def _run_tool(argv: list[str], what: str, *, cwd: Path | None = None,
+              timeout_s: float = 1800) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                              cwd=cwd)
+    except subprocess.TimeoutExpired:
+        raise CaseError(f"{what} timed out after {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + "\n" + proc.stdout).strip().splitlines()
+                 if ln.strip() and "dlopen failed" not in ln]
+        raise CaseError(f"{what} failed (exit {proc.returncode}): "
+                        f"{lines[-1].strip() if lines else 'no output'}")
+    return proc.stdout
+
+
+# -- ONNX -> ncnn with the pnnx converter (no torch needed) -----------------------------
+
+PNNX_INSTALL = "pip install 'edgebench[export]'"
+
+
+def pnnx_binary() -> Path | None:
+    """The ``pnnx`` converter binary of the installed ``pnnx`` wheel (located without
+    importing the package, which imports torch)."""
+    spec = importlib.util.find_spec("pnnx")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(location) / "pnnx"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
+
+def onnx_to_ncnn(source: Artifact, *, imgsz: int | None, fp16_weights: bool = False
+                 ) -> Artifact:
+    """Convert an ONNX model to an ncnn model directory (``model.ncnn.param`` + ``.bin``)
+    with pnnx, cached by content hash. fp32 weights unless ``fp16_weights``.
+
+    Raises :class:`CaseSkipped` when pnnx is not installed.
+    """
+    binary = pnnx_binary()
+    if binary is None:
+        raise CaseSkipped("making an ncnn model from an .onnx needs the pnnx converter: "
+                          f"{PNNX_INSTALL} (or pass the .pt, or an ncnn model)")
+    shape = [d if d > 0 else (imgsz or 640) for d in (source.input_shape or (1, 3, -1, -1))]
+    version = _distribution_version("pnnx")
+    options: dict[str, object] = {"tool": "pnnx", "version": version, "shape": shape,
+                                  "fp16": fp16_weights}
+
+    def produce(out: Path) -> None:
+        work = out / "work"
+        work.mkdir()
+        model = work / "model.onnx"
+        shutil.copyfile(source.path, model)
+        target = out / "model_ncnn_model"
+        target.mkdir()
+        _run_tool([str(binary), str(model), f"inputshape=[{','.join(map(str, shape))}]f32",
+                   f"ncnnparam={target / 'model.ncnn.param'}",
+                   f"ncnnbin={target / 'model.ncnn.bin'}", f"ncnnpy={work / 'model_ncnn.py'}",
+                   f"fp16={int(fp16_weights)}"],
+                  f"converting {Path(source.path).name} to ncnn with pnnx", cwd=work)
+        if not (target / "model.ncnn.param").is_file():
+            raise CaseError(f"pnnx wrote no ncnn model for {Path(source.path).name}")
+        shutil.rmtree(work)
+        (target / "edgebench.json").write_text(json.dumps({"input_shape": shape}))
+        (out / "artifact.json").write_text(json.dumps({
+            "file": target.name, "format": "ncnn", "imgsz": shape[2] if shape[2] == shape[3]
+            else None, "gflops": source.gflops, "input_name": "in0",
+            "converter": f"pnnx {version} from ONNX" + (" (fp16 weights)" if fp16_weights
+                                                        else "")}))
+
+    path, meta = cached_export(source, "ncnn", options, produce)
+    return exported_artifact(path, "ncnn", source, meta)
+
+
+def _distribution_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# -- exports committed next to the embedded model ---------------------------------------
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def prebuilt_export(source: Artifact, fmt: str, imgsz: int | None) -> Artifact | None:
+    """A committed export of the embedded model (``harness/assets/*.json`` manifests), so
+    the default run needs only the runtimes, not torch and the converters.
+
+    Matches when ``source`` is the committed ONNX (by content hash; its input is static, so
+    ``imgsz`` does not change it, as it does not for ONNX Runtime). The export's own hash is
+    checked against the manifest: a modified asset raises :class:`CaseError` rather than
+    being benchmarked.
+    """
+    for manifest in sorted(ASSETS.glob("*.json")):
         try:
-            staged.rename(cache_dir)
-        except OSError:  # another run exported the same thing meanwhile
-            shutil.rmtree(staged, ignore_errors=True)
-        staged.mkdir(exist_ok=True)  # so TemporaryDirectory cleanup finds it
+            data = json.loads(manifest.read_text())
+            files = data["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if files.get("onnx", {}).get("sha256") != source.sha256 or fmt not in files:
+            continue
+        entry = files[fmt]
+        static = all(d > 0 for d in (source.input_shape or (-1,)))
+        if not static and imgsz not in (None, entry.get("imgsz", data.get("imgsz"))):
+            continue  # --imgsz applies to dynamic-shape sources only, as for ONNX Runtime
+        path = ASSETS / entry["name"]
+        if not path.exists() or sha256_file(path) != entry["sha256"]:
+            raise CaseError(f"the committed {fmt} export {path.name} is missing or does not "
+                            f"match the hash in {manifest.name}; restore it from git")
+        meta = {"imgsz": entry.get("imgsz", data.get("imgsz")), "gflops": source.gflops,
+                "input_name": entry.get("input_name"),
+                "converter": f"{entry.get('converter', 'committed export')} (committed, "
+                             f"see {manifest.name})"}
+        pt_sha = files.get("pt", {}).get("sha256")
+        artifact = exported_artifact(path, fmt, source, meta)
+        return dataclasses.replace(artifact, source_sha256=pt_sha or source.sha256)
+    return None
+
+
+# -- the PyTorch reference of a .pt source -----------------------------------------------
+
+
+def torch_reference(source: Artifact, tensors: Path) -> tuple[str, list[list[Any]]]:
+    """The ``.pt`` run by PyTorch (Ultralytics' model, fused, fp32, CPU) on every tensor of
+    ``tensors`` (``"0".."N-1"``), in a subprocess so torch never loads into the harness.
+    Cached by the content of both. Returns (a description, per image its outputs)."""
+    import numpy as np
+
+    key = hashlib.sha256(f"{source.sha256}:{sha256_file(tensors)}".encode()).hexdigest()[:24]
+    folder = cache_root() / "references"
+    out, meta = folder / f"{key}.npz", folder / f"{key}.json"
+    if not (out.exists() and meta.exists()):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}-{os.getpid()}.npz"
+        _run_tool([sys.executable, "-m", "edgebench.ultralytics_export", "--weights",
+                   source.path, "--predict", str(tensors), "--out", str(tmp)],
+                  f"running {Path(source.path).name} with PyTorch for the reference")
+        tmp.replace(out)
+        meta.write_text(tmp.with_suffix(".json").read_text())
+        tmp.with_suffix(".json").unlink()
+    with np.load(out, allow_pickle=False) as data:
+        by_image: dict[int, list[Any]] = {}
+        for name in sorted(data.files, key=lambda k: tuple(int(p) for p in k.split("_"))):
+            by_image.setdefault(int(name.split("_")[0]), []).append(data[name])
+    return json.loads(meta.read_text())["name"], [by_image[i] for i in sorted(by_image)]

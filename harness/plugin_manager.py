@@ -24,11 +24,13 @@ ESSENTIAL_PLUGINS = frozenset({"local", "json"})
 """Plugins a run cannot work without; ``--disable`` refuses them."""
 
 
-class PluginKind(str, enum.Enum):
+class PluginKind(enum.StrEnum):
     BACKEND = "backend"
     COMPRESSOR = "compressor"
     DEVICE = "device"
     REPORTER = "reporter"
+    HOOKS = "hooks"
+    """A plugin that registers nothing and only implements other hooks (e.g. thermal)."""
 
 
 _REGISTER_HOOKS = {
@@ -49,9 +51,13 @@ class Registration:
     plugin: str
     distribution: str | None
     version: str | None
+    hooks: tuple[str, ...] = ()
+    """For hook-only plugins: the hooks they implement."""
 
     def unavailable_reason(self) -> str | None:
         """Why it cannot be used on this host, or ``None`` when it can."""
+        if self.kind is PluginKind.HOOKS:
+            return None
         check: Callable[[], str | None] | None = getattr(self.cls, "host_unavailable_reason", None)
         return check() if check is not None else None
 
@@ -131,6 +137,16 @@ def collect_registry(pm: pluggy.PluginManager) -> Registry:
             impl.function(**_only_wanted(impl, {"register": _registrar(
                 kind, table, plugin_name, dist, version)}))
         entries[kind] = table
+    registering = {r.plugin for table in entries.values() for r in table.values()}
+    hooks_only: dict[str, Registration] = {}
+    for name, plugin in pm.list_name_plugin():
+        if name in registering or plugin is None:
+            continue
+        hooks = sorted(c.name for c in pm.get_hookcallers(plugin) or ())
+        dist, version = dists.get(name, (None, None))
+        hooks_only[name] = Registration(PluginKind.HOOKS, name, type(plugin), name, dist,
+                                        version, hooks=tuple(hooks))
+    entries[PluginKind.HOOKS] = hooks_only
     return Registry(entries)
 
 

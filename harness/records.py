@@ -22,7 +22,7 @@ from typing import Any, TypeVar, Union
 SCHEMA_VERSION = 2
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Outcome of one case."""
 
     OK = "ok"
@@ -30,7 +30,7 @@ class Status(str, enum.Enum):
     FAILED = "failed"
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     """Whether the run that wrote a report finished."""
 
     RUNNING = "running"
@@ -90,6 +90,8 @@ class Artifact:
     gflops: float | None = None
     source_sha256: str | None = None
     pipeline: tuple[str, ...] = ()
+    converter: str | None = None
+    """What produced it from its source: tool and version (``None``: used as given)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,16 @@ class RunSettings:
     min_duration_s: float = 0.0
     threads: int | None = None
     timeout_s: float = 600.0
+    repeats: int = 1
+    """Runner processes per case, interleaved with the other cases (see ``repeats.py``)."""
+    cooldown_s: float = 0.0
+    """Pause before the case (lets a passively cooled board shed the previous case's heat)."""
+    max_temperature_c: float | None = None
+    """Wait (up to ``temperature_wait_s``) until the device is at most this hot."""
+    temperature_wait_s: float = 300.0
+    backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Per backend name, its runner options (e.g. ``{"ncnn": {"fp16_storage": True}}``),
+    checked against the backend's ``option_defaults`` (``contracts.resolve_options``)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,8 @@ class LatencyStats:
     throughput_ips: float
     gflops_per_s: float | None = None
     peak_share: float | None = None
+    repeat_medians_ms: tuple[float, ...] = ()
+    """One median per repeat (separate runner processes spread over the run)."""
 
 
 @dataclass(frozen=True)
@@ -168,10 +182,32 @@ class Fidelity:
     mean_abs: float
     box_max_abs_px: float | None = None
     box_mean_abs_px: float | None = None
+    detection_box_max_abs_px: float | None = None
+    """Boxes of the anchors the reference scores at the agreement threshold or more: the
+    boxes that become detections (background anchors' boxes are noise)."""
     score_max_abs: float | None = None
     score_mean_abs: float | None = None
     detection_agreement: float | None = None
     reference_detections: int = 0
+    tolerance: Tolerance | None = None
+    """The tolerance the backend declares for this artifact (``None``: not checked)."""
+    within_tolerance: bool | None = None
+    """``False`` fails the case: the conversion changed the outputs beyond ``tolerance``."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a backend's outputs may be from the float reference's and still count as
+    the same model. A detection head is judged on boxes (input pixels), class scores and
+    detection agreement; any other output on its largest difference relative to the
+    reference's largest magnitude. ``basis`` says where the numbers come from."""
+
+    box_max_abs_px: float
+    """Limit of ``Fidelity.detection_box_max_abs_px``."""
+    score_max_abs: float
+    min_detection_agreement: float
+    raw_max_rel: float
+    basis: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,6 +244,20 @@ class RuntimeInfo:
     threads: int | None
     providers: tuple[str, ...] = ()
     details: Mapping[str, str] = field(default_factory=dict)
+    delegation: Delegation | None = None
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """How much of the graph an accelerator delegate (e.g. LiteRT's XNNPACK) took over;
+    the rest falls back to the runtime's reference kernels, usually much slower."""
+
+    delegate: str
+    nodes_delegated: int
+    nodes_total: int
+    partitions: int
+    fallback_ops: Mapping[str, int] = field(default_factory=dict)
+    """Operator name -> how many nodes of it the delegate left to the runtime."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 from .contracts import Device
 from .errors import CaseError
 from .fingerprint import DeviceAgent
+from .pipeline import artifact_files
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class RunnerJob:
 
     runner: Path
     model: Path
+    """A model file, or a directory artifact whose files are all pushed."""
     model_key: str
     """Content hash: the model is pushed once per device under this name."""
     inputs: Path
@@ -52,20 +54,31 @@ class Pusher:
         return remote
 
 
+def push_model(device: Device, pusher: Pusher, model: Path, stem: PurePosixPath
+               ) -> PurePosixPath:
+    """Push a model file as ``<stem><suffix>``, or every file of a directory artifact
+    (ncnn's ``.param`` + ``.bin``) into the directory ``<stem>``; return the remote path."""
+    if not model.is_dir():
+        return pusher.once(device, model, stem.with_name(stem.name + model.suffix))
+    for f in artifact_files(model):
+        pusher.once(device, f, stem.joinpath(*f.relative_to(model).parts))
+    return stem
+
+
 def run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher
             ) -> RunnerOutcome:
     """Run ``job`` on ``device``; raise :class:`CaseError` with one sentence on failure."""
     work = device.workdir
     _ = agent.path  # the runner imports the agent from its own directory
     runner = pusher.once(device, job.runner, work / job.runner.name)
-    model = pusher.once(device, job.model, work / "models" / f"{job.model_key}{job.model.suffix}")
-    inputs = pusher.once(device, job.inputs, work / "inputs" / job.inputs.name)
+    model = push_model(device, pusher, job.model, work / "models" / job.model_key)
+    inputs = pusher.once(device, job.inputs, work / "inputs" / _unique_name(job.inputs))
     request = {**job.request, "model": str(model), "inputs": str(inputs)}
     tag = f"{time.time_ns() % 10**12:012d}"
     remote_outputs = work / f"outputs-{tag}.npz"
     if job.accuracy_inputs is not None:
         batch = pusher.once(device, job.accuracy_inputs,
-                            work / "inputs" / job.accuracy_inputs.name)
+                            work / "inputs" / _unique_name(job.accuracy_inputs))
         request["accuracy"] = {"inputs": str(batch), "out": str(remote_outputs)}
     remote_request = work / f"request-{tag}.json"
     remote_result = work / f"result-{tag}.json"
@@ -92,6 +105,14 @@ def run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher
             device.pull(remote_outputs, local_outputs)
             outputs = _read_outputs(local_outputs)
     return RunnerOutcome(raw, outputs)
+
+
+def _unique_name(path: Path) -> str:
+    """A device-side file name that differs whenever the host file does: input files of
+    different datasets / sizes share names (``batch.npz``) in differently keyed dirs."""
+    import hashlib
+
+    return f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}-{path.name}"
 
 
 def _read_outputs(path: Path) -> list[list[np.ndarray]]:

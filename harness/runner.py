@@ -7,10 +7,11 @@ another. Every finished case is saved to ``report.json`` before the next one sta
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 import pluggy
 
 from . import __version__
-from .accuracy import AccuracySettings
+from .accuracy import FP32_TOLERANCE, AccuracySettings, tolerance_problems
 from .config import Matrix, device_scheme
 from .contracts import Backend, Device, NativeRunner
 from .datasets import load_dataset
@@ -27,7 +28,7 @@ from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
 from .evaluation import AccuracyBatch, Reference, evaluate, make_reference, prepare_batch
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
-from .pipeline import cache_root, export_with_ultralytics, load_source
+from .pipeline import cache_root, load_source, torch_reference
 from .plugin_manager import PluginKind, Registry
 from .records import (
     SCHEMA_VERSION,
@@ -35,14 +36,18 @@ from .records import (
     Artifact,
     Case,
     CaseResult,
+    Delegation,
     DeviceInfo,
     MemoryStats,
     RunReport,
     RunState,
     RuntimeInfo,
     Status,
+    Tolerance,
+    from_json_dict,
 )
 from .remote import Pusher, RunnerJob, run_job
+from .repeats import combine
 from .reports.writer import ReportWriter, utc_now
 from .stats import latency_stats
 
@@ -60,6 +65,8 @@ class CasePlan:
     reference: Reference | None = None
     reference_problem: str | None = None
     error: str | None = None
+    skip: str | None = None
+    """Why this case cannot exist here (e.g. the format cannot be made from the source)."""
 
 
 def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
@@ -86,9 +93,45 @@ def model_label(artifact: Artifact) -> str:
 
 
 def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
-            threads: int | None) -> str:
-    return "|".join([model, "+".join(pipeline) or "fp32", backend, device,
-                     f"t{threads or 'auto'}"])
+            threads: int | None, options: Mapping[str, Any] | None = None) -> str:
+    """``model|pipeline|backend|device|tN``, plus ``|key=value,...`` for backend options
+    the run set (so two option variants of one backend are two cases)."""
+    parts = [model, "+".join(pipeline) or "fp32", backend, device, f"t{threads or 'auto'}"]
+    if options:
+        parts.append(",".join(f"{k}={v}" for k, v in sorted(options.items())))
+    return "|".join(parts)
+
+
+def backend_tolerance(backend: Backend, artifact: Artifact | None,
+                      runtime: RuntimeInfo | None) -> Tolerance | None:
+    """The agreement tolerance the backend declares for this artifact and runtime setup;
+    backends that declare none get the fp32 tolerance for uncompressed artifacts."""
+    if artifact is None:
+        return None
+    declare = getattr(backend, "tolerance", None)
+    if callable(declare):
+        declared = declare(artifact, runtime)
+        return declared if isinstance(declared, Tolerance) else None
+    return None if artifact.pipeline else FP32_TOLERANCE
+
+
+def agreement_verdict(result: CaseResult) -> CaseResult:
+    """Fail a case whose outputs are outside its tolerance, with the figures: a conversion
+    that changed the model is not benchmarked silently. The measurements are kept."""
+    acc = result.accuracy
+    fid = acc.fidelity if acc is not None else None
+    if fid is None or fid.within_tolerance is not False or fid.tolerance is None:
+        return result
+    assert acc is not None and fid.tolerance is not None
+    ref = [np.zeros(1, np.float32)]
+    problems = tolerance_problems(fid, fid.tolerance, ref) if fid.box_max_abs_px is not None \
+        else [f"outputs differ by up to {fid.max_abs:.3g} (tolerance "
+              f"{fid.tolerance.raw_max_rel:g} of the reference's largest value)"]
+    fmt = result.artifact.format if result.artifact is not None else "model"
+    return dataclasses.replace(
+        result, status=Status.FAILED,
+        reason=f"the {fmt} model disagrees with the float reference beyond the "
+               f"{result.case.backend} tolerance: {'; '.join(problems)}")
 
 
 class CaseExecutor:
@@ -97,9 +140,13 @@ class CaseExecutor:
     Registered in the plugin manager for the run's duration, so plugins can wrap it.
     """
 
-    def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None) -> None:
+    def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
+                 test_options: dict[str, float] | None = None) -> None:
         self.plans = plans
         self.accuracy = accuracy
+        self.test_options = dict(test_options or {})
+        self._evaluated: set[str] = set()
+        """Cases whose accuracy was measured (on their first repeat)."""
         self.agents: dict[str, DeviceAgent] = {}
         self.infos: dict[str, DeviceInfo] = {}
         self.pusher = Pusher()
@@ -112,6 +159,8 @@ class CaseExecutor:
         base = CaseResult(case=case, status=Status.FAILED, device=info,
                           artifact=plan.artifact, started_at=started)
         try:
+            if plan.skip is not None:
+                raise CaseSkipped(plan.skip)
             if plan.error is not None:
                 raise CaseError(plan.error)
             native = _native_runner(device, plan.backend.name)
@@ -147,24 +196,33 @@ class CaseExecutor:
         job = RunnerJob(
             runner=plan.backend.runner(), model=Path(plan.artifact.path),
             model_key=plan.artifact.sha256[:16], inputs=plan.batch.timing_input,
-            accuracy_inputs=plan.batch.tensors if self.accuracy is not None else None,
+            accuracy_inputs=plan.batch.tensors
+            if self.accuracy is not None and plan.case.id not in self._evaluated else None,
             request={"warmup_iterations": settings.warmup_iterations,
                      "warmup_s": settings.warmup_s, "iterations": settings.iterations,
                      "min_duration_s": settings.min_duration_s, "threads": settings.threads,
-                     "options": dict(plan.backend.runner_options(settings))},
+                     "options": dict(plan.backend.runner_options(settings)),
+                     **self.test_options},
             timeout_s=settings.timeout_s)
         temperature_before = agent.temperature()
+        first_repeat = plan.case.id not in self._evaluated
         outcome = run_job(device, agent, job, self.pusher)
+        self._evaluated.add(plan.case.id)
         result = self._result_from_raw(outcome.raw, plan, info, base, temperature_before,
                                        agent.temperature())
+        if not first_repeat:
+            return result  # accuracy was measured on the first repeat
         if (outcome.outputs is not None and self.accuracy is not None
                 and result.status is Status.OK):
             accuracy = evaluate(plan.batch, outcome.outputs, self.accuracy,
                                 reference=plan.reference,
                                 reference_problem=plan.reference_problem,
                                 boxes_normalised=getattr(plan.backend, "boxes_normalised",
-                                                         None))
+                                                         None),
+                                tolerance=backend_tolerance(plan.backend, plan.artifact,
+                                                            result.runtime))
             result = dataclasses.replace(result, accuracy=accuracy)
+            result = agreement_verdict(result)
         elif self.accuracy is not None and result.status is Status.OK:
             reason = outcome.raw.get("accuracy", {}).get("skipped", "no outputs returned")
             result = dataclasses.replace(result, accuracy=Accuracy(
@@ -210,7 +268,9 @@ class CaseExecutor:
         rt = raw["runtime"]
         runtime = RuntimeInfo(name=rt["name"], version=rt["version"], threads=rt.get("threads"),
                               providers=tuple(rt.get("providers", ())),
-                              details=rt.get("details", {}))
+                              details=rt.get("details", {}),
+                              delegation=from_json_dict(Delegation, rt["delegation"])
+                              if rt.get("delegation") else None)
         nonfinite = [i for i, o in enumerate(raw.get("outputs", [])) if not o.get("finite", True)]
         if nonfinite:
             return dataclasses.replace(
@@ -235,14 +295,24 @@ class Session:
         argv: Sequence[str] = (),
         on_case: ProgressCallback | None = None,
         run_id: str | None = None,
+        test_options: dict[str, float] | None = None,
     ) -> None:
+        """``test_options`` go into every runner request: test-only knobs of the device
+        agent (``test_delay_s``: sleep per iteration; ``test_slowdown``: +x per iteration)."""
         self.matrix = matrix
         self.pm = pm
         self.registry = registry
         self.argv = tuple(argv)
         self.on_case = on_case
-        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.test_options = dict(test_options or {})
+        self.run_id = run_id or (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                                 + f"-{secrets.token_hex(2)}")
         self.backends = select_backends(matrix, registry)
+        for settings in matrix.all_settings:
+            for name in settings.backend_options:
+                if name not in self.backends:
+                    raise UserError(f"--backend-option names backend {name!r}, which is not "
+                                    f"in this run (backends: {', '.join(self.backends)}).")
         for uri in matrix.devices:
             check_uri = getattr(registry.get(PluginKind.DEVICE, device_scheme(uri)).cls,
                                 "check_uri", None)
@@ -274,10 +344,12 @@ class Session:
             label = model_label(source)
             for name in self.backends:
                 backend: Backend = self.registry.get(PluginKind.BACKEND, name).cls()
+                for settings in self.matrix.all_settings:
+                    backend.runner_options(settings)  # a bad backend option: exit 2, now
                 artifact: Artifact | None = None
                 batch: AccuracyBatch | None = None
                 reference: tuple[Reference | None, str | None] = (None, None)
-                error: str | None = None
+                error = skip = None
                 try:
                     artifact = backend.export(source, Path(self._tmp.name),
                                               imgsz=self.matrix.imgsz)
@@ -285,15 +357,19 @@ class Session:
                     reference = self._reference_for(source, batch)
                 except ModelDataMismatch:
                     raise
+                except CaseSkipped as exc:
+                    skip = str(exc)
                 except (UserError, CaseError) as exc:
                     error = str(exc)
                 for uri in self.matrix.devices:
-                    settings = self.matrix.settings
-                    case = Case(id=case_id(label, source.pipeline, name, uri, settings.threads),
-                                model=label, backend=name, device=uri, settings=settings,
-                                pipeline=source.pipeline)
-                    plans.append(CasePlan(case, backend, artifact, batch, *reference,
-                                          error=error))
+                    for settings in self.matrix.all_settings:
+                        case = Case(id=case_id(label, source.pipeline, name, uri,
+                                               settings.threads,
+                                               settings.backend_options.get(name)),
+                                    model=label, backend=name, device=uri, settings=settings,
+                                    pipeline=source.pipeline)
+                        plans.append(CasePlan(case, backend, artifact, batch, *reference,
+                                              error=error, skip=skip))
         return plans
 
     def _batch_for(self, artifact: Artifact) -> AccuracyBatch:
@@ -305,16 +381,42 @@ class Session:
 
     def _reference_for(self, source: Artifact, batch: AccuracyBatch
                        ) -> tuple[Reference | None, str | None]:
-        """The float reference's outputs on ``batch``: the fp32 ONNX of the source model run
-        by ONNX Runtime on the host with graph optimisations off. Computed once."""
+        """The float reference's outputs on ``batch``, computed once per source and input
+        size: the ``.pt`` itself run by PyTorch (in a subprocess) for a ``.pt`` source, so its
+        ONNX export is checked like every other conversion; the ONNX run by ONNX Runtime on
+        the host with graph optimisations off for an ``.onnx`` source; none for a model given
+        only in a runtime's format."""
         if self.matrix.accuracy is None:
             return None, "accuracy is off"
-        onnx_source = source if source.format == "onnx" else export_with_ultralytics(
-            source, "onnx", Path(self._tmp.name), imgsz=self.matrix.imgsz)
-        key = (onnx_source.sha256, str(batch.tensors))
+        if source.format not in ("pt", "onnx"):
+            return None, (f"no float reference: the model was given only as {source.format}; "
+                          "pass its .pt or .onnx too for the agreement check")
+        key = (source.sha256, str(batch.tensors))
         if key not in self._references:
-            self._references[key] = self._compute_reference(onnx_source, batch)
+            try:
+                computed = (self._torch_reference(source, batch) if source.format == "pt"
+                            else self._compute_reference(source, batch))
+            except CaseError as exc:
+                computed = None, f"the float reference failed on the host: {exc}"
+            if computed[0] is not None:
+                self._check_classes(computed[0], Path(source.path).name)
+            self._references[key] = computed
         return self._references[key]
+
+    def _torch_reference(self, source: Artifact, batch: AccuracyBatch
+                         ) -> tuple[Reference | None, str | None]:
+        assert self.matrix.accuracy is not None
+        name, outputs = torch_reference(source, batch.tensors)
+        return make_reference(name, batch, outputs, self.matrix.accuracy), None
+
+    def _check_classes(self, reference: Reference, model: str) -> None:
+        if self.dataset.labelled and reference.detections is not None:
+            nc = reference.outputs[0].shape[0] - 4
+            if nc != len(self.dataset.class_names):
+                raise ModelDataMismatch(
+                    f"{model} predicts {nc} classes but the dataset "
+                    f"{self.dataset.name} has {len(self.dataset.class_names)}; pass the "
+                    "dataset the model was trained on (--data).")
 
     def _compute_reference(self, onnx_source: Artifact, batch: AccuracyBatch
                            ) -> tuple[Reference | None, str | None]:
@@ -327,28 +429,21 @@ class Session:
 
         name = (f"onnxruntime {importlib.metadata.version('onnxruntime')} on the host, "
                 f"graph optimisations off, {Path(onnx_source.path).name}")
+        # the timing input keyed by the ONNX's own input name (the batch may be another
+        # backend's, e.g. LiteRT's serving_default_args_0)
+        own = prepare_batch(batch.dataset, onnx_source.input_name or "images", batch.input_hw,
+                            cache_root())
         job = RunnerJob(runner=ort.cls().runner(), model=Path(onnx_source.path),
-                        model_key=onnx_source.sha256[:16], inputs=batch.timing_input,
+                        model_key=onnx_source.sha256[:16], inputs=own.timing_input,
                         accuracy_inputs=batch.tensors,
                         request={"warmup_iterations": 0, "iterations": 1, "threads": None,
                                  "options": {"graph_optimization_level": "disable"}},
                         timeout_s=self.matrix.settings.timeout_s)
         local = self.registry.get(PluginKind.DEVICE, "local").cls("local")
         with local as device:
-            try:
-                outcome = run_job(device, DeviceAgent(device), job, Pusher())
-            except CaseError as exc:
-                return None, f"the float reference failed on the host: {exc}"
+            outcome = run_job(device, DeviceAgent(device), job, Pusher())
         assert outcome.outputs is not None
-        reference = make_reference(name, batch, outcome.outputs, self.matrix.accuracy)
-        if self.dataset.labelled and reference.detections is not None:
-            nc = reference.outputs[0].shape[0] - 4
-            if nc != len(self.dataset.class_names):
-                raise ModelDataMismatch(
-                    f"{Path(onnx_source.path).name} predicts {nc} classes but the dataset "
-                    f"{self.dataset.name} has {len(self.dataset.class_names)}; pass the "
-                    "dataset the model was trained on (--data).")
-        return reference, None
+        return make_reference(name, batch, outcome.outputs, self.matrix.accuracy), None
 
     # -- device side ---------------------------------------------------------------------
 
@@ -361,10 +456,12 @@ class Session:
         report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
                            run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
                            host=host, argv=self.argv, versions=_host_versions())
-        reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()]
+        reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()
+                     if reg.unavailable_reason() is None]
         writer = ReportWriter(report, output_dir, reporters)
         self.writer = writer
-        executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy)
+        executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy,
+                                self.test_options)
         self.pm.register(executor, name="edgebench.core-runner")
         by_device: dict[str, list[CasePlan]] = {}
         for p in plans:
@@ -411,13 +508,24 @@ class Session:
                 agent = device_agent(device)
                 executor.agents[uri] = agent
                 executor.infos[uri] = agent.probe((*modules, "numpy"), self.pm)
-                for plan in plans:
-                    if self._stop.is_set():
-                        return
-                    result = self.pm.hook.edgebench_run_case(case=plan.case, device=device)
-                    if self._stop.is_set():
-                        return  # interrupted mid-case: not a measurement
-                    self._record(result, writer)
+                peak = executor.infos[uri].peak_gflops_estimate()
+                combined: dict[str, CaseResult] = {}
+                for repeat in range(max(p.case.settings.repeats for p in plans)):
+                    for plan in plans:  # repeats interleave: 1 2 3 1 2 3 ...
+                        if repeat >= plan.case.settings.repeats:
+                            continue
+                        if self._stop.is_set():
+                            return
+                        result = self.pm.hook.edgebench_run_case(case=plan.case,
+                                                                 device=device)
+                        if self._stop.is_set():
+                            return  # interrupted mid-case: not a measurement
+                        result = combine(combined.get(plan.case.id), result, peak_gflops=peak)
+                        combined[plan.case.id] = result
+                        if repeat == 0:
+                            self._record(result, writer)
+                        else:
+                            writer.add(result)  # replaces the case, repeats so far
         except (CaseError, OSError, UserError) as exc:
             if self._stop.is_set():
                 return

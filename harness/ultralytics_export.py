@@ -1,8 +1,10 @@
 """Export worker: ``python -m edgebench.ultralytics_export --weights W --format F --out DIR``.
 
 Runs in its own process so that Ultralytics' offline settings apply before it is imported,
-and so that torch never loads into the harness. Writes the exported file and
-``artifact.json`` (``{"file": name, "format": F, "imgsz": N}``) into ``--out``.
+and so that torch never loads into the harness. Writes the exported file (or directory) and
+``artifact.json`` (``{"file": name, "format": F, "imgsz": N, "gflops": G, "input_name": I,
+"converter": tools and versions}``) into ``--out``. With ``--predict TENSORS.npz`` it runs
+the ``.pt`` itself on those tensors instead (the float reference of a ``.pt`` source).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from .ultralytics_offline import ultralytics_offline_env
 
@@ -25,25 +28,89 @@ def export(weights: Path, fmt: str, out: Path, imgsz: int | None) -> Path:
     if imgsz is None:
         train_args = getattr(model, "ckpt", None) or {}
         imgsz = int((train_args.get("train_args") or {}).get("imgsz", 640))
+    gflops = _gflops(model, imgsz)
     staged = out / "source.pt"
     shutil.copy2(weights, staged)  # Ultralytics writes next to the weights
     model = YOLO(str(staged), task="detect")
     produced = Path(model.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False,
                                  simplify=True, device="cpu", verbose=False))
     staged.unlink()
+    input_name = {"onnx": "images", "ncnn": "in0", "litert": "serving_default_args_0"}.get(fmt)
+    if fmt == "ncnn":
+        (produced / "model_ncnn.py").unlink(missing_ok=True)  # a test script, absolute paths
+        (produced / "edgebench.json").write_text(json.dumps(
+            {"input_shape": [1, 3, imgsz, imgsz]}))
     (out / "artifact.json").write_text(json.dumps(
-        {"file": produced.name, "format": fmt, "imgsz": imgsz}))
+        {"file": produced.name, "format": fmt, "imgsz": imgsz, "gflops": gflops,
+         "input_name": input_name, "converter": converter(fmt)}))
     return produced
+
+
+def converter(fmt: str) -> str:
+    """The exporting tools and their versions, for the artifact's provenance."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    extra = {"onnx": ["onnx", "onnxslim"], "ncnn": ["pnnx"], "litert": ["litert-torch"]}
+    tools = ["ultralytics", "torch", *extra.get(fmt, [])]
+    parts = []
+    for tool in tools:
+        try:
+            parts.append(f"{tool} {version(tool)}")
+        except PackageNotFoundError:
+            pass
+    return f"Ultralytics format={fmt!r}: " + ", ".join(parts)
+
+
+def _gflops(model: Any, imgsz: int) -> float | None:
+    try:
+        from ultralytics.utils.torch_utils import get_flops
+
+        value = float(get_flops(model.model, imgsz))  # type: ignore[no-untyped-call]
+    except Exception:
+        return None
+    return round(value, 3) if value > 0 else None
+
+
+def predict(weights: Path, tensors: Path, out: Path) -> None:
+    """Run the ``.pt`` with PyTorch on every tensor of ``tensors``; save the outputs as
+    ``"<image>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``."""
+    os.environ.update(ultralytics_offline_env())
+    import numpy as np
+    import torch
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    torch.set_grad_enabled(False)
+    net: Any = YOLO(str(weights), task="detect").model
+    net = net.float().fuse().eval()
+    outputs: dict[str, Any] = {}
+    with np.load(tensors, allow_pickle=False) as data:
+        for key in sorted(data.files, key=int):
+            result = net(torch.from_numpy(data[key]))
+            first = result[0] if isinstance(result, (list, tuple)) else result
+            outputs[f"{key}_0"] = first.detach().cpu().numpy().astype(np.float32)
+    np.savez(out, **outputs)
+    import ultralytics
+
+    out.with_suffix(".json").write_text(json.dumps({
+        "name": f"PyTorch {torch.__version__} (Ultralytics {ultralytics.__version__}, fused, "
+                f"fp32, CPU) on the host, {weights.name}"}))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--format", required=True)
+    parser.add_argument("--format")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--imgsz", type=int)
+    parser.add_argument("--predict", type=Path, metavar="TENSORS_NPZ",
+                        help="run the .pt on these tensors instead (the float reference)")
     args = parser.parse_args(argv)
-    export(args.weights, args.format, args.out, args.imgsz)
+    if args.predict is not None:
+        predict(args.weights, args.predict, args.out)
+    elif args.format:
+        export(args.weights, args.format, args.out, args.imgsz)
+    else:
+        parser.error("--format or --predict is required")
     return 0
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgebench.contracts import resolve_options
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import export_with_ultralytics
 from edgebench.records import Artifact, DeviceInfo, RunSettings
@@ -34,8 +35,12 @@ class OnnxRuntimeBackend:
     def runner(self) -> Path:
         return Path(__file__).with_name("onnxruntime_runner.py")
 
+    option_defaults: ClassVar[dict[str, Any]] = {"graph_optimization_level": "all"}
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "graph_optimization_level": ("disable", "basic", "extended", "all")}
+
     def runner_options(self, settings: RunSettings) -> Mapping[str, Any]:
-        return {"graph_optimization_level": "all", "providers": ["CPUExecutionProvider"]}
+        return {**resolve_options(self, settings), "providers": ["CPUExecutionProvider"]}
 
     def unsupported_reason(self, info: DeviceInfo) -> str | None:
         if info.arch in ("armv6l", "armv7l"):

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create ./.venv with edgebench and the given extras, e.g.
-#   scripts/bootstrap.sh onnxruntime          # what `edgebench run` needs
+#   scripts/bootstrap.sh onnxruntime,litert,ncnn   # what `edgebench run` needs
 #   scripts/bootstrap.sh all,test             # everything, torch first
 # Works on a fresh Debian 12 as root (installs python3-venv if the interpreter lacks it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-onnxruntime}"
+extras="${1:-onnxruntime,litert,ncnn}"
 venv="${EDGEBENCH_VENV:-.venv}"
 python="${PYTHON:-python3}"
 

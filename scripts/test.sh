@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 ensure_venv_support "${PYTHON:-python3}"
+scripts/setup_test_system.sh  # sshd, adb, qemu-user, debootstrap for the remote-device tiers
 [ -x .venv-tools/bin/tox ] || { "${PYTHON:-python3}" -m venv .venv-tools &&
     .venv-tools/bin/python -m pip install --quiet --disable-pip-version-check "tox>=4.11"; }
 if [ "$#" -gt 0 ]; then

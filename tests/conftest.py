@@ -11,6 +11,8 @@ import pytest
 
 from edgebench.config import DEFAULT_MODEL
 
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -36,7 +36,8 @@ def ultralytics_val(model: Path, tmp_path: Path) -> dict[str, float]:
 
 
 def test_map_matches_ultralytics_val(tmp_path: Path, embedded_onnx: Path) -> None:
-    assert main(["run", "-o", str(tmp_path / "eb"), "--warmup", "1", "-n", "5"]) == 0
+    assert main(["run", "-o", str(tmp_path / "eb"), "-b", "onnxruntime", "--warmup", "1",
+                 "-n", "5"]) == 0
     (report,) = (tmp_path / "eb").glob("*/report.json")
     (case,) = json.loads(report.read_text())["cases"]
     ours = case["accuracy"]

@@ -30,7 +30,16 @@ def test_default_run_on_embedded_model(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0
     report = only_report(tmp_path)
     assert report["state"] == "complete" and report["schema_version"] == 2
-    (case,) = report["cases"]
+    by_backend = {c["case"]["backend"]: c for c in report["cases"]}
+    assert set(by_backend) == {"onnxruntime", "litert", "ncnn"}  # every backend, fp32
+    for other in ("litert", "ncnn"):
+        case = by_backend[other]
+        assert case["status"] == "ok" and case["latency"]["n"] >= 50, case["reason"]
+        assert case["memory"]["peak_rss_bytes"] > 0 and case["artifact"]["size_bytes"] > 1e6
+        assert case["accuracy"]["map50_95"] > 0.6
+        assert case["accuracy"]["fidelity"]["within_tolerance"] is True
+        assert f"| {other} | local |" in out
+    case = by_backend["onnxruntime"]
     assert case["status"] == "ok" and case["case"]["backend"] == "onnxruntime"
     assert case["case"]["model"].startswith("shapes-yolov8n@")
     lat = case["latency"]
@@ -57,7 +66,8 @@ def test_default_run_on_embedded_model(tmp_path: Path, capsys: pytest.CaptureFix
 def test_failed_case_is_recorded_and_the_run_goes_on(
         tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     good, bad = make_onnx("conv", size=32), make_onnx("bad_op", size=32)
-    code = main(["run", "-o", str(tmp_path), *FAST, "-m", str(bad), "-m", str(good)])
+    code = main(["run", "-o", str(tmp_path), *FAST, "-b", "onnxruntime", "-m", str(bad),
+                 "-m", str(good)])
     assert code == 1  # some case failed
     cases = {c["case"]["model"].split("@")[0]: c for c in only_report(tmp_path)["cases"]}
     assert cases["conv"]["status"] == "ok"
@@ -67,7 +77,8 @@ def test_failed_case_is_recorded_and_the_run_goes_on(
 
 
 def test_nan_output_fails_the_case(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
-    code = main(["run", "-o", str(tmp_path), *FAST, "-m", str(make_onnx("nan", size=32))])
+    code = main(["run", "-o", str(tmp_path), *FAST, "-b", "onnxruntime",
+                 "-m", str(make_onnx("nan", size=32))])
     assert code == 1
     (case,) = only_report(tmp_path)["cases"]
     assert case["status"] == "failed" and "NaN" in case["reason"]
@@ -76,7 +87,7 @@ def test_nan_output_fails_the_case(tmp_path: Path, make_onnx) -> None:  # type: 
 
 def test_threads_and_settings_reach_the_report(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
     code = main(["run", "-o", str(tmp_path), "--warmup", "0", "-n", "7", "--threads", "1",
-                 "-m", str(make_onnx("conv", size=32))])
+                 "-b", "onnxruntime", "-m", str(make_onnx("conv", size=32))])
     assert code == 0
     (case,) = only_report(tmp_path)["cases"]
     assert case["case"]["settings"]["threads"] == 1 and case["runtime"]["threads"] == 1
@@ -150,13 +161,15 @@ def test_bad_device_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
+    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn"}
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+                        lambda name, *a: None if name in runtimes else real(name, *a))
     err = _error(capsys, ["run", "-o", str(tmp_path), "--backend", "onnxruntime"])
     assert err == ("edgebench: error: backend 'onnxruntime' cannot run here: onnxruntime is "
                    "not installed: pip install 'edgebench[onnxruntime]'.")
     err = _error(capsys, ["run", "-o", str(tmp_path)])
     assert "no backend is usable on this host" in err and "edgebench[onnxruntime]" in err
+    assert "edgebench[litert]" in err and "edgebench[ncnn]" in err
 
 
 def test_pt_without_export_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -201,16 +214,16 @@ def test_unlabelled_images_give_fidelity_only(tmp_path: Path, embedded_onnx: Pat
 
     images = embedded_val_yaml().parent / "images" / "val"
     assert main(["run", "-o", str(tmp_path), *FAST, "--data", str(images)]) == 0
-    (case,) = only_report(tmp_path)["cases"]
-    acc = case["accuracy"]
-    assert acc["status"] == "ok" and not acc["labelled"] and acc["map50_95"] is None
-    assert "fidelity to the reference only" in acc["reason"]
-    assert acc["fidelity"]["detection_agreement"] == 1.0
+    for case in only_report(tmp_path)["cases"]:  # every backend
+        acc = case["accuracy"]
+        assert acc["status"] == "ok" and not acc["labelled"] and acc["map50_95"] is None
+        assert "fidelity to the reference only" in acc["reason"]
+        assert acc["fidelity"]["detection_agreement"] == 1.0
 
 
 def test_classifier_gets_latency_and_skipped_accuracy(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
     model = make_onnx("classifier", size=32)
-    assert main(["run", "-o", str(tmp_path), *FAST, "-m", str(model)]) == 0
+    assert main(["run", "-o", str(tmp_path), *FAST, "-b", "onnxruntime", "-m", str(model)]) == 0
     (case,) = only_report(tmp_path)["cases"]
     assert case["status"] == "ok" and case["latency"]["n"] == 10
     acc = case["accuracy"]
@@ -234,10 +247,22 @@ def test_class_count_mismatch_is_an_error_before_any_run(
 
 def test_no_accuracy_flag(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
     assert main(["run", "-o", str(tmp_path), *FAST, "--no-accuracy"]) == 0
-    (case,) = only_report(tmp_path)["cases"]
-    assert case["status"] == "ok" and case["accuracy"] is None
+    found = only_report(tmp_path)["cases"]
+    assert len(found) == 3
+    assert all(c["status"] == "ok" and c["accuracy"] is None for c in found)
 
 
 def test_bad_data_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = _error(capsys, ["run", "-o", str(tmp_path), "--data", str(tmp_path / "nothing")])
     assert "dataset" in err and "does not exist" in err
+
+
+def test_repeats_interleave_and_pool(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+    a, b = make_onnx("conv", size=32, name="a.onnx"), make_onnx("conv", size=48, name="b.onnx")
+    assert main(["run", "-o", str(tmp_path), "--warmup", "1", "-n", "5", "--images", "2",
+                 "--repeats", "3", "-b", "onnxruntime", "-m", str(a), "-m", str(b)]) == 0
+    cases = only_report(tmp_path)["cases"]
+    assert len(cases) == 2
+    for case in cases:
+        assert case["latency"]["n"] == 15 and len(case["latency"]["repeat_medians_ms"]) == 3
+        assert case["accuracy"] is not None  # measured once, on the first repeat

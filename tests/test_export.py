@@ -19,7 +19,7 @@ PT = ASSETS / "shapes-yolov8n.pt"
 
 def test_pt_is_exported_once_and_matches_the_embedded_onnx(
         tmp_path: Path, isolated_cache: Path, embedded_onnx: Path) -> None:
-    args = ["run", "-m", str(PT), "--warmup", "1", "-n", "5"]
+    args = ["run", "-m", str(PT), "-b", "onnxruntime", "--warmup", "1", "-n", "5"]
     assert main([*args, "-o", str(tmp_path / "first")]) == 0
     (report,) = (tmp_path / "first").glob("*/report.json")
     (case,) = json.loads(report.read_text())["cases"]

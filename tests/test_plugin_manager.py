@@ -96,9 +96,10 @@ def test_plugins_command_lists_kinds_and_usability(capsys: pytest.CaptureFixture
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     for kind, name in [("backend", "onnxruntime"), ("device", "local"), ("reporter", "json"),
-                       ("reporter", "markdown")]:
+                       ("reporter", "markdown"), ("reporter", "html"), ("hooks", "thermal")]:
         line = next(line for line in out.splitlines() if f"{kind} " in line and name in line)
         assert "edgebench" in line and "yes" in line
+    assert "(hooks: edgebench_run_case)" in out  # a wrapper-only plugin says what it hooks
 
 
 def test_plugins_command_disable(capsys: pytest.CaptureFixture[str]) -> None:

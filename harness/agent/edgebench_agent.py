@@ -199,18 +199,22 @@ class Loaded:
     ``infer()`` runs the model on the request's timing input (bound once, so the timed loop
     measures inference only); ``predict(array)`` runs it on another input tensor and returns
     its outputs as numpy arrays (the accuracy pass). ``runtime`` is (name, version).
+    ``delegation`` (optional): ``{"delegate": name, "nodes_delegated": n, "nodes_total": n,
+    "partitions": n, "fallback_ops": {op: count}}`` for a runtime with delegates.
     """
 
     def __init__(self, infer: Callable[[], Any], runtime: Tuple[str, str],
                  threads: Optional[int] = None, providers: Sequence[str] = (),
                  details: Optional[Dict[str, Any]] = None,
-                 predict: Optional[Callable[[Any], Sequence[Any]]] = None) -> None:
+                 predict: Optional[Callable[[Any], Sequence[Any]]] = None,
+                 delegation: Optional[Dict[str, Any]] = None) -> None:
         self.infer = infer
         self.predict = predict
         self.runtime = runtime
         self.threads = threads
         self.providers = list(providers)
         self.details = dict(details or {})
+        self.delegation = delegation
 
 
 class RunnerFailure(Exception):
@@ -222,6 +226,29 @@ class RunnerFailure(Exception):
         self.message = message
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one short sentence: its first non-empty line, or its type."""
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(exc).__name__
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def single_input(inputs: Dict[str, Any]) -> Any:
+    """The one tensor of a timing input file (runners of single-input image models)."""
+    if len(inputs) != 1:
+        raise RunnerFailure("inputs", "expected one input tensor, the request has %d (%s)"
+                            % (len(inputs), ", ".join(sorted(inputs))))
+    return next(iter(inputs.values()))
+
+
 def load_inputs(path: str) -> Dict[str, Any]:
     """The input tensors saved by the host with numpy.savez, as {name: array}."""
     import numpy as np
@@ -231,7 +258,12 @@ def load_inputs(path: str) -> Dict[str, Any]:
 
 
 def _timed_loop(infer: Callable[[], Any], min_iterations: int, min_duration_s: float,
-                delay_s: float) -> List[int]:
+                delay_s: float, slowdown: float = 0.0) -> List[int]:
+    """Time ``infer`` until both ``min_iterations`` and ``min_duration_s`` are reached.
+
+    ``delay_s`` (a fixed sleep) and ``slowdown`` (a sleep of that fraction of each
+    inference) are test-only options that make a runner hang or run measurably slower.
+    """
     perf = time.perf_counter_ns
     samples: List[int] = []
     append = samples.append
@@ -244,6 +276,11 @@ def _timed_loop(infer: Callable[[], Any], min_iterations: int, min_duration_s: f
             infer()
             if delay_s:
                 time.sleep(delay_s)
+            if slowdown:
+                spent = perf() - t0
+                target = t0 + int(spent * (1.0 + slowdown))
+                while perf() < target:  # busy-wait: sleep() is too coarse for a few ms
+                    pass
             append(perf() - t0)
     finally:
         if gc_was_enabled:
@@ -306,18 +343,21 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
             "providers": loaded.providers,
             "details": {k: str(v) for k, v in loaded.details.items()},
         }
+        if loaded.delegation is not None:
+            result["runtime"]["delegation"] = loaded.delegation
         phase = "first inference"
         t0 = time.perf_counter_ns()
         outputs = loaded.infer()
         result["first_inference_ns"] = time.perf_counter_ns() - t0
         result["outputs"] = _describe_outputs(outputs)
         delay_s = float(request.get("test_delay_s", 0.0))
+        slowdown = float(request.get("test_slowdown", 0.0))
         phase = "warm-up"
         warmup = _timed_loop(loaded.infer, int(request.get("warmup_iterations", 0)),
-                             float(request.get("warmup_s", 0.0)), delay_s)
+                             float(request.get("warmup_s", 0.0)), delay_s, slowdown)
         phase = "timed loop"
         samples = _timed_loop(loaded.infer, max(1, int(request.get("iterations", 1))),
-                              float(request.get("min_duration_s", 0.0)), delay_s)
+                              float(request.get("min_duration_s", 0.0)), delay_s, slowdown)
         result["warmup_ns"] = warmup
         result["samples_ns"] = samples
         result["peak_rss_bytes"] = peak_rss_bytes()

@@ -7,7 +7,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..contracts import Reporter
@@ -17,7 +17,7 @@ from .json_report import JsonReporter
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

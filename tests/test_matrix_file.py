@@ -1,0 +1,139 @@
+"""Matrix files: validation with file:line errors, flags overriding, the example file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgebench.cli import main
+from edgebench.config import matrix_from_options
+from edgebench.errors import UserError
+from edgebench.matrix_file import MatrixFile, merged
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "nightly.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_file_is_valid() -> None:
+    values = MatrixFile(EXAMPLE).values
+    matrix = matrix_from_options(merged(values, {}))
+    assert matrix.models[0].name == "shapes-yolov8n.onnx" and matrix.models[0].is_file()
+    assert [s.threads for s in matrix.all_settings] == [1, 2]
+    assert matrix.settings.iterations == 300 and matrix.settings.cooldown_s == 2.0
+    assert matrix.settings.max_temperature_c == 70 and matrix.images == 100
+    assert values["latency_threshold"] == 0.05
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[settings]\niterations = 300\nthreads = [1, 2]\n")
+    matrix = matrix_from_options(merged(MatrixFile(path).values,
+                                        {"iterations": 7, "threads": None}))
+    assert matrix.settings.iterations == 7
+    assert [s.threads for s in matrix.all_settings] == [1, 2]
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "m.toml"
+    path.write_text('[run]\nmodels = ["../a.onnx"]\noutput = "res"\n')
+    values = MatrixFile(path).values
+    assert values["models"] == ((tmp_path / "a.onnx").resolve(),)
+    assert values["output"] == (tmp_path / "sub" / "res").resolve()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[run]\nbackends = ['onnxruntime']\n\n[settings]\nwarmup = 3\niterations = 0\n",
+     "m.toml:6: [settings] iterations must be an integer >= 1, got 0."),
+    ("[settings]\niterations = 'many'\n",
+     "m.toml:2: [settings] iterations must be an integer >= 1, got 'many'."),
+    ("[settings]\niteration = 10\n",
+     "m.toml:2: [settings] iteration is not a known key; did you mean 'iterations'?"),
+    ("[setings]\niterations = 10\n", "m.toml:1: unknown table [setings]; did you mean "
+                                     "[settings]?"),
+    ("[accuracy]\nconf = 1.5\n", "m.toml:2: [accuracy] conf must be a number in [0, 1), "
+                                 "got 1.5."),
+    ("[settings]\nthreads = [1, 0]\n", "m.toml:2: [settings] threads must be an integer >= 1,"
+                                       " got 0."),
+    ("[run]\ndevices = 'local'\nimages = true\n",
+     "m.toml:3: [run] images must be an integer >= 1, got True."),
+    ("[settings\niterations = 1\n", "not valid TOML"),
+])
+def test_errors_name_file_line_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        MatrixFile(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        MatrixFile(tmp_path / "none.toml")
+
+
+def test_run_with_a_matrix_file(tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+                                ) -> None:
+    model = make_onnx("conv", size=32)
+    path = write(tmp_path, f'[run]\nmodels = ["{model}"]\noutput = "out"\nimages = 2\n'
+                           'backends = ["onnxruntime"]\n'
+                           "[settings]\nwarmup = 1\niterations = 4\nthreads = [1, 2]\n"
+                           "cooldown_s = 0.1\n")
+    assert main(["run", "-c", str(path), "-n", "6"]) == 0
+    import json
+
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    cases = json.loads(report.read_text())["cases"]
+    assert sorted(c["case"]["settings"]["threads"] for c in cases) == [1, 2]
+    assert all(c["latency"]["n"] == 6 for c in cases)  # the flag won
+    assert all("cooled down 0.1 s first" in c["notes"] for c in cases)
+
+
+def test_bad_matrix_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[settings]\nwarmup = -1\n")
+    assert main(["run", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("m.toml:2: [settings] warmup must be an integer >= 0, got -1.")
+
+
+def test_backend_options_from_file_and_flags(tmp_path: Path) -> None:
+    from edgebench.matrix_file import parse_backend_option
+
+    path = write(tmp_path, "[backend_options.ncnn]\nfp16_storage = true\npacking = false\n")
+    values = MatrixFile(path).values
+    flags = {"backend_options": {"ncnn": {"packing": True}}}
+    matrix = matrix_from_options(merged(values, flags))
+    assert matrix.settings.backend_options == {"ncnn": {"fp16_storage": True, "packing": True}}
+    assert parse_backend_option("litert.threads=2") == ("litert", "threads", 2)
+    assert parse_backend_option("x.y=off") == ("x", "y", "off")
+    with pytest.raises(UserError, match=r"is not BACKEND\.KEY=VALUE"):
+        parse_backend_option("fp16")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("onnxruntime.bogus=1", "backend 'onnxruntime' has no option 'bogus'; its options are "
+                            "graph_optimization_level."),
+    ("onnxruntime.graph_optimization_level=max", "must be one of disable, basic, extended, "
+                                                 "all"),
+    ("ncnn.fp16_storage=true", "names backend 'ncnn', which is not in this run"),
+])
+def test_bad_backend_options_exit_2(tmp_path: Path, option: str, message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "-b", "onnxruntime", "--backend-option", option, "-o", str(tmp_path)])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_backend_option_reaches_the_runner_and_the_case_id(tmp_path: Path) -> None:
+    import json
+
+    assert main(["run", "-b", "onnxruntime", "-n", "3", "--warmup", "0", "--images", "1",
+                 "--backend-option", "onnxruntime.graph_optimization_level=basic",
+                 "-o", str(tmp_path)]) == 0
+    (report,) = tmp_path.glob("*/report.json")
+    (case,) = json.loads(report.read_text())["cases"]
+    assert case["case"]["id"].endswith("|graph_optimization_level=basic")
+    assert case["runtime"]["details"]["graph_optimization_level"] == "basic"
