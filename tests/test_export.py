@@ -18,7 +18,9 @@ PT = ASSETS / "shapes-yolov8n.pt"
 
 
 def test_pt_is_exported_once_and_matches_the_embedded_onnx(
-        tmp_path: Path, isolated_cache: Path, embedded_onnx: Path) -> None:
+        tmp_path: Path, embedded_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolated_cache = tmp_path / "cache"  # this test's own: it counts the exports in it
+    monkeypatch.setenv("EDGEBENCH_CACHE", str(isolated_cache))
     args = ["run", "-m", str(PT), "-b", "onnxruntime", "--warmup", "1", "-n", "5"]
     assert main([*args, "-o", str(tmp_path / "first")]) == 0
     (report,) = (tmp_path / "first").glob("*/report.json")
