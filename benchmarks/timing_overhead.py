@@ -90,9 +90,17 @@ def main() -> int:
     harness, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
-            harness.append(harness_median_ms(factory, Path(tmp) / f"h{i}"))
-            bare.append(bare_median_ms(DEFAULT_MODEL, inputs, args.iterations, args.warmup,
-                                       args.threads))
+            # ABBA order, so that a drift within a round favours neither side
+            def measure_harness(i: int = i) -> None:
+                harness.append(harness_median_ms(factory, Path(tmp) / f"h{i}"))
+
+            def measure_bare() -> None:
+                bare.append(bare_median_ms(DEFAULT_MODEL, inputs, args.iterations,
+                                           args.warmup, args.threads))
+
+            for step in ((measure_harness, measure_bare) if i % 2 == 0
+                         else (measure_bare, measure_harness)):
+                step()
             print(f"round {i + 1}: harness p50 {harness[-1]:.3f} ms, "
                   f"bare loop p50 {bare[-1]:.3f} ms, ratio {harness[-1] / bare[-1]:.4f}")
     ratios = [h / b for h, b in zip(harness, bare)]
@@ -101,7 +109,24 @@ def main() -> int:
           f"harness median {statistics.median(harness):.3f} ms, "
           f"bare median {statistics.median(bare):.3f} ms, "
           f"{args.rounds} rounds x {args.iterations} iterations, threads {args.threads or 'auto'}")
+    loop_ns = timing_loop_cost_ns()
+    print(f"the runner's timing loop itself (a no-op in place of inference): {loop_ns:.0f} ns "
+          f"per sample = {loop_ns / (statistics.median(bare) * 1e6) * 100:.4f} % of the "
+          "median inference")
     return 0
+
+
+def timing_loop_cost_ns() -> float:
+    """Median cost of one iteration of the device agent's timed loop around a no-op."""
+    import importlib.util
+
+    from edgebench.fingerprint import AGENT_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("edgebench_agent", AGENT_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    return float(statistics.median(agent._timed_loop(lambda: None, 200_000, 0.0, 0.0)))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# System packages the remote-device tests need: a real OpenSSH server and client, Debian's
-# adb, and qemu-user + binfmt + debootstrap for the emulated aarch64 Pi. Idempotent and quick
+# System packages the tests need: a real OpenSSH server and client, Debian's adb, and
+# qemu-user + binfmt + debootstrap for the emulated aarch64 Pi (remote-device tiers), and
+# Chromium for the HTML report's browser test. Idempotent and quick
 # when everything is there (one dpkg query); needs root and apt-get to install anything.
 # Called by scripts/test.sh before tox.
 set -euo pipefail
 packages=(openssh-server openssh-client adb qemu-user-static binfmt-support debootstrap
-          iproute2 util-linux procps)
+          iproute2 util-linux procps chromium)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \

@@ -3,17 +3,13 @@ run as the harness runs it (a separate process), and the host-side .tflite reade
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runner_utils import run_device_runner
 
 from edgebench.config import ASSETS
-from edgebench.fingerprint import AGENT_SCRIPT
 from edgebench.plugins.litert import LiteRTBackend, tflite_input
 
 pytest.importorskip("ai_edge_litert")
@@ -22,19 +18,8 @@ TFLITE = ASSETS / "shapes-yolov8n.tflite"
 
 def run_runner(tmp_path: Path, model: Path, inputs: dict[str, np.ndarray],
                **request: object) -> tuple[int, dict]:  # type: ignore[type-arg]
-    work = tmp_path / "device"
-    work.mkdir(exist_ok=True)
-    shutil.copy(AGENT_SCRIPT, work / AGENT_SCRIPT.name)
-    runner = work / LiteRTBackend().runner().name
-    shutil.copy(LiteRTBackend().runner(), runner)
-    np.savez(work / "inputs.npz", **inputs)  # type: ignore[arg-type]
-    req = {"model": str(model), "inputs": str(work / "inputs.npz"), "warmup_iterations": 2,
-           "iterations": 10, **request}
-    (work / "request.json").write_text(json.dumps(req))
-    done = subprocess.run([sys.executable, "-I", str(runner), "--request",
-                           str(work / "request.json"), "--out", str(work / "result.json")],
-                          capture_output=True, text=True, timeout=300, cwd=work)
-    return done.returncode, json.loads((work / "result.json").read_text())
+    request = {"warmup_iterations": 2, "iterations": 10, **request}
+    return run_device_runner(LiteRTBackend(), tmp_path, model, inputs, **request)  # type: ignore[arg-type]
 
 
 def image() -> np.ndarray:

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runner_utils import run_device_runner
 
-from edgebench.fingerprint import AGENT_SCRIPT
 from edgebench.plugins.onnxruntime import OnnxRuntimeBackend
 
 
 def run_runner(tmp_path: Path, model: Path, inputs: dict[str, np.ndarray],
                **request: object) -> tuple[int, dict]:  # type: ignore[type-arg]
-    """Lay out a device work dir as the harness does and run the runner there."""
-    work = tmp_path / "device"
-    work.mkdir()
-    shutil.copy(AGENT_SCRIPT, work / AGENT_SCRIPT.name)
-    runner = work / OnnxRuntimeBackend().runner().name
-    shutil.copy(OnnxRuntimeBackend().runner(), runner)
-    np.savez(work / "inputs.npz", **inputs)  # type: ignore[arg-type]
-    req = {"model": str(model), "inputs": str(work / "inputs.npz"), "warmup_iterations": 3,
-           "iterations": 20, **request}
-    (work / "request.json").write_text(json.dumps(req))
-    done = subprocess.run([sys.executable, "-I", str(runner), "--request",
-                           str(work / "request.json"), "--out", str(work / "result.json")],
-                          capture_output=True, text=True, timeout=300, cwd=work)
-    return done.returncode, json.loads((work / "result.json").read_text())
+    request = {"warmup_iterations": 3, "iterations": 20, **request}
+    return run_device_runner(OnnxRuntimeBackend(), tmp_path, model, inputs, **request)  # type: ignore[arg-type]
 
 
 def test_runner_on_embedded_model(tmp_path: Path, embedded_onnx: Path) -> None:
