@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -108,6 +109,98 @@ def resolve_options(backend: Any, settings: RunSettings) -> dict[str, Any]:
                             f"{', '.join(map(str, choices[key]))}; got {value!r}.")
         options[key] = value
     return options
+
+
+class Stage(enum.Enum):
+    """Where a compression step works, which fixes its place in a pipeline."""
+
+    MODEL = "model"
+    """On the PyTorch model, before export (pruning, distillation): ``.pt`` in, ``.pt`` out.
+    Done once per source and shared by every backend."""
+    FORMAT = "format"
+    """On one backend's format, after export (quantization): runs once per backend."""
+
+
+@dataclass(frozen=True)
+class CompressionContext:
+    """What a compression step may use besides the model it transforms."""
+
+    source: Artifact
+    """The model the backend's export was made from, after the pipeline's MODEL steps (a
+    ``.pt``, or the ``.onnx`` the user gave). FORMAT steps that quantize while exporting
+    (LiteRT int8 through Ultralytics) start from it instead of the exported model."""
+    data_yaml: Path | None
+    """A YOLO-layout ``data.yaml`` whose ``train`` split is for calibration and training
+    (never the ``val`` images mAP is measured on); ``None``: the embedded shapes dataset."""
+    imgsz: int
+    """Square input size of the exports."""
+    workdir: Path
+    """Scratch directory for this step (outputs that should persist go to the cache, see
+    :func:`edgebench.pipeline.cached_export`)."""
+    progress: bool = True
+    """Show progress bars (calibration, training)."""
+
+    def train_images(self, count: int | None = None) -> list[Path]:
+        """The first ``count`` images (all when ``None``) of the train split, sorted by name.
+        Raises :class:`edgebench.errors.UserError` when the split is missing or empty."""
+        from .compression import train_images
+
+        return train_images(self.data_yaml, count)
+
+    def dataset_yaml(self) -> Path:
+        """The ``data.yaml`` to train on: the given one or the embedded dataset's, with its
+        train split generated."""
+        from .compression import training_yaml
+
+        return training_yaml(self.data_yaml)
+
+
+@runtime_checkable
+class Compressor(Protocol):
+    """One compression step (``int8``, ``prune``, ``distill``...) for one target format.
+
+    A technique that works on several formats registers one class per format under the same
+    ``name`` (``int8`` for ``onnx`` and for ``tflite``): the registry key is
+    ``name/target``, and a pipeline step ``int8`` picks, per backend, the class whose
+    ``target`` is that backend's format. A backend with no such class gets the case skipped
+    with the reason (or with ``host_unavailable_reason()`` of a class that exists but cannot
+    work here, e.g. ncnn int8 without ncnn2table).
+    """
+
+    name: ClassVar[str]
+    """The step's name in a pipeline (``--compress prune:0.3+int8``)."""
+    target: ClassVar[str]
+    """``"pt"`` for a MODEL step; otherwise the format it transforms (``onnx``, ``tflite``,
+    ``ncnn``)."""
+    summary: ClassVar[str]
+    """One line for ``edgebench plugins`` and the report."""
+    option_defaults: ClassVar[Mapping[str, Any]]
+    """Every option with its default; values given are checked against the default's type
+    (and ``option_choices`` when the class has it), as for backend options."""
+    primary_option: ClassVar[str | None]
+    """The option a bare value sets: ``prune:0.3`` means ``prune:ratio=0.3``."""
+
+    def check(self, options: Mapping[str, Any], context: CompressionContext) -> None:
+        """Validate options against the data before any long work (e.g. too few calibration
+        images); raise :class:`edgebench.errors.UserError` with one sentence."""
+        ...
+
+    def apply(self, model: Artifact, options: Mapping[str, Any],
+              context: CompressionContext) -> Artifact:
+        """Transform ``model`` (a ``.pt`` for MODEL steps, the backend's format for FORMAT
+        steps) and return the new artifact (the core extends its ``pipeline`` with the
+        step's label). Cache the result by the input's content hash and the options
+        (:func:`edgebench.pipeline.cached_export`), so a nightly run compresses once. Raise
+        :class:`edgebench.errors.CaseError` when the step fails on this model."""
+        ...
+
+    # Optional: ``host_unavailable_reason()`` (classmethod) like backends;
+    # ``option_choices`` (class attribute); ``notes(artifact) -> tuple[str, ...]`` facts for
+    # the report (kept nodes, sparsity, params before/after).
+
+
+def compressor_stage(compressor: type | Compressor) -> Stage:
+    return Stage.MODEL if getattr(compressor, "target", None) == "pt" else Stage.FORMAT
 
 
 @runtime_checkable

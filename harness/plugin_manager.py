@@ -169,6 +169,12 @@ def _registrar(
             raise PluginError(
                 f"plugin {plugin_name!r} registered {cls!r} without a string {key_attr!r}."
             )
+        if kind is PluginKind.COMPRESSOR:  # one technique, one class per target format
+            target = getattr(cls, "target", None)
+            if not isinstance(target, str) or not target:
+                raise PluginError(f"plugin {plugin_name!r} registered compressor {cls!r} "
+                                  "without a string 'target' format.")
+            name = f"{name}/{target}"
         if name in table:
             other = table[name].plugin
             raise PluginError(

@@ -1,0 +1,283 @@
+"""Compression pipelines: parsing ``--compress``, checking the order, applying the steps.
+
+A pipeline is a chain of steps joined by ``+`` (``prune:0.3+distill+int8``); ``--compress``
+takes variants separated by commas, each benchmarked next to the uncompressed (fp32) model::
+
+    --compress int8,prune:0.3           # two variants: int8, and pruned 30 %
+    --compress prune:0.3+distill+int8   # one variant: pruned, distilled, then int8
+
+A step is ``name`` or ``name:value`` (the compressor's ``primary_option``) or
+``name:key=value:key=value``. MODEL steps (on the PyTorch model) must come before FORMAT
+steps (on a backend's format): ``int8+prune`` is refused before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .contracts import CompressionContext, Compressor, Stage, compressor_stage
+from .errors import CaseSkipped, UserError
+from .plugin_manager import PluginKind, Registry
+from .records import Artifact
+
+_TRUE = ("1", "true", "on", "yes")
+_FALSE = ("0", "false", "off", "no")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One parsed pipeline step: the compressor name and the options given for it."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Canonical text, e.g. ``prune:ratio=0.3``; the report and case ids use it."""
+        return ":".join([self.name, *(f"{k}={_text(v)}" for k, v in self.options)])
+
+    @property
+    def given(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class CompressionPipeline:
+    """A variant: its steps in order. The empty pipeline is the uncompressed model."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def label(self) -> str:
+        return "+".join(s.label for s in self.steps) or "fp32"
+
+    def model_steps(self, registry: Registry) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if step_stage(s, registry) is Stage.MODEL)
+
+    def format_steps(self, registry: Registry) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if step_stage(s, registry) is Stage.FORMAT)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _coerce(raw: str) -> Any:
+    """A step option's value from its text; typed against the defaults later."""
+    low = raw.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def parse_step(text: str) -> tuple[str, list[tuple[str | None, Any]]]:
+    parts = [p.strip() for p in text.strip().split(":")]
+    if not parts[0]:
+        raise UserError(f"compression step {text!r} has no name; write e.g. 'int8' or "
+                        "'prune:0.3'.")
+    args: list[tuple[str | None, Any]] = []
+    for part in parts[1:]:
+        if not part:
+            raise UserError(f"compression step {text!r} has an empty option.")
+        key, sep, value = part.partition("=")
+        args.append((key.strip(), _coerce(value.strip())) if sep else (None, _coerce(part)))
+    return parts[0], args
+
+
+def parse_variants(values: Sequence[str]) -> list[list[tuple[str, list[tuple[str | None, Any]]]]]:
+    """``--compress`` values (each may hold comma-separated variants) as raw step lists."""
+    variants = []
+    for value in values:
+        for variant in str(value).split(","):
+            if not variant.strip():
+                raise UserError(f"--compress {value!r} has an empty variant; separate variants "
+                                "with single commas.")
+            variants.append([parse_step(step) for step in variant.split("+")])
+    return variants
+
+
+def compressors_named(registry: Registry, name: str) -> dict[str, type]:
+    """Every registered compressor class called ``name``, by target format."""
+    return {r.cls.target: r.cls for r in registry.of(PluginKind.COMPRESSOR).values()
+            if r.cls.name == name}
+
+
+def known_names(registry: Registry) -> list[str]:
+    return sorted({r.cls.name for r in registry.of(PluginKind.COMPRESSOR).values()})
+
+
+def step_stage(step: Step, registry: Registry) -> Stage:
+    classes = compressors_named(registry, step.name)
+    return Stage.MODEL if any(compressor_stage(c) is Stage.MODEL for c in classes.values()) \
+        else Stage.FORMAT
+
+
+def resolve_step(name: str, args: list[tuple[str | None, Any]], registry: Registry) -> Step:
+    """Check a step against its compressors' options; unknown names and keys, wrong types
+    and bare values for a step without a primary option are one-sentence errors."""
+    classes = compressors_named(registry, name)
+    if not classes:
+        known = ", ".join(known_names(registry)) or "none installed"
+        raise UserError(f"unknown compression step {name!r}; known steps: {known} "
+                        "(see 'edgebench plugins').")
+    first = next(iter(classes.values()))
+    defaults: Mapping[str, Any] = {}
+    for cls in classes.values():  # same-named classes may add options of their own
+        defaults = {**getattr(cls, "option_defaults", {}), **defaults}
+    choices: dict[str, tuple[Any, ...]] = {}
+    for cls in classes.values():
+        choices.update(getattr(cls, "option_choices", {}))
+    options: dict[str, Any] = {}
+    for key, value in args:
+        if key is None:
+            key = getattr(first, "primary_option", None)
+            if key is None:
+                raise UserError(f"compression step {name!r} takes no bare value ({value!r}); "
+                                f"write {name}:key=value with keys "
+                                f"{', '.join(sorted(defaults)) or 'none'}.")
+        if key not in defaults:
+            raise UserError(f"compression step {name!r} has no option {key!r}; its options "
+                            f"are {', '.join(sorted(defaults)) or 'none'}.")
+        kind = type(defaults[key])
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is str and not isinstance(value, str):
+            value = _text(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"compression step {name!r} option {key!r} must be a "
+                            f"{kind.__name__}, got {value!r}.")
+        if key in choices and value not in choices[key]:
+            raise UserError(f"compression step {name!r} option {key!r} must be one of "
+                            f"{', '.join(map(str, choices[key]))}; got {value!r}.")
+        if key in options:
+            raise UserError(f"compression step {name!r} sets option {key!r} twice.")
+        options[key] = value
+    return Step(name, tuple(sorted(options.items())))
+
+
+def resolve_pipelines(values: Sequence[str], registry: Registry) -> list[CompressionPipeline]:
+    """The variants of ``--compress`` as checked pipelines (fp32 is not among them)."""
+    pipelines: list[CompressionPipeline] = []
+    for raw in parse_variants(values):
+        steps = tuple(resolve_step(name, args, registry) for name, args in raw)
+        check_order(steps, registry)
+        pipeline = CompressionPipeline(steps)
+        if pipeline not in pipelines:
+            pipelines.append(pipeline)
+    return pipelines
+
+
+def check_order(steps: Sequence[Step], registry: Registry) -> None:
+    """MODEL steps work on the PyTorch model, so none may follow a FORMAT step."""
+    seen_format: Step | None = None
+    for step in steps:
+        stage = step_stage(step, registry)
+        if stage is Stage.FORMAT:
+            seen_format = seen_format or step
+        elif seen_format is not None:
+            raise UserError(f"compression step {step.name!r} changes the PyTorch model and "
+                            f"cannot follow {seen_format.name!r}, which works on the exported "
+                            f"format; put it first (e.g. {step.name}+{seen_format.name}).")
+    names = [s.name for s in steps]
+    for name in set(names):
+        if names.count(name) > 1 and step_stage(Step(name), registry) is Stage.FORMAT:
+            raise UserError(f"compression step {name!r} appears twice in one pipeline.")
+
+
+def options_for(cls: type, step: Step) -> dict[str, Any]:
+    """The options one class gets: its defaults updated by what the step gave that it has."""
+    defaults = dict(getattr(cls, "option_defaults", {}))
+    return {**defaults, **{k: v for k, v in step.options if k in defaults}}
+
+
+def compressor_for(step: Step, target: str, registry: Registry) -> type:
+    """The class doing ``step`` on ``target``; :class:`CaseSkipped` (with the reason) when
+    none exists for that format or the one that exists cannot work on this host."""
+    classes = compressors_named(registry, step.name)
+    cls = classes.get(target)
+    if cls is None:
+        have = ", ".join(sorted(classes)) or "none"
+        raise CaseSkipped(f"no {step.name!r} compressor for the {target} format (it exists "
+                          f"for: {have})")
+    reason = getattr(cls, "host_unavailable_reason", lambda: None)()
+    if reason:
+        raise CaseSkipped(f"{step.name} for {target} is unavailable: {reason}")
+    return cls
+
+
+def apply_steps(model: Artifact, steps: Sequence[Step], target: str, registry: Registry,
+                context: CompressionContext) -> Artifact:
+    """Apply ``steps`` in order to ``model`` (all must work on ``target``), each result's
+    ``pipeline`` extended by the step's label."""
+    for step in steps:
+        cls = compressor_for(step, target, registry)
+        compressor: Compressor = cls()
+        options = options_for(cls, step)
+        out = compressor.apply(model, options, context)
+        model = dataclasses.replace(out, pipeline=(*model.pipeline, step.label))
+    return model
+
+
+def check_steps(pipelines: Sequence[CompressionPipeline], registry: Registry,
+                context: CompressionContext) -> None:
+    """Every step's ``check`` (calibration set size and the like) before long work starts."""
+    for pipeline in pipelines:
+        for step in pipeline.steps:
+            for cls in compressors_named(registry, step.name).values():
+                if getattr(cls, "host_unavailable_reason", lambda: None)():
+                    continue
+                cls().check(options_for(cls, step), context)
+
+
+# -- data for calibration and training -------------------------------------------------
+
+
+def training_yaml(data_yaml: Path | None) -> Path:
+    """``data.yaml`` with a train split: the given one, or the embedded shapes dataset's."""
+    if data_yaml is None:
+        from .shapes import default_shapes_dataset
+
+        return default_shapes_dataset()
+    return data_yaml
+
+
+def train_images(data_yaml: Path | None, count: int | None = None) -> list[Path]:
+    """The first ``count`` train-split images of a YOLO dataset, sorted by name."""
+    from .datasets import IMAGE_SUFFIXES, _yaml
+
+    yaml_path = training_yaml(data_yaml)
+    data = _yaml(yaml_path)
+    if "train" not in data:
+        raise UserError(f"{yaml_path} has no 'train' split to calibrate or train on; add one "
+                        "(images never used for mAP).")
+    root = Path(str(data.get("path") or yaml_path.parent))
+    if not root.is_absolute():
+        root = (yaml_path.parent / root).resolve()
+    entries = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    images: list[Path] = []
+    for entry in entries:
+        folder = root / str(entry)
+        if folder.is_dir():
+            images += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    images.sort()
+    if not images:
+        raise UserError(f"the train split of {yaml_path} has no images; calibration and "
+                        "training need some.")
+    return images if count is None else images[:count]
+
+
+def describe_steps(registry: Registry) -> list[tuple[str, str, str]]:
+    """(name, target, summary) of every compressor, for ``edgebench plugins``."""
+    return sorted((r.cls.name, r.cls.target, getattr(r.cls, "summary", ""))
+                  for r in registry.of(PluginKind.COMPRESSOR).values())
