@@ -126,9 +126,11 @@ class CompressionContext:
     """What a compression step may use besides the model it transforms."""
 
     source: Artifact
-    """The model the backend's export was made from, after the pipeline's MODEL steps (a
-    ``.pt``, or the ``.onnx`` the user gave). FORMAT steps that quantize while exporting
-    (LiteRT int8 through Ultralytics) start from it instead of the exported model."""
+    """For FORMAT steps: the model the backend's export was made from, after the pipeline's
+    MODEL steps (a ``.pt``, or the ``.onnx`` the user gave); steps that quantize while
+    exporting (LiteRT int8 through Ultralytics) start from it instead of the exported model.
+    For MODEL steps: the uncompressed model the pipeline started from (distillation's
+    default teacher)."""
     data_yaml: Path | None
     """A YOLO-layout ``data.yaml`` whose ``train`` split is for calibration and training
     (never the ``val`` images mAP is measured on); ``None``: the embedded shapes dataset."""
