@@ -141,6 +141,10 @@ class CompressionContext:
     :func:`edgebench.pipeline.cached_export`)."""
     progress: bool = True
     """Show progress bars (calibration, training)."""
+    pytorch: Artifact | None = None
+    """The ``.pt`` behind ``source`` when there is one: ``source`` itself when it is a
+    ``.pt``, the committed ``.pt`` of the embedded ONNX, else ``None``. FORMAT steps that
+    must re-export from PyTorch (LiteRT int8) use it and skip with a reason when None."""
 
     def train_images(self, count: int | None = None) -> list[Path]:
         """The first ``count`` images (all when ``None``) of the train split, sorted by name.
