@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "or a folder of images (fidelity only); default: the embedded "
                           "shapes val split")
     run.add_argument("--images", type=int, help="evaluate on the first N images only")
+    run.add_argument("--compress", action="append", metavar="PIPELINE",
+                     help="compressed variants to run next to fp32: comma-separated, steps "
+                          "chained with '+', e.g. int8,prune:0.3+int8 (see 'edgebench "
+                          "plugins' for the steps)")
+    run.add_argument("--train-data", type=Path,
+                     help="data.yaml whose train split calibrates and fine-tunes (default: "
+                          "--data when it is a data.yaml, else the embedded shapes dataset)")
     run.add_argument("--conf", type=float,
                      help="score threshold for mAP (0.001, as Ultralytics val)")
     run.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
@@ -82,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", type=Path,
                      help="results dir (edgebench-results); each run writes "
                           "RUN_ID/report.{json,md,html} in it")
+
+    compress = sub.add_parser("compress", help="make a compressed model without benchmarking")
+    compress.add_argument("model", type=Path, help="the .pt (or .onnx) to compress")
+    compress.add_argument("pipeline", help="steps chained with '+', e.g. prune:0.3+int8")
+    compress.add_argument("--backend", "-b",
+                          help="the backend whose format quantization steps produce")
+    compress.add_argument("--imgsz", type=int, help="input size of exports (320)")
+    compress.add_argument("--train-data", type=Path,
+                          help="data.yaml whose train split calibrates and fine-tunes "
+                               "(default: the embedded shapes dataset)")
+    compress.add_argument("--output", "-o", type=Path, required=True,
+                          help="where to copy the compressed model (file or directory)")
 
     compare = sub.add_parser(
         "compare", help="compare a run with a baseline; exit 1 on a regression")
@@ -162,6 +181,8 @@ def run_flags(args: argparse.Namespace) -> dict[str, object]:
         "max_temperature_c": args.max_temperature,
         "accuracy": False if args.no_accuracy else None, "conf": args.conf, "iou": args.iou,
         "backend_options": _backend_options(args.backend_option),
+        "compress": tuple(args.compress) if args.compress else None,
+        "train_data": args.train_data,
     }
 
 
@@ -188,7 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = Session(matrix, pm, registry, argv=sys.argv[1:])
     output_dir = check_output_dir(matrix.output_dir / session.run_id)
     sources = session.sources()  # fail fast on bad model files, before any device work
-    progress = _progress(len(matrix.models) * len(session.backends) * len(matrix.devices)
+    progress = _progress(len(matrix.models) * len(session.variants.pipelines)
+                         * len(session.backends) * len(matrix.devices)
                          * len(matrix.all_settings))
     session.on_case = progress.update_case
     try:
@@ -219,6 +241,21 @@ class _progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .pipeline import load_source
+    from .variants import compress_model
+
+    registry = collect_registry(make_plugin_manager(disabled=_split(args.disable)))
+    artifact, notes = compress_model(load_source(args.model), args.pipeline, registry,
+                                     backend=args.backend, imgsz=args.imgsz,
+                                     train_data=args.train_data, output=args.output)
+    for note in notes:
+        print(f"  {note}")
+    print(f"{artifact.path} ({artifact.format}, {artifact.size_bytes / 2**20:.1f} MiB, "
+          f"sha256 {artifact.sha256[:12]})")
+    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -313,7 +350,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "devices": cmd_devices,
-            "compare": cmd_compare, "history": cmd_history, "export": cmd_export}
+            "compare": cmd_compare, "history": cmd_history, "export": cmd_export,
+            "compress": cmd_compress}
 
 
 class Terminated(KeyboardInterrupt):

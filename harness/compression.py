@@ -24,8 +24,8 @@ from .errors import CaseSkipped, UserError
 from .plugin_manager import PluginKind, Registry
 from .records import Artifact
 
-_TRUE = ("1", "true", "on", "yes")
-_FALSE = ("0", "false", "off", "no")
+_TRUE = ("true", "on", "yes")
+_FALSE = ("false", "off", "no")
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,14 @@ def parse_variants(values: Sequence[str]) -> list[list[tuple[str, list[tuple[str
 
 def compressors_named(registry: Registry, name: str) -> dict[str, type]:
     """Every registered compressor class called ``name``, by target format."""
-    return {r.cls.target: r.cls for r in registry.of(PluginKind.COMPRESSOR).values()
-            if r.cls.name == name}
+    return {getattr(r.cls, "target", ""): r.cls
+            for r in registry.of(PluginKind.COMPRESSOR).values()
+            if getattr(r.cls, "name", None) == name}
 
 
 def known_names(registry: Registry) -> list[str]:
-    return sorted({r.cls.name for r in registry.of(PluginKind.COMPRESSOR).values()})
+    return sorted({str(getattr(r.cls, "name", "")) for r in
+                   registry.of(PluginKind.COMPRESSOR).values()})
 
 
 def step_stage(step: Step, registry: Registry) -> Stage:
@@ -152,6 +154,8 @@ def resolve_step(name: str, args: list[tuple[str | None, Any]], registry: Regist
         kind = type(defaults[key])
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if kind is bool and value in (0, 1) and not isinstance(value, bool):
+            value = bool(value)
         if kind is str and not isinstance(value, str):
             value = _text(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -217,16 +221,21 @@ def compressor_for(step: Step, target: str, registry: Registry) -> type:
 
 
 def apply_steps(model: Artifact, steps: Sequence[Step], target: str, registry: Registry,
-                context: CompressionContext) -> Artifact:
+                context: CompressionContext) -> tuple[Artifact, tuple[str, ...]]:
     """Apply ``steps`` in order to ``model`` (all must work on ``target``), each result's
-    ``pipeline`` extended by the step's label."""
+    ``pipeline`` extended by the step's label. Returns the artifact and the steps' notes
+    for the report (``"int8: kept in float: ..."``)."""
+    notes: list[str] = []
     for step in steps:
         cls = compressor_for(step, target, registry)
         compressor: Compressor = cls()
         options = options_for(cls, step)
         out = compressor.apply(model, options, context)
         model = dataclasses.replace(out, pipeline=(*model.pipeline, step.label))
-    return model
+        describe = getattr(compressor, "notes", None)
+        if describe is not None:
+            notes += [f"{step.label}: {note}" for note in describe(out)]
+    return model, tuple(notes)
 
 
 def check_steps(pipelines: Sequence[CompressionPipeline], registry: Registry,
@@ -279,5 +288,6 @@ def train_images(data_yaml: Path | None, count: int | None = None) -> list[Path]
 
 def describe_steps(registry: Registry) -> list[tuple[str, str, str]]:
     """(name, target, summary) of every compressor, for ``edgebench plugins``."""
-    return sorted((r.cls.name, r.cls.target, getattr(r.cls, "summary", ""))
+    return sorted((str(getattr(r.cls, "name", "")), str(getattr(r.cls, "target", "")),
+                   str(getattr(r.cls, "summary", "")))
                   for r in registry.of(PluginKind.COMPRESSOR).values())

@@ -41,6 +41,12 @@ class Matrix:
     """``None`` turns the accuracy pass off (latency only)."""
     thread_settings: tuple[RunSettings, ...] = ()
     """One settings per thread count of the matrix; empty means just ``settings``."""
+    compress: tuple[str, ...] = ()
+    """Compression variants (``--compress`` syntax, see ``compression.py``) run next to the
+    uncompressed model."""
+    train_data: Path | None = None
+    """YOLO ``data.yaml`` whose train split calibrates and fine-tunes; ``None``: ``data`` when
+    it is a data.yaml, else the embedded shapes dataset."""
 
     @property
     def all_settings(self) -> tuple[RunSettings, ...]:
@@ -88,9 +94,6 @@ def make_settings(
 
 def matrix_from_options(values: dict[str, Any], *, disabled: tuple[str, ...] = ()) -> Matrix:
     """The :class:`Matrix` from merged matrix-file and flag values (see ``matrix_file``)."""
-    if values["compress"]:
-        raise UserError("compression pipelines need compressor plugins, and none is "
-                        "installed yet; remove 'compress' / --compress.")
     threads = tuple(values["threads"]) or (None,)
     backend_options = values.get("backend_options") or {}
     settings = tuple(make_settings(
@@ -114,6 +117,8 @@ def matrix_from_options(values: dict[str, Any], *, disabled: tuple[str, ...] = (
         data=values["data"],
         images=values["images"],
         accuracy=accuracy,
+        compress=tuple(values["compress"]),
+        train_data=values.get("train_data"),
     )
 
 

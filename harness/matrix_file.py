@@ -43,6 +43,7 @@ OPTIONS: dict[str, Option] = {
     "devices": Option("run", "str-list", ("local",), flag="--device"),
     "compress": Option("run", "str-list", (), flag="--compress"),
     "data": Option("run", "path", None, flag="--data"),
+    "train_data": Option("run", "path", None, flag="--train-data"),
     "images": Option("run", "int", None, _ge(1), ">= 1", "--images"),
     "imgsz": Option("run", "int", None, _ge(32), ">= 32", "--imgsz"),
     "output": Option("run", "path", Path("edgebench-results"), flag="--output"),

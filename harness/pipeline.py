@@ -307,6 +307,24 @@ def prebuilt_export(source: Artifact, fmt: str, imgsz: int | None) -> Artifact |
     return None
 
 
+def committed_pytorch(source: Artifact) -> Artifact | None:
+    """The ``.pt`` behind ``source``: itself for a ``.pt``; for the committed ONNX of the
+    embedded model, its committed ``.pt`` (by content hash); otherwise ``None``."""
+    if source.format == "pt":
+        return source
+    for manifest in sorted(ASSETS.glob("*.json")):
+        try:
+            files = json.loads(manifest.read_text())["files"]
+            if files["onnx"]["sha256"] != source.sha256:
+                continue
+            path = ASSETS / files["pt"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if path.is_file() and importlib.util.find_spec("ultralytics") is not None:
+            return load_source(path)
+    return None
+
+
 # -- the PyTorch reference of a .pt source -----------------------------------------------
 
 

@@ -50,6 +50,7 @@ from .remote import Pusher, RunnerJob, run_job
 from .repeats import combine
 from .reports.writer import ReportWriter, utc_now
 from .stats import latency_stats
+from .variants import ModelVariant, Variants
 
 ProgressCallback = Callable[[CaseResult], None]
 
@@ -67,6 +68,8 @@ class CasePlan:
     error: str | None = None
     skip: str | None = None
     """Why this case cannot exist here (e.g. the format cannot be made from the source)."""
+    notes: tuple[str, ...] = ()
+    """Facts about how the artifact was made (compression steps), copied into the result."""
 
 
 def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
@@ -177,7 +180,8 @@ class CaseExecutor:
             result = dataclasses.replace(base, status=Status.SKIPPED, reason=str(exc))
         except CaseError as exc:
             result = dataclasses.replace(base, reason=str(exc))
-        return dataclasses.replace(result, wall_s=round(time.perf_counter() - t0, 3))
+        return dataclasses.replace(result, wall_s=round(time.perf_counter() - t0, 3),
+                                   notes=plan.notes + result.notes)
 
     @staticmethod
     def _check_supported(backend: Backend, info: DeviceInfo, uri: str) -> None:
@@ -319,6 +323,7 @@ class Session:
             if check_uri is not None:
                 check_uri(uri)  # a bad device URI fails now, before any export
         self._tmp = tempfile.TemporaryDirectory(prefix="edgebench-host-")
+        self.variants = Variants(matrix, registry, Path(self._tmp.name))
         self._stop = threading.Event()
         self._entered: dict[str, Device] = {}
         self._errors: list[BaseException] = []
@@ -334,42 +339,54 @@ class Session:
         return [load_source(path) for path in self.matrix.models]
 
     def plan(self, sources: list[Artifact]) -> list[CasePlan]:
-        """Export every source for every backend, prepare inputs and the float reference.
+        """Export every source (and each compressed variant of it) for every backend,
+        prepare inputs and the float reference.
 
         Per-backend problems become failed plans; a class-count mismatch between the
-        model and the dataset is a :class:`UserError`, raised before anything runs.
+        model and the dataset, or a compression pipeline that cannot work, is a
+        :class:`UserError`, raised before anything runs.
         """
+        self.variants.check(sources)
         plans: list[CasePlan] = []
         for source in sources:
             label = model_label(source)
-            for name in self.backends:
-                backend: Backend = self.registry.get(PluginKind.BACKEND, name).cls()
-                for settings in self.matrix.all_settings:
-                    backend.runner_options(settings)  # a bad backend option: exit 2, now
-                artifact: Artifact | None = None
-                batch: AccuracyBatch | None = None
-                reference: tuple[Reference | None, str | None] = (None, None)
-                error = skip = None
-                try:
-                    artifact = backend.export(source, Path(self._tmp.name),
-                                              imgsz=self.matrix.imgsz)
-                    batch = self._batch_for(artifact)
-                    reference = self._reference_for(source, batch)
-                except ModelDataMismatch:
-                    raise
-                except CaseSkipped as exc:
-                    skip = str(exc)
-                except (UserError, CaseError) as exc:
-                    error = str(exc)
-                for uri in self.matrix.devices:
-                    for settings in self.matrix.all_settings:
-                        case = Case(id=case_id(label, source.pipeline, name, uri,
-                                               settings.threads,
-                                               settings.backend_options.get(name)),
-                                    model=label, backend=name, device=uri, settings=settings,
-                                    pipeline=source.pipeline)
-                        plans.append(CasePlan(case, backend, artifact, batch, *reference,
-                                              error=error, skip=skip))
+            for pipeline in self.variants.pipelines:
+                variant = self.variants.model_variant(source, pipeline)
+                for name in self.backends:
+                    plans += self._plan_backend(label, variant, name)
+        return plans
+
+    def _plan_backend(self, label: str, variant: ModelVariant, name: str) -> list[CasePlan]:
+        backend: Backend = self.registry.get(PluginKind.BACKEND, name).cls()
+        for settings in self.matrix.all_settings:
+            backend.runner_options(settings)  # a bad backend option: exit 2, now
+        artifact: Artifact | None = None
+        batch: AccuracyBatch | None = None
+        reference: tuple[Reference | None, str | None] = (None, None)
+        error, skip, notes = variant.error, variant.skip, variant.notes
+        try:
+            if variant.source is not None:
+                artifact = backend.export(variant.source, Path(self._tmp.name),
+                                          imgsz=self.matrix.imgsz)
+                artifact, notes = self.variants.format_variant(artifact, variant)
+                batch = self._batch_for(artifact)
+                reference = self._reference_for(variant.source, batch)
+        except ModelDataMismatch:
+            raise
+        except CaseSkipped as exc:
+            skip = str(exc)
+        except (UserError, CaseError) as exc:
+            error = str(exc)
+        pipeline = tuple(step.label for step in variant.pipeline.steps)
+        plans = []
+        for uri in self.matrix.devices:
+            for settings in self.matrix.all_settings:
+                case = Case(id=case_id(label, pipeline, name, uri, settings.threads,
+                                       settings.backend_options.get(name)),
+                            model=label, backend=name, device=uri, settings=settings,
+                            pipeline=pipeline)
+                plans.append(CasePlan(case, backend, artifact, batch, *reference,
+                                      error=error, skip=skip, notes=notes))
         return plans
 
     def _batch_for(self, artifact: Artifact) -> AccuracyBatch:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
 from .markdown import HEADER, result_row
+from .tradeoffs import TRADEOFF_HEADER, tradeoff_cells, tradeoffs
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
@@ -139,6 +140,15 @@ def render_html(report: RunReport) -> str:
              f"{report.schema_version}, state <b>{e(report.state.value)}</b>, started "
              f"{e(report.created_at)}, finished {e(report.finished_at or '–')}.</p>",
              "<h2>Summary</h2>", _table(report)]
+    rows = tradeoffs(report)
+    if rows:
+        head = [c.strip() for c in TRADEOFF_HEADER.split("\n")[0].strip("|").split("|")]
+        parts += ["<h2>Compression: speed-up and mAP delta versus fp32</h2><table><tr>"
+                  + "".join(f"<th>{e(c)}</th>" for c in head) + "</tr>"]
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in tradeoff_cells(r)) + "</tr>"
+                  for r in rows]
+        parts.append("</table><p class=muted>Same model, backend, device and settings; "
+                     "★: on the device's latency-vs-mAP Pareto front.</p>")
     box = latency_boxplot(report.cases)
     if box:
         parts += ["<h2>Latency distribution</h2><figure>", box,

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
+from .tradeoffs import tradeoff_markdown
 
 MIB = 1024 * 1024
 
@@ -57,6 +58,7 @@ def render_markdown(report: RunReport) -> str:
              f"edgebench {report.tool_version}, report schema {report.schema_version}, "
              f"state **{report.state.value}**, started {report.created_at}.", "", HEADER]
     lines += [result_row(r) for r in report.cases]
+    lines += tradeoff_markdown(report)
     problems = [r for r in report.cases if r.status is not Status.OK]
     if problems:
         lines += ["", "## Not measured", ""]

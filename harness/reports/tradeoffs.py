@@ -1,0 +1,134 @@
+"""What compression buys and costs: each variant against the uncompressed (fp32) case with
+the same model, backend, device and settings, and the latency-vs-mAP Pareto front.
+
+Derived from the report's cases only (no numbers of its own), so a report loaded from disk
+gives the same tables as the run that wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..records import CaseResult, RunReport, Status
+
+UNCOMPRESSED = "fp32"
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    """One measured case, next to its fp32 baseline when that was measured too."""
+
+    case_id: str
+    model: str
+    variant: str
+    backend: str
+    device: str
+    p50_ms: float
+    map50_95: float | None
+    size_bytes: int | None
+    speedup: float | None
+    """fp32 median latency / this one (> 1: faster)."""
+    map_delta_points: float | None
+    """(this mAP50-95 - fp32's) x 100."""
+    size_ratio: float | None
+    on_front: bool = False
+    """On its device's latency-vs-mAP Pareto front (no case is both faster and better)."""
+
+
+def baseline_id(case_id: str) -> str:
+    """The id of the fp32 case a variant compares with (the pipeline field replaced)."""
+    parts = case_id.split("|")
+    if len(parts) > 1:
+        parts[1] = UNCOMPRESSED
+    return "|".join(parts)
+
+
+def _map(r: CaseResult) -> float | None:
+    return r.accuracy.map50_95 if r.accuracy is not None else None
+
+
+def tradeoffs(report: RunReport) -> list[Tradeoff]:
+    """Every measured case with its speed-up and mAP delta versus fp32; empty when the run
+    has no compressed variant."""
+    measured = [r for r in report.cases if r.status is Status.OK and r.latency is not None]
+    if not any(r.case.pipeline for r in report.cases):
+        return []
+    by_id = {r.case.id: r for r in measured}
+    rows = []
+    for r in measured:
+        assert r.latency is not None
+        base = by_id.get(baseline_id(r.case.id))
+        speedup = map_delta = size_ratio = None
+        if base is not None and base.latency is not None:
+            speedup = base.latency.p50_ms / r.latency.p50_ms
+            ours, theirs = _map(r), _map(base)
+            if ours is not None and theirs is not None:
+                map_delta = (ours - theirs) * 100
+            if r.artifact is not None and base.artifact is not None and base.artifact.size_bytes:
+                size_ratio = r.artifact.size_bytes / base.artifact.size_bytes
+        rows.append(Tradeoff(
+            case_id=r.case.id, model=r.case.model, variant="+".join(r.case.pipeline)
+            or UNCOMPRESSED, backend=r.case.backend, device=r.case.device,
+            p50_ms=r.latency.p50_ms, map50_95=_map(r),
+            size_bytes=r.artifact.size_bytes if r.artifact else None,
+            speedup=speedup, map_delta_points=map_delta, size_ratio=size_ratio))
+    return mark_fronts(rows)
+
+
+def mark_fronts(rows: Sequence[Tradeoff]) -> list[Tradeoff]:
+    """Set ``on_front`` per device: a case is on the front when no other case of that
+    device has lower-or-equal latency and higher-or-equal mAP with one strictly better."""
+    import dataclasses
+
+    out = []
+    for row in rows:
+        if row.map50_95 is None:
+            out.append(row)
+            continue
+        beaten = any(
+            other is not row and other.device == row.device and other.map50_95 is not None
+            and other.p50_ms <= row.p50_ms and other.map50_95 >= row.map50_95
+            and (other.p50_ms < row.p50_ms or other.map50_95 > row.map50_95)
+            for other in rows)
+        out.append(dataclasses.replace(row, on_front=not beaten))
+    return out
+
+
+def _f(value: float | None, fmt: str) -> str:
+    return format(value, fmt) if value is not None else "–"
+
+
+TRADEOFF_HEADER = ("| variant | backend | device | p50 ms | speed-up vs fp32 | mAP50-95 | "
+                   "Δ mAP (points) | size vs fp32 | Pareto |\n"
+                   "|---|---|---|---:|---:|---:|---:|---:|:-:|")
+
+
+def tradeoff_cells(row: Tradeoff) -> list[str]:
+    return [row.variant, row.backend, row.device, f"{row.p50_ms:.2f}",
+            _f(row.speedup, ".2f") + ("×" if row.speedup is not None else ""),
+            _f(row.map50_95, ".3f"), _f(row.map_delta_points, "+.2f"),
+            _f(row.size_ratio, ".2f") + ("×" if row.size_ratio is not None else ""),
+            "★" if row.on_front else ""]
+
+
+def tradeoff_markdown(report: RunReport) -> list[str]:
+    """The compression section of ``report.md`` (empty without compressed variants)."""
+    rows = tradeoffs(report)
+    if not rows:
+        return []
+    lines = ["", "## Compression: speed-up and mAP delta versus fp32", "",
+             "Same model, backend, device and settings; speed-up is the ratio of medians "
+             "(> 1: faster); ★: on the device's latency-vs-mAP Pareto front.", "",
+             TRADEOFF_HEADER]
+    order = sorted(rows, key=lambda r: (r.device, r.backend, r.variant != UNCOMPRESSED,
+                                        r.p50_ms))
+    lines += ["| " + " | ".join(tradeoff_cells(r)) + " |" for r in order]
+    lines += ["", "### Pareto front (latency vs mAP50-95)", ""]
+    for device in sorted({r.device for r in rows}):
+        front = sorted((r for r in rows if r.device == device and r.on_front),
+                       key=lambda r: r.p50_ms)
+        lines.append(f"- `{device}`: " + " → ".join(
+            f"{r.variant} on {r.backend} ({r.p50_ms:.2f} ms, {_f(r.map50_95, '.3f')})"
+            for r in front))
+    return lines
