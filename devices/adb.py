@@ -37,6 +37,7 @@ from edgebench.contracts import Completed, Device, NativeRunner
 from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.retry import ConnectionLost, RunnerTimedOut
 
 from .native import NATIVE_TOOLS, native_runners
 from .transport import (
@@ -98,6 +99,16 @@ def find_adb(explicit: str | None) -> str:
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else ""
+
+
+def state_error(serial: str, text: str, fallback: str) -> CaseError:
+    """The error for a device adb cannot use: :class:`ConnectionLost` (retried) unless it
+    waits for a person (unauthorized: nobody taps "allow" in a nightly)."""
+    problem = state_problem(serial, text) or fallback
+    low = text.lower()
+    if "unauthorized" in low or "failed to authenticate" in low:
+        return CaseError(problem)
+    return ConnectionLost(problem)
 
 
 def state_problem(serial: str, text: str) -> str | None:
@@ -192,13 +203,7 @@ class AdbDevice:
             if self._find_python:
                 code, out, _ = self._shell("command -v python3", 30)
                 self.python = out.strip().splitlines()[0] if code == 0 and out.strip() else ""
-            base = PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
-            workdir = base / new_workdir_name()
-            code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
-            if code != 0:
-                raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
-                                f"{_first_line(err or out)}")
-            self._workdir = workdir
+            self._make_workdir()
         except BaseException:
             self._detach()
             self._stack.close()
@@ -231,8 +236,8 @@ class AdbDevice:
                 raise CaseError(f"the device's disk is full: {local.name} "
                                 f"({local.stat().st_size >> 10} KiB) does not fit in "
                                 f"{self.workdir.parent} on {self.serial}")
-            raise CaseError(self._lost_or(f"cannot copy {local.name} to {self.serial}:"
-                                          f"{remote}: {_first_line(text)}"))
+            raise self._lost_or(f"cannot copy {local.name} to {self.serial}:{remote}: "
+                                f"{_first_line(text)}")
 
     def pull(self, remote: PurePosixPath, local: Path) -> None:
         remote = within(self.workdir, remote)
@@ -242,8 +247,8 @@ class AdbDevice:
             missing = "does not exist" in text or "No such file" in text
             if missing and self._state() == "device":
                 raise CaseError(f"{remote} was not produced on the device")
-            raise CaseError(self._lost_or(f"cannot copy {remote} from {self.serial}: "
-                                          f"{_first_line(text)}"))
+            raise self._lost_or(f"cannot copy {remote} from {self.serial}: "
+                                f"{_first_line(text)}")
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
         if self._aborted:
@@ -276,7 +281,9 @@ class AdbDevice:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self._kill_running()
-            raise CaseError(f"timed out after {timeout_s:g} s; the runner was killed") from None
+            for t in readers:
+                t.join(timeout=5)
+            raise RunnerTimedOut(timeout_s, out.decode("utf-8", "replace")) from None
         finally:
             for t in readers:
                 t.join(timeout=5)
@@ -287,9 +294,14 @@ class AdbDevice:
         stdout, code = split_exit(stdout)
         stderr = err.decode("utf-8", "replace")
         if code is None:  # the shell never printed the status: cut off
-            problem = state_problem(self.serial, stderr) if pid is None else None
-            raise CaseError(problem or f"the connection to {self.serial} was lost while "
-                            f"running {PurePosixPath(argv[0]).name}")
+            lost = (f"the connection to {self.serial} was lost while running "
+                    f"{PurePosixPath(argv[0]).name}")
+            if pid is None and state_problem(self.serial, stderr):
+                error = state_error(self.serial, stderr, lost)
+                if isinstance(error, ConnectionLost):
+                    error.output = stdout
+                raise error
+            raise ConnectionLost(lost, output=stdout)
         self._unfinished.discard(pid or -1)
         return Completed(tuple(argv), code, stdout, stderr, time.perf_counter() - start)
 
@@ -322,12 +334,13 @@ class AdbDevice:
             return "unknown"
         return done.stdout.strip() if done.returncode == 0 else (done.stderr or done.stdout)
 
-    def _lost_or(self, message: str) -> str:
+    def _lost_or(self, message: str) -> CaseError:
         state = self._state()
         if state == "device":
-            return message
+            return CaseError(message)
         problem = state_problem(self.serial, state)
-        return f"the connection to {self.serial} was lost: {problem or _first_line(state)}"
+        return ConnectionLost(f"the connection to {self.serial} was lost: "
+                              f"{problem or _first_line(state)}")
 
     def _attach(self) -> None:
         started = self._adb_run(["start-server"], 60, serial=False)
@@ -341,14 +354,50 @@ class AdbDevice:
             text = done.stdout + done.stderr  # 'adb connect' exits 0 even when refused
             if "already connected" not in text and not text.startswith("connected to"):
                 state = self._state()  # TCP up but no handshake: adb lists it "offline"
-                raise CaseError(state_problem(self.serial, state if "offline" in state
-                                              else text)
-                                or f"cannot connect to {self.serial}: {_first_line(text)}")
-            self._connected_by_us = "already connected" not in text
+                seen = state if "offline" in state else text
+                raise state_error(self.serial, seen,
+                                  f"cannot connect to {self.serial}: {_first_line(text)}")
+            self._connected_by_us = self._connected_by_us or "already connected" not in text
         state = self._state()
         if state != "device":
-            raise CaseError(state_problem(self.serial, state)
-                            or f"{self.serial} is not usable: {_first_line(state)}")
+            raise state_error(self.serial, state,
+                              f"{self.serial} is not usable: {_first_line(state)}")
+
+    def reconnect(self) -> None:
+        """Reach the device again after a lost connection (the retry of a case calls
+        this): ``adb connect`` for a network device, then wait until adb lists it.
+
+        Kills what the cut-off case left running if the work dir is still there (if it is
+        gone, the device rebooted); makes a new private work dir when the old one is gone.
+        """
+        if self._aborted:
+            raise CaseError("aborted")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self._attach()
+                break
+            except ConnectionLost:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        assert self._workdir is not None
+        code, _, _ = self._shell(shlex.join(["test", "-d", str(self._workdir)]), 30)
+        if code == 0:
+            for pid in sorted(self._unfinished):
+                self._shell(kill_command(pid), 15)
+        else:
+            self._make_workdir()
+        self._unfinished.clear()
+
+    def _make_workdir(self) -> None:
+        base = PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
+        workdir = base / new_workdir_name()
+        code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
+        if code != 0:
+            raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
+                            f"{_first_line(err or out)}")
+        self._workdir = workdir
 
     def _only_device(self) -> str:
         done = self._adb_run(["devices"], 30, serial=False)

@@ -17,6 +17,7 @@ from typing import ClassVar
 from edgebench.contracts import Completed
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.retry import RunnerTimedOut
 
 
 class LocalDevice:
@@ -72,8 +73,8 @@ class LocalDevice:
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise CaseError(f"timed out after {timeout_s:g} s; the runner was killed") from None
+            out, _ = _kill_group(proc)
+            raise RunnerTimedOut(timeout_s, out) from None
         except BaseException:
             _kill_group(proc)
             raise
@@ -93,12 +94,14 @@ class LocalDevice:
                 pass
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Kill the runner's process group; what it printed until then."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.communicate()
+    out, err = proc.communicate()
+    return out or "", err or ""
 
 
 @hookimpl

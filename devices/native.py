@@ -38,6 +38,7 @@ from edgebench.contracts import Device, NativeMeasurement, NativeRunner
 from edgebench.errors import CaseError, UserError
 from edgebench.records import Artifact, DeviceInfo, LatencyStats, MemoryStats, RunSettings
 from edgebench.records import RuntimeInfo as Runtime
+from edgebench.retry import ConnectionLost
 from edgebench.stats import latency_stats
 
 NATIVE_TOOLS = ("onnxruntime_perf_test", "benchmark_model", "benchncnn")
@@ -233,7 +234,7 @@ class _Tool:
     def _install(self, device: Device) -> PurePosixPath:
         remote = device.workdir / "bin" / self.tool
         if str(remote) not in self._pushed:
-            device.push(self.binary, remote)
+            _push(device, self.binary, remote, f"push of {self.tool}")
             done = device.run(["chmod", "755", str(remote)], timeout_s=60)
             if done.returncode != 0:
                 raise CaseError(f"cannot make {self.tool} executable on {device.uri}: "
@@ -242,7 +243,11 @@ class _Tool:
         return remote
 
     def _run(self, device: Device, argv: list[str], timeout_s: float) -> str:
-        done = device.run(argv, timeout_s=timeout_s)
+        try:
+            done = device.run(argv, timeout_s=timeout_s)
+        except ConnectionLost as exc:
+            exc.during = exc.during or f"the {self.tool} run"
+            raise
         if done.returncode != 0:
             raise CaseError(f"{self.tool} exited with code {done.returncode}: "
                             f"{_tail(done.stderr) or _tail(done.stdout)}")
@@ -252,6 +257,14 @@ class _Tool:
         return Runtime(name=name, version="unknown (native binary)", threads=threads,
                        providers=("CPU",),
                        details={"tool": self.tool, "binary_sha256": self._sha})
+
+
+def _push(device: Device, local: Path, remote: PurePosixPath, during: str) -> None:
+    try:
+        device.push(local, remote)
+    except ConnectionLost as exc:
+        exc.during = exc.during or during
+        raise
 
 
 def _tail(text: str) -> str:
@@ -273,13 +286,14 @@ class OrtPerfTest(_Tool):
         binary = self._install(device)
         case_dir = device.workdir / f"ort-{artifact.sha256[:16]}"
         model = case_dir / "model.onnx"
-        device.push(Path(artifact.path), model)
+        _push(device, Path(artifact.path), model, "push of the model")
         with tempfile.TemporaryDirectory(prefix="edgebench-native-") as tmp:
             with np.load(inputs, allow_pickle=False) as data:
                 for i, name in enumerate(data.files):
                     pb = Path(tmp) / f"input_{i}.pb"
                     pb.write_bytes(numpy_helper.from_array(data[name], name).SerializeToString())
-                    device.push(pb, case_dir / "test_data_set_0" / pb.name)
+                    _push(device, pb, case_dir / "test_data_set_0" / pb.name,
+                          "push of the inputs")
             results = case_dir / f"results-{time.time_ns()}.txt"
             argv = [str(binary), "-e", "cpu", "-m", "times", "-r", str(settings.iterations),
                     "-o", "99"]
@@ -320,7 +334,7 @@ class TfliteBenchmarkModel(_Tool):
                 info: DeviceInfo) -> NativeMeasurement:
         binary = self._install(device)
         model = device.workdir / "models" / f"{artifact.sha256[:16]}.tflite"
-        device.push(Path(artifact.path), model)
+        _push(device, Path(artifact.path), model, "push of the model")
         argv = [str(binary), f"--graph={model}", f"--num_runs={settings.iterations}",
                 f"--warmup_runs={settings.warmup_iterations}",
                 f"--warmup_min_secs={settings.warmup_s:g}",
@@ -354,7 +368,7 @@ class BenchNcnn(_Tool):
         if not params or params[0].suffix != ".param":
             raise CaseError(f"benchncnn needs an ncnn .param file, got {source.name}")
         model = device.workdir / "models" / f"{artifact.sha256[:16]}.param"
-        device.push(params[0], model)
+        _push(device, params[0], model, "push of the model")
         threads = settings.threads or info.cores or 1
         argv = [str(binary), str(settings.iterations), str(threads), "0", "-1", "0",
                 f"param={model}"]

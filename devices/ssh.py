@@ -46,6 +46,7 @@ from edgebench.contracts import Completed, NativeRunner
 from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.retry import ConnectionLost, RunnerTimedOut
 
 from .native import NATIVE_TOOLS, native_runners
 from .transport import (
@@ -239,7 +240,7 @@ def connect(target: SSHTarget, *, accept_unknown: Any = None) -> Any:
         if "no authentication methods" in str(exc).lower():
             raise CaseError(f"no key to log in to {target.label} with: start ssh-agent and "
                             "ssh-add your key, or pass key=PATH") from None
-        raise CaseError(f"cannot reach {target.label}: {_reason(exc)}") from None
+        raise ConnectionLost(f"cannot reach {target.label}: {_reason(exc)}") from None
     if pinned is not None:
         key = client.get_transport().get_remote_server_key()
         if fingerprint(key) != pinned:
@@ -247,7 +248,23 @@ def connect(target: SSHTarget, *, accept_unknown: Any = None) -> Any:
             raise CaseError(f"the host key of {target.known_hosts_name} is "
                             f"{fingerprint(key)}, not the {pinned} given in the URI")
     client.get_transport().set_keepalive(15)
+    _detect_dead_peer(client.get_transport().sock)
     return client
+
+
+def _detect_dead_peer(sock: Any, seconds: int = 30) -> None:
+    """A board that reboots or drops off the network sends no FIN: without this, TCP
+    retransmits for many minutes before the connection counts as lost. With unanswered
+    data (paramiko's keepalive every 15 s) for ``seconds``, the socket fails instead."""
+    if not isinstance(sock, socket.socket):
+        return  # a ProxyCommand pipe
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 4),
+                            ("TCP_USER_TIMEOUT", seconds * 1000)):
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _reason(exc: BaseException) -> str:
@@ -353,16 +370,7 @@ class SSHDevice:
             self._connect()
             if not self.python:
                 self.python = self._find_python()
-            base = PurePosixPath(target.options.get("tmpdir", "/tmp"))
-            workdir = base / new_workdir_name()
-            try:
-                self._sftp.mkdir(str(workdir), 0o700)
-                self._sftp.chmod(str(workdir), 0o700)
-            except OSError as exc:
-                raise CaseError(f"cannot create a work dir in {base} on {target.label}: "
-                                f"{_reason(exc)}") from None
-            self._workdir = workdir
-            self._dirs = {str(workdir)}
+            self._make_workdir()
         except BaseException:
             self._close()
             self._stack.close()
@@ -378,9 +386,8 @@ class SSHDevice:
                 with contextlib.suppress(CaseError, OSError, EOFError):
                     if not self._alive():
                         self._reconnect()
-                    for pid in sorted(self._unfinished):
-                        self._exec(kill_command(pid), 15)
-                    self._unfinished.clear()
+                    if self._unfinished and self._workdir_exists():
+                        self._kill_unfinished()
                     self._exec(remove_command(self._workdir), 60)
         finally:
             self._workdir = None
@@ -395,7 +402,7 @@ class SSHDevice:
         except CaseError:
             raise
         except (OSError, EOFError, Exception) as exc:
-            raise CaseError(self._copy_failure(local, remote, exc)) from None
+            raise self._copy_failure(local, remote, exc) from None
 
     def pull(self, remote: PurePosixPath, local: Path) -> None:
         remote = within(self.workdir, remote)
@@ -403,14 +410,16 @@ class SSHDevice:
             self._sftp_client().get(str(remote), str(local))
         except FileNotFoundError:
             raise CaseError(f"{remote} was not produced on the device") from None
-        except OSError as exc:
-            if getattr(exc, "errno", None) == 2:
-                raise CaseError(f"{remote} was not produced on the device") from None
-            raise CaseError(f"cannot copy {remote} from {self._label}: "
-                            f"{self._lost_or(exc)}") from None
+        except CaseError:
+            raise
         except Exception as exc:
+            if isinstance(exc, OSError) and getattr(exc, "errno", None) == 2:
+                raise CaseError(f"{remote} was not produced on the device") from None
+            if not self._alive():
+                raise ConnectionLost(f"the connection to {self._label} was lost while "
+                                     f"copying {remote.name}") from None
             raise CaseError(f"cannot copy {remote} from {self._label}: "
-                            f"{self._lost_or(exc)}") from None
+                            f"{_reason(exc)}") from None
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
         if self._aborted:
@@ -443,20 +452,23 @@ class SSHDevice:
                     raise CaseError("aborted")
                 if time.monotonic() > deadline:
                     self._kill_running()
-                    raise CaseError(f"timed out after {timeout_s:g} s; the runner was killed")
+                    raise RunnerTimedOut(timeout_s, out.decode("utf-8", "replace"))
                 if not self._alive():
-                    raise CaseError(f"the connection to {self._label} was lost while "
-                                    f"running {PurePosixPath(argv[0]).name}")
+                    raise ConnectionLost(f"the connection to {self._label} was lost while "
+                                         f"running {PurePosixPath(argv[0]).name}",
+                                         output=out.decode("utf-8", "replace"))
                 if not busy:
                     time.sleep(0.01)
             code = channel.recv_exit_status()
             if code == -1 and not self._alive():  # the channel closed with the connection
-                raise CaseError(f"the connection to {self._label} was lost while running "
-                                f"{PurePosixPath(argv[0]).name}")
+                raise ConnectionLost(f"the connection to {self._label} was lost while "
+                                     f"running {PurePosixPath(argv[0]).name}",
+                                     output=out.decode("utf-8", "replace"))
             self._unfinished.discard(self._running_pid or -1)
         except (OSError, EOFError) as exc:
-            raise CaseError(f"the connection to {self._label} was lost: "
-                            f"{_reason(exc)}") from None
+            raise ConnectionLost(f"the connection to {self._label} was lost: "
+                                 f"{_reason(exc)}",
+                                 output=out.decode("utf-8", "replace")) from None
         finally:
             self._running_channel = None
             channel.close()
@@ -493,6 +505,49 @@ class SSHDevice:
         self._close()
         self._connect()
 
+    def reconnect(self) -> None:
+        """Connect again after a lost connection (the retry of a case calls this).
+
+        Kills what the cut-off case left running, if the work dir is still there (if it is
+        gone, the device rebooted: those PIDs may now be someone else's); makes a new
+        private work dir when the old one is gone.
+        """
+        if self._aborted:
+            raise CaseError("aborted")
+        self._running_pid = self._running_channel = None
+        self._reconnect()
+        if self._workdir_exists():
+            self._kill_unfinished()
+            return
+        self._unfinished.clear()
+        self._make_workdir()
+
+    def _workdir_exists(self) -> bool:
+        if self._workdir is None:
+            return False
+        try:
+            return stat.S_ISDIR(self._sftp.stat(str(self._workdir)).st_mode or 0)
+        except OSError:
+            return False
+
+    def _kill_unfinished(self) -> None:
+        for pid in sorted(self._unfinished):
+            self._exec(kill_command(pid), 15)
+        self._unfinished.clear()
+
+    def _make_workdir(self) -> None:
+        assert self._target is not None
+        base = PurePosixPath(self._target.options.get("tmpdir", "/tmp"))
+        workdir = base / new_workdir_name()
+        try:
+            self._sftp.mkdir(str(workdir), 0o700)
+            self._sftp.chmod(str(workdir), 0o700)
+        except OSError as exc:
+            raise CaseError(f"cannot create a work dir in {base} on {self._target.label}: "
+                            f"{_reason(exc)}") from None
+        self._workdir = workdir
+        self._dirs = {str(workdir)}
+
     def _sftp_client(self) -> Any:
         if not self._alive():
             self._reconnect()
@@ -504,14 +559,18 @@ class SSHDevice:
         try:
             return self._client.get_transport().open_session(timeout=30)
         except Exception as exc:
-            raise CaseError(f"the connection to {self._label} was lost: "
-                            f"{_reason(exc)}") from None
+            raise ConnectionLost(f"the connection to {self._label} was lost: "
+                                 f"{_reason(exc)}") from None
 
     def _exec(self, command: str, timeout_s: float) -> tuple[int, str, str]:
         """Run a shell line (no PID line, no work dir): for housekeeping."""
         if not self._alive():
-            raise CaseError(f"the connection to {self._label} was lost")
-        channel = self._client.get_transport().open_session(timeout=30)
+            raise ConnectionLost(f"the connection to {self._label} was lost")
+        try:
+            channel = self._client.get_transport().open_session(timeout=30)
+        except Exception as exc:
+            raise ConnectionLost(f"the connection to {self._label} was lost: "
+                                 f"{_reason(exc)}") from None
         try:
             channel.settimeout(timeout_s)
             channel.exec_command(command)
@@ -520,7 +579,7 @@ class SSHDevice:
             return channel.recv_exit_status(), out.decode("utf-8", "replace"), \
                 err.decode("utf-8", "replace")
         except (OSError, EOFError) as exc:
-            raise CaseError(f"{self._label}: {_reason(exc)}") from None
+            raise ConnectionLost(f"{self._label}: {_reason(exc)}") from None
         finally:
             channel.close()
 
@@ -548,20 +607,21 @@ class SSHDevice:
                     raise
             self._dirs.add(str(directory))
 
-    def _copy_failure(self, local: Path, remote: PurePosixPath, exc: BaseException) -> str:
+    def _copy_failure(self, local: Path, remote: PurePosixPath, exc: BaseException
+                      ) -> CaseError:
         size = local.stat().st_size if local.exists() else 0
-        if self._alive():
-            with contextlib.suppress(CaseError, OSError, ValueError, IndexError):
-                _, out, _ = self._exec(f"df -Pk {shlex.quote(str(self.workdir))}", 30)
-                free_kib = int(out.strip().splitlines()[-1].split()[3])
-                if free_kib * 1024 < size + (1 << 20):
-                    return (f"the device's disk is full: {local.name} ({size >> 10} KiB) does "
-                            f"not fit in {self.workdir.parent} on {self._label} "
-                            f"({free_kib} KiB free)")
-        return f"cannot copy {local.name} to {self._label}:{remote}: {self._lost_or(exc)}"
-
-    def _lost_or(self, exc: BaseException) -> str:
-        return "the connection was lost" if not self._alive() else _reason(exc)
+        if not self._alive():
+            return ConnectionLost(f"the connection to {self._label} was lost while copying "
+                                  f"{local.name}")
+        with contextlib.suppress(CaseError, OSError, ValueError, IndexError):
+            _, out, _ = self._exec(shlex.join(["df", "-Pk", str(self.workdir)]), 30)
+            free_kib = int(out.strip().splitlines()[-1].split()[3])
+            if free_kib * 1024 < size + (1 << 20):
+                return CaseError(f"the device's disk is full: {local.name} ({size >> 10} KiB) "
+                                 f"does not fit in {self.workdir.parent} on {self._label} "
+                                 f"({free_kib} KiB free)")
+        return CaseError(f"cannot copy {local.name} to {self._label}:{remote}: "
+                         f"{_reason(exc)}")
 
     def _kill_running(self) -> None:
         pid, channel = self._running_pid, self._running_channel

@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", type=Path,
                      help="results dir (edgebench-results); each run writes "
                           "RUN_ID/report.{json,md,html} in it")
+    run.add_argument("--resume", type=Path, metavar="REPORT",
+                     help="finish that run (its report.json or run dir): run only the cases "
+                          "it lacks or holds as failed, with the same flags / -c file as it "
+                          "had; the combined report replaces it")
+    run.add_argument("--retries", type=int,
+                     help="retries of a case cut by a lost connection (3); measurement "
+                          "failures are never retried")
+    run.add_argument("--retry-backoff", type=float,
+                     help="seconds before the first retry, doubling after (5)")
 
     compress = sub.add_parser("compress", help="make a compressed model without benchmarking")
     compress.add_argument("model", type=Path, help="the .pt (or .onnx) to compress")
@@ -182,6 +191,7 @@ def run_flags(args: argparse.Namespace) -> dict[str, object]:
         "accuracy": False if args.no_accuracy else None, "conf": args.conf, "iou": args.iou,
         "backend_options": _backend_options(args.backend_option),
         "compress": tuple(args.compress) if args.compress else None,
+        "retries": args.retries, "retry_backoff_s": args.retry_backoff,
         "train_data": args.train_data,
     }
 
@@ -198,23 +208,29 @@ def _backend_options(values: Sequence[str] | None) -> dict[str, dict[str, object
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .matrix_file import MatrixFile, check_flags, merged
+    from .resume import load_previous
+    from .retry import RetryPolicy
     from .runner import Session
 
     flags = run_flags(args)
     check_flags(flags)
     file_values = MatrixFile(args.config).values if args.config else {}
-    matrix = matrix_from_options(merged(file_values, flags), disabled=_split(args.disable))
+    values = merged(file_values, flags)
+    matrix = matrix_from_options(values, disabled=_split(args.disable))
+    previous, run_dir = load_previous(args.resume) if args.resume else (None, None)
     pm = make_plugin_manager(disabled=matrix.disabled_plugins)
     registry = collect_registry(pm)
-    session = Session(matrix, pm, registry, argv=sys.argv[1:])
-    output_dir = check_output_dir(matrix.output_dir / session.run_id)
+    session = Session(matrix, pm, registry, argv=sys.argv[1:],
+                      run_id=previous.run_id if previous else None,
+                      retry=RetryPolicy(values["retries"], values["retry_backoff_s"]))
+    output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
     sources = session.sources()  # fail fast on bad model files, before any device work
     progress = _progress(len(matrix.models) * len(session.variants.pipelines)
                          * len(session.backends) * len(matrix.devices)
                          * len(matrix.all_settings))
     session.on_case = progress.update_case
     try:
-        report = session.run(output_dir, sources)
+        report = session.run(output_dir, sources, resume=previous)
     finally:
         progress.close()
         session.close()

@@ -59,6 +59,8 @@ OPTIONS: dict[str, Option] = {
     "max_temperature_c": Option("settings", "float", None, lambda v: 20 <= v <= 120,
                                 "between 20 and 120", "--max-temperature"),
     "temperature_wait_s": Option("settings", "float", 300.0, _ge(0), ">= 0"),
+    "retries": Option("settings", "int", 3, _ge(0), ">= 0", "--retries"),
+    "retry_backoff_s": Option("settings", "float", 5.0, _ge(0), ">= 0", "--retry-backoff"),
     # [accuracy]
     "accuracy": Option("accuracy", "bool", True, flag="--no-accuracy"),
     "conf": Option("accuracy", "float", 0.001, lambda v: 0 <= v < 1, "in [0, 1)", "--conf"),

@@ -49,6 +49,8 @@ from .records import (
 from .remote import Pusher, RunnerJob, run_job
 from .repeats import combine
 from .reports.writer import ReportWriter, utc_now
+from .resume import combined_start, split
+from .retry import ConnectionLost, Retrier, RetryPolicy, connected
 from .stats import latency_stats
 from .variants import ModelVariant, Variants
 
@@ -144,10 +146,12 @@ class CaseExecutor:
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
-                 test_options: dict[str, float] | None = None) -> None:
+                 test_options: dict[str, float] | None = None,
+                 retrier: Retrier | None = None) -> None:
         self.plans = plans
         self.accuracy = accuracy
         self.test_options = dict(test_options or {})
+        self.retrier = retrier or Retrier(RetryPolicy(retries=0))
         self._evaluated: set[str] = set()
         """Cases whose accuracy was measured (on their first repeat)."""
         self.agents: dict[str, DeviceAgent] = {}
@@ -161,6 +165,19 @@ class CaseExecutor:
         started, t0 = utc_now(), time.perf_counter()
         base = CaseResult(case=case, status=Status.FAILED, device=info,
                           artifact=plan.artifact, started_at=started)
+        result = self.retrier.run(lambda: self._attempt(plan, device, base), base, device,
+                                  lambda: self._recover(device))
+        return dataclasses.replace(result, wall_s=round(time.perf_counter() - t0, 3),
+                                   notes=plan.notes + result.notes)
+
+    def _recover(self, device: Device) -> None:
+        """After a reconnect: push everything again, to the work dir the device has now."""
+        self.pusher.forget(device.uri)
+        self.agents[device.uri] = device_agent(device)
+
+    def _attempt(self, plan: CasePlan, device: Device, base: CaseResult) -> CaseResult:
+        """One attempt at the case; a lost connection raises (the retrier decides)."""
+        info = self.infos[device.uri]
         try:
             if plan.skip is not None:
                 raise CaseSkipped(plan.skip)
@@ -178,10 +195,11 @@ class CaseExecutor:
             result = thermal_notes(result, throttled_before, _throttling(device))
         except CaseSkipped as exc:
             result = dataclasses.replace(base, status=Status.SKIPPED, reason=str(exc))
+        except ConnectionLost:
+            raise
         except CaseError as exc:
             result = dataclasses.replace(base, reason=str(exc))
-        return dataclasses.replace(result, wall_s=round(time.perf_counter() - t0, 3),
-                                   notes=plan.notes + result.notes)
+        return result
 
     @staticmethod
     def _check_supported(backend: Backend, info: DeviceInfo, uri: str) -> None:
@@ -300,15 +318,18 @@ class Session:
         on_case: ProgressCallback | None = None,
         run_id: str | None = None,
         test_options: dict[str, float] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """``test_options`` go into every runner request: test-only knobs of the device
-        agent (``test_delay_s``: sleep per iteration; ``test_slowdown``: +x per iteration)."""
+        agent (``test_delay_s``: sleep per iteration; ``test_slowdown``: +x per iteration).
+        ``retry``: how connection-level failures are retried (see ``retry.py``)."""
         self.matrix = matrix
         self.pm = pm
         self.registry = registry
         self.argv = tuple(argv)
         self.on_case = on_case
         self.test_options = dict(test_options or {})
+        self.retry = retry or RetryPolicy()
         self.run_id = run_id or (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
                                  + f"-{secrets.token_hex(2)}")
         self.backends = select_backends(matrix, registry)
@@ -464,8 +485,10 @@ class Session:
 
     # -- device side ---------------------------------------------------------------------
 
-    def run(self, output_dir: Path, sources: list[Artifact] | None = None) -> RunReport:
-        """Run everything; the report on disk is current after every case."""
+    def run(self, output_dir: Path, sources: list[Artifact] | None = None,
+            resume: RunReport | None = None) -> RunReport:
+        """Run everything (or, with ``resume``, what that report lacks or holds as failed:
+        see ``resume.py``); the report on disk is current after every case."""
         from .agent import edgebench_agent
 
         plans = self.plan(sources if sources is not None else self.sources())
@@ -473,12 +496,15 @@ class Session:
         report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
                            run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
                            host=host, argv=self.argv, versions=_host_versions())
+        if resume is not None:
+            kept, plans = split(resume, plans)
+            report = combined_start(resume, report, kept)
         reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()
                      if reg.unavailable_reason() is None]
         writer = ReportWriter(report, output_dir, reporters)
         self.writer = writer
         executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy,
-                                self.test_options)
+                                self.test_options, Retrier(self.retry, self._stop))
         self.pm.register(executor, name="edgebench.core-runner")
         by_device: dict[str, list[CasePlan]] = {}
         for p in plans:
@@ -520,7 +546,7 @@ class Session:
         device_cls = self.registry.get(PluginKind.DEVICE, device_scheme(uri)).cls
         modules = tuple(sorted({m for p in plans for m in p.backend.runtime_modules}))
         try:
-            with device_cls(uri) as device:
+            with connected(lambda: device_cls(uri), self.retry, self._stop) as device:
                 self._entered[uri] = device
                 agent = device_agent(device)
                 executor.agents[uri] = agent

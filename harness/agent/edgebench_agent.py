@@ -14,7 +14,10 @@ A runner script defines two functions and hands them to :func:`main`:
     def load(runtime, request, inputs): ...   # load the model, return a Loaded
 
 The result JSON (``--out``) is written atomically; on failure it carries
-``{"error": {"phase": ..., "message": ...}}`` and the process exits 1.
+``{"error": {"phase": ..., "message": ...}}`` and the process exits 1. While it runs, the
+runner prints ``edgebench-phase: PHASE`` on stdout as it enters each phase (verify, import,
+inputs, load, first inference, warm-up, timed loop, accuracy pass), so a host whose
+connection drops knows how far it got.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -320,18 +324,54 @@ def _accuracy_pass(loaded: Loaded, inputs_path: str, out_path: str) -> Dict[str,
     return {"images": len(inputs), "seconds": seconds}
 
 
+PHASE_MARK = "edgebench-phase:"
+
+
+def announce(phase: str) -> None:
+    """Tell the host (on stdout, flushed) which phase the runner is in."""
+    sys.stdout.write("%s %s\n" % (PHASE_MARK, phase))
+    sys.stdout.flush()
+
+
+def verify_files(expected: Dict[str, Any]) -> None:
+    """Check pushed files against ``{path: [sha256, size]}``: a copy cut short or corrupted
+    on the way fails here, with what differs, instead of as a confusing load error."""
+    for path, (sha256, size) in sorted(expected.items()):
+        try:
+            actual_size = os.path.getsize(path)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise RunnerFailure("verify", "%s is missing on the device (%s)"
+                                % (os.path.basename(path), exc.strerror or exc)) from None
+        if actual_size != size or digest.hexdigest() != sha256:
+            raise RunnerFailure(
+                "verify", "%s on the device differs from the host's copy (%d of %d bytes, "
+                "sha256 %s..., expected %s...): the copy was cut short or corrupted"
+                % (os.path.basename(path), actual_size, size, digest.hexdigest()[:12],
+                   str(sha256)[:12]))
+
+
 def measure(import_runtime: Callable[[Dict[str, Any]], Any],
             load: Callable[[Any, Dict[str, Any], Dict[str, Any]], Loaded],
             request: Dict[str, Any]) -> Dict[str, Any]:
     """Run the whole measurement for one request; return the result dict."""
     result: Dict[str, Any] = {"protocol": AGENT_PROTOCOL, "rss_baseline_bytes": rss_bytes()}
-    phase = "import"
+    phase = "verify"
     try:
+        announce(phase)
+        verify_files(request.get("verify") or {})
+        phase = "import"
+        announce(phase)
         runtime = import_runtime(request)
         phase = "inputs"
+        announce(phase)
         inputs = load_inputs(request["inputs"])
         result["rss_before_load_bytes"] = rss_bytes()
         phase = "load"
+        announce(phase)
         t0 = time.perf_counter_ns()
         loaded = load(runtime, request, inputs)
         result["init_ns"] = time.perf_counter_ns() - t0
@@ -346,6 +386,7 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
         if loaded.delegation is not None:
             result["runtime"]["delegation"] = loaded.delegation
         phase = "first inference"
+        announce(phase)
         t0 = time.perf_counter_ns()
         outputs = loaded.infer()
         result["first_inference_ns"] = time.perf_counter_ns() - t0
@@ -353,9 +394,11 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
         delay_s = float(request.get("test_delay_s", 0.0))
         slowdown = float(request.get("test_slowdown", 0.0))
         phase = "warm-up"
+        announce(phase)
         warmup = _timed_loop(loaded.infer, int(request.get("warmup_iterations", 0)),
                              float(request.get("warmup_s", 0.0)), delay_s, slowdown)
         phase = "timed loop"
+        announce(phase)
         samples = _timed_loop(loaded.infer, max(1, int(request.get("iterations", 1))),
                               float(request.get("min_duration_s", 0.0)), delay_s, slowdown)
         result["warmup_ns"] = warmup
@@ -367,6 +410,7 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
                                              "(its Loaded has no predict)"}
         elif accuracy:
             phase = "accuracy pass"
+            announce(phase)
             result["accuracy"] = _accuracy_pass(loaded, accuracy["inputs"], accuracy["out"])
     except RunnerFailure as exc:
         result["error"] = {"phase": exc.phase, "message": exc.message}

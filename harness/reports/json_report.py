@@ -34,7 +34,7 @@ def load_report(path: Path) -> RunReport:
     Every problem raises :class:`UserError` with one sentence naming the file.
     """
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise UserError(f"report {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -42,7 +42,18 @@ def load_report(path: Path) -> RunReport:
     except json.JSONDecodeError as exc:
         raise UserError(f"report {path} is not valid JSON (line {exc.lineno}): it may be "
                         "truncated or corrupt.") from None
+    except (ValueError, RecursionError) as exc:
+        raise UserError(f"report {path} is not a valid report ({_short(exc)}).") from None
     return report_from_dict(data, str(path))
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number; reports never hold it")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
 
 
 def report_from_dict(data: Any, where: str = "report") -> RunReport:
@@ -54,13 +65,14 @@ def report_from_dict(data: Any, where: str = "report") -> RunReport:
                         f"understands ({SCHEMA_VERSION}); upgrade edgebench.")
     if version < 1:
         raise UserError(f"{where} has an invalid schema version {version}.")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        data = UPGRADES[target](data)
-        data["schema_version"] = target
     try:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            data = UPGRADES[target](data)
+            data["schema_version"] = target
         return from_json_dict(RunReport, data)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{where} does not match report schema {SCHEMA_VERSION}: {exc}.") from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise UserError(f"{where} does not match report schema {SCHEMA_VERSION}: "
+                        f"{_short(exc)}.") from None
 
 
 class JsonReporter:

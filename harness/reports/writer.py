@@ -26,7 +26,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     Raises :class:`UserError` naming the file when the disk is full or the dir not writable;
     the previous content of ``path`` is then left untouched.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"could not write {path} ({exc.strerror or exc}); the previous "
+                        "version of the file is intact.") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -45,7 +49,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 class ReportWriter:
     """Holds the run's report and rewrites ``report.json`` each time a case finishes.
 
-    Thread-safe: devices run concurrently and each adds its results.
+    Thread-safe: devices run concurrently and each adds its results. When a write fails
+    (disk full, directory made read-only), the file on disk keeps its previous complete
+    version, the run goes on, and the next case tries again; :meth:`finish` raises
+    :class:`UserError` if the report still cannot be written, after saving it to the temp
+    dir instead (named in the message).
     """
 
     def __init__(self, report: RunReport, output_dir: Path, reporters: Iterable[Reporter]):
@@ -54,7 +62,11 @@ class ReportWriter:
         self.output_dir = output_dir
         self._json = JsonReporter()
         self._reporters = [r for r in reporters if r.name != self._json.name]
-        self._save()
+        self.saved_cases = 0
+        """How many cases the report on disk holds."""
+        self.unsaved: UserError | None = None
+        """Why the last write failed (``None``: the file on disk is current)."""
+        self._save(strict=True)
 
     @property
     def report(self) -> RunReport:
@@ -76,6 +88,8 @@ class ReportWriter:
             self._report = dataclasses.replace(self._report, state=state,
                                                finished_at=utc_now())
             self._save()
+            if self.unsaved is not None:
+                raise self._unsaved_error(self.unsaved)
             written = [self.json_path]
             for reporter in self._reporters:
                 path = self.output_dir / reporter.filename
@@ -83,5 +97,26 @@ class ReportWriter:
                 written.append(path)
             return written
 
-    def _save(self) -> None:
-        atomic_write_text(self.json_path, self._json.render(self._report))
+    def _save(self, *, strict: bool = False) -> None:
+        try:
+            atomic_write_text(self.json_path, self._json.render(self._report))
+        except UserError as exc:
+            if strict:
+                raise
+            self.unsaved = exc
+            return
+        self.unsaved = None
+        self.saved_cases = len(self._report.cases)
+
+    def _unsaved_error(self, exc: UserError) -> UserError:
+        """The error of a report that cannot be written where it belongs, after saving it
+        in the temp dir (one more place the measurements can survive)."""
+        total = len(self._report.cases)
+        fallback = Path(tempfile.gettempdir()) / f"edgebench-{self._report.run_id}-report.json"
+        try:
+            atomic_write_text(fallback, self._json.render(self._report))
+            saved = f"the whole report ({total} cases) is in {fallback}"
+        except UserError:
+            saved = f"it could not be saved in {fallback.parent} either"
+        return UserError(f"{exc} It holds {self.saved_cases} of the run's {total} cases; "
+                         f"{saved}.")
