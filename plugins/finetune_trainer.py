@@ -112,6 +112,9 @@ def finetune_in_subprocess(weights_in: Path, weights_out: Path, data_yaml: Path,
     """:func:`finetune` in a child Python (torch stays out of this process)."""
     from edgebench.errors import CaseError
 
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+
     with tempfile.TemporaryDirectory(prefix="edgebench-finetune-") as tmp:
         result_file = Path(tmp) / "result.json"
         argv = [sys.executable, "-m", "edgebench.plugins.finetune_trainer",
@@ -172,8 +175,10 @@ def finetune(weights_in: Path, weights_out: Path, data_yaml: Path, *, epochs: in
     if not progress:
         LOGGER.setLevel("WARNING")
     kd = kd or KDSettings()
-    student, _ = load_checkpoint(str(weights_in))
+    student, _ = load_checkpoint(str(weights_in))  # type: ignore[no-untyped-call]
     student = student.float().train()
+    for name, param in student.named_parameters():  # the DFL's fixed projection stays frozen
+        param.requires_grad_(".dfl" not in name)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgebench-finetune-") as tmp:
         project = workdir or Path(tmp)
@@ -189,7 +194,7 @@ def finetune(weights_in: Path, weights_out: Path, data_yaml: Path, *, epochs: in
         if teacher is not None and kd.criterion is None:
             overrides.update(distill_model=str(teacher), dis=kd.weight)
         elif teacher is not None:
-            teacher_model, _ = load_checkpoint(str(teacher))
+            teacher_model, _ = load_checkpoint(str(teacher))  # type: ignore[no-untyped-call]
             teacher_model = teacher_model.float().eval()
             for p in teacher_model.parameters():
                 p.requires_grad_(False)
@@ -226,7 +231,7 @@ def _import_factory(spec: str) -> Any:
 def _install_criterion(trainer: Any, factory: Any, teacher: Any, kd: KDSettings) -> None:
     from ultralytics.utils.torch_utils import unwrap_model
 
-    student = unwrap_model(trainer.model)
+    student: Any = unwrap_model(trainer.model)
     teacher.to(next(student.parameters()).device)
     student.criterion = factory(student.init_criterion(), teacher, kd)
 
