@@ -372,15 +372,13 @@ class AdbDevice:
         """
         if self._aborted:
             raise CaseError("aborted")
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self._attach()
-                break
-            except ConnectionLost:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        ours = self._connected_by_us
+        if self._network:  # a fresh TCP connection: the server's own retries are slow
+            self._adb_run(["disconnect", self.serial], 30, serial=False)
+        try:
+            self._attach()  # one try: the retrier waits between them
+        finally:
+            self._connected_by_us = ours
         assert self._workdir is not None
         code, _, _ = self._shell(shlex.join(["test", "-d", str(self._workdir)]), 30)
         if code == 0:

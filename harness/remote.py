@@ -159,7 +159,8 @@ def _run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher,
             err = raw["error"]
             message = f"{err.get('phase', 'run')} failed: {str(err.get('message'))[:500]}"
             if err.get("phase") == "verify":  # a copy went wrong: push it all again
-                raise ConnectionLost(message, during="push of the model")
+                raise ConnectionLost(str(err.get("message"))[:500], during="push of the model",
+                                     what="copy corrupted")
             raise CaseError(message)
         check_result(raw)
         outputs = None

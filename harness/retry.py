@@ -38,15 +38,19 @@ class ConnectionLost(CaseError):
     line tells how far the runner got.
     """
 
-    def __init__(self, message: str, *, output: str = "", during: str | None = None) -> None:
+    def __init__(self, message: str, *, output: str = "", during: str | None = None,
+                 what: str = "connection lost") -> None:
         super().__init__(message)
         self.output = output
         self.during = during
+        self.what = what
+        """What failed: ``connection lost``, or ``copy corrupted`` (a pushed file arrived
+        different; pushing it again may work)."""
 
     @property
     def reason(self) -> str:
         """``connection lost during <phase>: <what the transport said>``."""
-        return f"connection lost during {self.during or 'the case'}: {self}"
+        return f"{self.what} during {self.during or 'the case'}: {self}"
 
 
 class RunnerTimedOut(CaseError):

@@ -255,6 +255,10 @@ class AdbStandin:
 
     def stop(self) -> None:
         self._stopped = True
+        try:  # wakes the blocked accept(); close() alone leaves it accepting on Linux
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         self.drop_connections()
         for proc in self._procs:

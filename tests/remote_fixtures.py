@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,9 @@ import pytest
 from adb_standin import AdbStandin
 from servers import AdbServer, SshServer, adb_binaries, require
 
+from edgebench import hookimpl
+from edgebench.records import RunReport
+from edgebench.runner import Session
 from edgebench.schema import SCHEMA_PATH
 
 PHONE_PROPS = {
@@ -104,3 +112,117 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
     if isinstance(value, list):
         return set().union(*(key_paths(v, f"{prefix}[]") for v in value)) if value else set()
     return set()
+
+
+# ----------------------------------------------------------------------- fault injection
+
+
+def runner_pids(marker: str) -> list[int]:
+    """Running processes (zombies excluded) whose command line holds ``marker`` and
+    ``--request``: device-side runners in a work dir under ``marker``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in cmdline and "--request" in cmdline and state not in ("Z", "X"):
+            found.append(int(proc.name))
+    return found
+
+
+def no_runners_left(marker: str, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while runner_pids(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def kill_runners(marker: str) -> None:
+    for pid in runner_pids(marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def report_cases(path: Path) -> list[dict[str, Any]]:
+    """The cases of the report on disk now ([] when it does not exist yet)."""
+    try:
+        cases: list[dict[str, Any]] = json.loads(path.read_text())["cases"]
+    except FileNotFoundError:
+        return []
+    return cases
+
+
+class Injector:
+    """A plugin that injects a fault while a case runs on a device.
+
+    At the start of case number ``case_index`` (0-based) on device ``uri``, it waits until
+    the runner is running there (a process whose command line holds ``marker``), then
+    ``delay_s`` more, records the cases of the report on disk (``before``) and calls
+    ``action``.
+    """
+
+    def __init__(self, uri: str, marker: str, action: Callable[[], None], *,
+                 case_index: int = 0, delay_s: float = 2.0) -> None:
+        self.uri, self.marker, self.action = uri, marker, action
+        self.case_index, self.delay_s = case_index, delay_s
+        self.report: Path | None = None
+        self.before: list[dict[str, Any]] = []
+        self.fired = threading.Event()
+        self._seen = 0
+
+    @hookimpl(wrapper=True)
+    def edgebench_run_case(self, case: Any, device: Any) -> Generator[None, Any, Any]:
+        if case.device == self.uri:
+            if self._seen == self.case_index:
+                threading.Thread(target=self._fire, daemon=True).start()
+            self._seen += 1
+        return (yield)
+
+    def _fire(self) -> None:
+        deadline = time.monotonic() + 60
+        while not runner_pids(self.marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(self.delay_s)
+        if self.report is not None:
+            self.before = report_cases(self.report)
+        self.action()
+        self.fired.set()
+
+
+def session_for(argv: list[str], *, plugins: Sequence[tuple[str, object]] = (),
+                test_options: dict[str, float] | None = None) -> Session:
+    """A Session built from ``edgebench run`` flags exactly as the CLI builds it, with extra
+    plugins and test-only runner options."""
+    from edgebench.cli import build_parser, run_flags
+    from edgebench.config import matrix_from_options
+    from edgebench.matrix_file import merged
+    from edgebench.plugin_manager import collect_registry, make_plugin_manager
+    from edgebench.retry import RetryPolicy
+
+    values = merged({}, run_flags(build_parser().parse_args(["run", *argv])))
+    pm = make_plugin_manager(extra_plugins=plugins)
+    return Session(matrix_from_options(values), pm, collect_registry(pm), argv=argv,
+                   test_options=test_options,
+                   retry=RetryPolicy(values["retries"], values["retry_backoff_s"]))
+
+
+def run_session(session: Session, out: Path, injector: Injector | None = None) -> RunReport:
+    out_dir = out / session.run_id
+    out_dir.mkdir(parents=True)
+    if injector is not None:
+        injector.report = out_dir / "report.json"
+    try:
+        return session.run(out_dir)
+    finally:
+        session.close()
+
+
+def same_cases(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """Every case of ``before`` is in ``after``, unchanged: nothing measured was lost."""
+    by_id = {c["case"]["id"]: c for c in after}
+    for case in before:
+        assert by_id.get(case["case"]["id"]) == case, f"lost or changed: {case['case']['id']}"

@@ -167,6 +167,13 @@ class SshServer:
                 if comm.startswith("sshd"):
                     os.kill(pid, signal.SIGKILL)
 
+    def kill(self) -> None:
+        """The device is gone: cut every connection and stop listening (the processes
+        the logins started keep running, as on a board that dropped off the network)."""
+        if self.proc is not None:
+            self.drop_connections()
+        self.stop()
+
     def stop(self) -> None:
         if self.proc is None:
             return

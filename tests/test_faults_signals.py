@@ -1,0 +1,104 @@
+"""Ctrl-C (SIGINT) and SIGTERM of the harness while cases run on SSH and ADB devices: the
+partial report is saved and marked interrupted, the runners on the devices are killed,
+their work dirs removed, exit 130/143; ``--resume`` then finishes the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from adb_standin import AdbStandin
+from remote_fixtures import (  # noqa: F401
+    adb_env,
+    adb_server,
+    adb_uri,
+    no_runners_left,
+    only_report,
+    report_cases,
+    runner_pids,
+    same_cases,
+    ssh_home,
+    sshd,
+    standin,
+)
+from servers import AdbServer, SshServer
+
+pytestmark = [pytest.mark.faults, pytest.mark.sshd, pytest.mark.adb]
+PY = sys.executable
+
+
+@pytest.mark.parametrize("adb_server", ["adb-adbutils"], indirect=True)
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_run_on_remote_devices(sig: signal.Signals, code: int, sshd: SshServer,
+                                          standin: AdbStandin, adb_env: AdbServer,
+                                          tmp_path: Path, make_onnx: Any) -> None:
+    ssh_dir = tmp_path / "ssh-device"
+    ssh_dir.mkdir()
+    phone_tmp = standin.root / "data" / "local" / "tmp"
+    ssh, adb = sshd.uri(python=PY, tmpdir=str(ssh_dir)), adb_uri(standin, adb_env)
+    models = [str(make_onnx("conv", size=32, name=f"m{i}.onnx")) for i in range(2)]
+    argv = ["run", "-d", ssh, "-d", adb, "-m", models[0], "-m", models[1], "-b",
+            "onnxruntime", "--warmup", "0", "-n", "1", "--no-accuracy",
+            "-o", str(tmp_path / "out")]
+    # each case times for at least 2 s: the signal lands in both devices' second case
+    proc = subprocess.Popen([PY, "-m", "edgebench.cli", *argv, "--min-duration", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        report = _wait_for(lambda: _report_with(tmp_path / "out", 2), 120)
+        _wait_for(lambda: runner_pids(str(ssh_dir)) and runner_pids(str(standin.root)), 60)
+        before = report_cases(report)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert "partial report is saved" in err and "Traceback" not in err
+    data = json.loads(report.read_text())
+    assert data["state"] == "interrupted"
+    assert len(data["cases"]) == len(before) == 2  # the cut cases are not recorded
+    same_cases(before, data["cases"])
+    assert no_runners_left(str(ssh_dir)) and no_runners_left(str(standin.root)), \
+        "a runner was left running on a device"
+    assert list(ssh_dir.iterdir()) == [] and list(phone_tmp.iterdir()) == [], \
+        "a remote work dir was left behind"
+    print(f"\n{sig.name}: report held {len(before)} cases before, "
+          f"{len(data['cases'])} after, state {data['state']}")
+
+    # --resume finishes exactly the two cases the signal cut, in the same report
+    done = subprocess.run([PY, "-m", "edgebench.cli", *argv, "--resume", str(report)],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = only_report(tmp_path / "out")  # still one run dir: the run was finished
+    assert resumed["state"] == "complete" and resumed["run_id"] == data["run_id"]
+    assert len(resumed["cases"]) == 4 and all(c["status"] == "ok" for c in resumed["cases"])
+    same_cases(before, resumed["cases"])
+    print(f"--resume: {len(data['cases'])} cases before, {len(resumed['cases'])} after")
+
+
+def _report_with(out: Path, cases: int) -> Path | None:
+    for path in out.glob("*/report.json"):
+        try:
+            if len(json.loads(path.read_text()).get("cases", [])) >= cases:
+                return path
+        except ValueError:
+            pass
+    return None
+
+
+def _wait_for(check: Any, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for the run to get there")
