@@ -49,6 +49,7 @@ from .transport import (
     parse_query,
     probe_fields,
     read_throttling,
+    redact,
     remote_command,
     remove_command,
     split_exit,
@@ -62,18 +63,21 @@ DEFAULT_TMPDIR = "/data/local/tmp"
 
 def parse_uri(uri: str) -> tuple[str, bool, dict[str, str]]:
     """``(serial, is_network, options)``; ``serial`` is ``""`` for the only device."""
-    parts = urlsplit(uri)
-    if parts.scheme != "adb":
-        raise UserError(f"device {uri!r} is not an ADB URI such as 'adb://SERIAL' or "
-                        "'adb://192.168.1.30:5555'.")
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme != "adb":
+        raise UserError(f"device {redact(uri)!r} is not an ADB URI such as 'adb://SERIAL' "
+                        "or 'adb://192.168.1.30:5555'.")
     serial = unquote(parts.netloc)
     if "@" in serial or parts.path not in ("", "/"):
-        raise UserError(f"device {uri!r}: an ADB URI is adb://SERIAL or adb://host:port, "
-                        "with options after '?'.")
+        raise UserError(f"device {redact(uri)!r}: an ADB URI is adb://SERIAL or "
+                        "adb://host:port (no user or password), with options after '?'.")
     host, sep, port = serial.rpartition(":")
     network = bool(sep and host and port.isdigit())
     if sep and not network and not serial.startswith("["):
-        raise UserError(f"device {uri!r} has an invalid port.")
+        raise UserError(f"device {redact(uri)!r} has an invalid port.")
     return serial, network, parse_query(uri, parts.query, OPTIONS)
 
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import ClassVar
 
 from edgebench.contracts import Completed
-from edgebench.errors import CaseError
+from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.retry import RunnerTimedOut
 
@@ -31,6 +31,16 @@ class LocalDevice:
         self._workdir: Path | None = None
         self._running: subprocess.Popen[str] | None = None
         self._aborted = False
+
+    @classmethod
+    def check_uri(cls, uri: str) -> None:
+        """Only ``local`` or ``local://``: nothing else would be read (and a URI carries
+        into the report as it is)."""
+        if uri not in ("local", "local://"):
+            from .transport import redact
+
+            raise UserError(f"device {redact(uri)!r}: the local device takes no host or "
+                            "options; write 'local'.")
 
     @property
     def workdir(self) -> PurePosixPath:

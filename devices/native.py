@@ -41,6 +41,8 @@ from edgebench.records import RuntimeInfo as Runtime
 from edgebench.retry import ConnectionLost
 from edgebench.stats import latency_stats
 
+from .transport import redact
+
 NATIVE_TOOLS = ("onnxruntime_perf_test", "benchmark_model", "benchncnn")
 NS_PER_MS = 1e6
 
@@ -398,7 +400,7 @@ def native_runners(options: Mapping[str, str], uri: str) -> dict[str, NativeRunn
             continue
         binary = Path(options[tool]).expanduser()
         if not binary.is_file():
-            raise UserError(f"device {uri!r}: {tool}={binary} is not a file on this host "
+            raise UserError(f"device {redact(uri)!r}: {tool}={binary} is not a file on this host "
                             f"(give the path of a {tool} built for the device's ABI).")
         runners[cls.backend] = cls(binary)
     return runners

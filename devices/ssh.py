@@ -18,9 +18,12 @@ URI: ``ssh://[user@]host[:port][?option=value&...]``. ``host`` may be an alias f
                      a native benchmark binary on this host, pushed and used instead of the
                      Python runner of its backend (see :mod:`edgebench.devices.native`)
 
-Host keys are checked against known_hosts; an unknown host is refused with its fingerprint
-and how to accept it (``edgebench devices --accept-new-host-keys -d URI``). Passwords are
-not supported: they would end up in reports.
+Host keys are checked against known_hosts (plain and hashed entries; a key marked
+``@revoked`` is refused); an unknown host is refused with its fingerprint and how to accept
+it (``edgebench devices --accept-new-host-keys -d URI``), unless ``~/.ssh/config`` says
+``StrictHostKeyChecking accept-new`` (or ``no``) for it: then its key is recorded as
+OpenSSH would (hashed under ``HashKnownHosts yes``). A changed key is always refused.
+Passwords are not supported: they would end up in reports.
 """
 
 from __future__ import annotations
@@ -81,6 +84,10 @@ class SSHTarget:
     identities_only: bool = False
     proxy_command: str | None = None
     connect_timeout: float = 10.0
+    accept_new_keys: bool = False
+    """``StrictHostKeyChecking accept-new`` (or ``no``, read as accept-new: a changed key
+    is never accepted) in ``~/.ssh/config``."""
+    hash_known_hosts: bool = False
     options: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -96,7 +103,10 @@ class SSHTarget:
 
 def parse_uri(uri: str) -> tuple[str | None, str, int | None, dict[str, str]]:
     """``(user, host, port, options)`` of an ``ssh://`` URI; errors are UserErrors."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 address
+        parts = urlsplit("invalid:")
     if parts.scheme != "ssh" or not parts.netloc:
         raise UserError(f"device {redact(uri)!r} is not an SSH URI such as "
                         "'ssh://pi@raspberrypi' or 'ssh://pi@192.168.1.20:2222'.")
@@ -109,19 +119,19 @@ def parse_uri(uri: str) -> tuple[str | None, str, int | None, dict[str, str]]:
     try:
         port = parts.port
     except ValueError:
-        raise UserError(f"device {uri!r} has an invalid port.") from None
+        raise UserError(f"device {redact(uri)!r} has an invalid port.") from None
     if not parts.hostname:
-        raise UserError(f"device {uri!r} names no host.")
+        raise UserError(f"device {redact(uri)!r} names no host.")
     options = parse_query(uri, parts.query, OPTIONS)
     if "connect_timeout" in options:
         try:
             if float(options["connect_timeout"]) <= 0:
                 raise ValueError
         except ValueError:
-            raise UserError(f"device {uri!r}: connect_timeout must be a positive number of "
+            raise UserError(f"device {redact(uri)!r}: connect_timeout must be a positive number of "
                             "seconds.") from None
     if "hostkey" in options and not options["hostkey"].startswith("SHA256:"):
-        raise UserError(f"device {uri!r}: hostkey must be a SHA256 fingerprint as "
+        raise UserError(f"device {redact(uri)!r}: hostkey must be a SHA256 fingerprint as "
                         "'ssh-keygen -lf' prints it, e.g. hostkey=SHA256:AbC...")
     user = unquote(parts.username) if parts.username else None
     return user, parts.hostname, port, options
@@ -159,6 +169,9 @@ def resolve(uri: str) -> SSHTarget:
     return SSHTarget(uri=uri, alias=host, hostname=hostname, port=port, user=user, key_files=keys,
                      known_hosts=known,
                      identities_only=str(entry.get("identitiesonly", "no")).lower() == "yes",
+                     accept_new_keys=str(entry.get("stricthostkeychecking", "ask")).lower()
+                     in ("accept-new", "no", "off", "false"),
+                     hash_known_hosts=str(entry.get("hashknownhosts", "no")).lower() == "yes",
                      proxy_command=proxy, connect_timeout=timeout, options=options)
 
 
@@ -187,17 +200,77 @@ def _policy(accept: Any = None) -> Any:
     return Policy()
 
 
+def record_host_key(target: SSHTarget, key: Any) -> Path:
+    """Append ``key`` for the target to the first known_hosts file (hashed with
+    ``HashKnownHosts yes``), as ``ssh`` does when it accepts a new host."""
+    import paramiko
+
+    name = target.known_hosts_name
+    if target.hash_known_hosts:
+        name = paramiko.HostKeys.hash_host(name)
+    path = Path(target.known_hosts[0])
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(path, "a", encoding="ascii") as f:
+        f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+    return path
+
+
+def load_known_hosts(keys: Any, path: str) -> None:
+    """Add the entries of an OpenSSH known_hosts file to paramiko ``HostKeys``.
+
+    As ``ssh`` does: plain and hashed (``|1|``) host names; lines it cannot parse and
+    marker lines (``@cert-authority``, ``@revoked``: see :func:`revoked_keys`) are skipped
+    (paramiko's own loader gives up on the whole file). Only read: never written back.
+    """
+    from paramiko.hostkeys import HostKeyEntry
+
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CaseError(f"known_hosts file {path} cannot be read: {_reason(exc)}") from None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "@")):
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line, lineno)
+        except Exception:  # bad base64, unknown key type: OpenSSH skips these too
+            continue
+        if entry is not None and entry.key is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+
+
+def revoked_keys(paths: Sequence[str]) -> dict[str, str]:
+    """``{base64 key: file}`` of the ``@revoked`` lines of known_hosts files (paramiko
+    skips marker lines, so a revoked key would otherwise pass as known)."""
+    found: dict[str, str] = {}
+    for path in paths:
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 4 and fields[0] == "@revoked":
+                found[fields[3]] = path
+    return found
+
+
 def connect(target: SSHTarget, *, accept_unknown: Any = None) -> Any:
     """A connected ``paramiko.SSHClient``; every failure is a CaseError of one sentence."""
     import paramiko
 
+    if accept_unknown is None and target.accept_new_keys:
+        def accept_unknown(key: Any) -> bool:
+            record_host_key(target, key)
+            return True
+
     client = paramiko.SSHClient()
     for path in target.known_hosts:
-        if os.path.isfile(path):
-            try:
-                client.load_system_host_keys(path)  # only read: edgebench never writes it
-            except (OSError, paramiko.SSHException) as exc:
-                raise CaseError(f"known_hosts file {path} cannot be read: {exc}") from None
+        load_known_hosts(client.get_host_keys(), path)
     pinned = target.options.get("hostkey")
     client.set_missing_host_key_policy(_policy(
         accept_unknown or (lambda key: pinned is not None and fingerprint(key) == pinned)))
@@ -241,8 +314,15 @@ def connect(target: SSHTarget, *, accept_unknown: Any = None) -> Any:
             raise CaseError(f"no key to log in to {target.label} with: start ssh-agent and "
                             "ssh-add your key, or pass key=PATH") from None
         raise ConnectionLost(f"cannot reach {target.label}: {_reason(exc)}") from None
+    server_key = client.get_transport().get_remote_server_key()
+    revoked = revoked_keys(target.known_hosts).get(server_key.get_base64())
+    if revoked is not None:
+        client.close()
+        raise CaseError(f"the host key of {target.known_hosts_name} "
+                        f"({fingerprint(server_key)}) is marked @revoked in {revoked}: "
+                        "refusing to connect")
     if pinned is not None:
-        key = client.get_transport().get_remote_server_key()
+        key = server_key
         if fingerprint(key) != pinned:
             client.close()
             raise CaseError(f"the host key of {target.known_hosts_name} is "
@@ -331,10 +411,7 @@ class SSHDevice:
         if not seen:
             return f"{target.known_hosts_name} is already known"
         key = seen[0]
-        path = Path(target.known_hosts[0])
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(path, "a", encoding="ascii") as f:
-            f.write(f"{target.known_hosts_name} {key.get_name()} {key.get_base64()}\n")
+        path = record_host_key(target, key)
         return (f"recorded {key.get_name()} {fingerprint(key)} for "
                 f"{target.known_hosts_name} in {path}")
 
