@@ -12,6 +12,7 @@ Paths in the file are relative to the file's directory.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -177,15 +178,21 @@ class MatrixFile:
             "float": isinstance(value, (int, float)) and not isinstance(value, bool),
             "bool": isinstance(value, bool),
             "str": isinstance(value, str) and value != "",
-            "path": isinstance(value, str) and value != "",
+            "path": isinstance(value, str) and value != "" and "\0" not in value,
         }[kind]
         article = {"int": "an integer", "float": "a number", "bool": "true or false",
                    "str": "a non-empty string", "path": "a path (string)"}[kind]
+        if ok and kind == "float" and not math.isfinite(value):
+            raise self._error(table, key, f"must be a finite number, got {value!r}")
         if not ok or (option.check is not None and not option.check(value)):
             expect = f"{article} {option.expect}".strip()
             raise self._error(table, key, f"must be {expect}, got {value!r}")
         if kind == "path":
-            path = Path(value).expanduser()
+            try:
+                path = Path(value).expanduser()
+            except RuntimeError:  # ~user of a user this machine does not have
+                raise self._error(table, key, f"names the home of an unknown user: "
+                                              f"{value!r}") from None
             return path if path.is_absolute() else (self.path.parent / path).resolve()
         if kind == "float":
             return float(value)
@@ -237,5 +244,7 @@ def check_flags(flags: dict[str, Any]) -> None:
         if value is None or option.check is None:
             continue
         for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, float) and not math.isfinite(item):
+                raise UserError(f"{option.flag} must be a finite number, got {item}.")
             if item is not None and not option.check(item):
                 raise UserError(f"{option.flag} must be {option.expect}, got {item}.")
