@@ -3,7 +3,8 @@
 Copied to the device next to ``edgebench_agent.py`` and run as a script; never imported by
 the harness. The model is a directory with one ``.param`` and its ``.bin`` (and optionally
 ``edgebench.json`` with the input shape the model was exported for: ncnn itself does not
-check the input size, so the runner does).
+check the input size, so the runner does; and the fp16 flags an ``fp16`` compression step
+turned on, applied on top of the request's options).
 
 Request options: ``fp16_storage``, ``fp16_arithmetic``, ``packing`` (booleans) and ``vulkan``
 (``auto``: the first Vulkan GPU when there is one, CPU otherwise; ``on``; ``off``). Threads:
@@ -31,7 +32,9 @@ def import_runtime(request):
 
 
 def model_files(path):
-    """(param, bin, declared input shape or None) of a model directory or ``.param`` file."""
+    """(param, bin, its ``edgebench.json``: ``input_shape``, and ``fp16_storage`` /
+    ``fp16_arithmetic`` that a compression step turned on) of a model directory or
+    ``.param`` file."""
     if os.path.isdir(path):
         params = sorted(glob.glob(os.path.join(path, "*.param")))
         if len(params) != 1:
@@ -46,12 +49,12 @@ def model_files(path):
         raise agent.RunnerFailure(
             "load", "%s has no weights: %s is not next to it (ncnn needs both files)"
             % (os.path.basename(param), os.path.basename(weights)))
-    shape = None
+    declared = {}
     meta = os.path.join(os.path.dirname(param), "edgebench.json")
     if os.path.isfile(meta):
         with open(meta) as f:
-            shape = json.load(f).get("input_shape")
-    return param, weights, shape
+            declared = json.load(f)
+    return param, weights, declared
 
 
 def _vulkan(ncnn, mode):
@@ -71,13 +74,16 @@ def load(ncnn, request, inputs):
     import numpy as np
 
     options = request.get("options", {})
-    param, weights, declared = model_files(request["model"])
+    param, weights, model_meta = model_files(request["model"])
+    declared = model_meta.get("input_shape")
     net = ncnn.Net()
     opt = net.opt
     if request.get("threads"):
         opt.num_threads = int(request["threads"])
-    fp16_storage = bool(options.get("fp16_storage", False))
-    fp16_arithmetic = bool(options.get("fp16_arithmetic", False))
+    # the case's options, or what the model's fp16 step turned on
+    fp16_storage = bool(options.get("fp16_storage") or model_meta.get("fp16_storage"))
+    fp16_arithmetic = bool(options.get("fp16_arithmetic")
+                           or model_meta.get("fp16_arithmetic"))
     opt.use_fp16_storage = fp16_storage
     opt.use_fp16_packed = fp16_storage
     opt.use_fp16_arithmetic = fp16_arithmetic
