@@ -2,99 +2,216 @@
 
 Runs the same case (embedded model, ONNX Runtime, local) again and again, in rounds of
 three runs: A, A' (identical) and B (the runner made 10 % slower with the agent's
-test-only ``test_slowdown``). Reports
+test-only ``test_slowdown``), each run with the settings of the nightly matrix file
+(``examples/nightly.toml``: repeats, iterations, minimum duration, cool-down) and judged
+with its ``[gate]`` table, exactly as ``edgebench compare`` would in a results directory:
+the history of earlier A runs (``--history`` warm-up runs first, then every round's A
+and A') gives the case's run-to-run noise. Reports
 
-(a) the coefficient of variation of the run medians (A and A' runs),
-   each run measuring the case in ``--repeats`` runner processes (the gate tests on them),
+(a) the coefficient of variation of the run medians (A and A' runs): the pooled median,
+    and the median of the repeat medians, which the gate uses,
 (b) A/A: how many of the A vs A' comparisons the gate flags (goal 0 of N),
-(c) A/B: how many of the A vs B comparisons it calls a regression (goal N of N).
+(c) A/B: how many of the A vs B comparisons it calls a regression (goal N of N),
 
-    python benchmarks/gate_validity.py [--rounds 10] [--iterations 300] [--threads 1]
+with the time per case and how busy the machine was meanwhile (load average, and the
+share of both cores in use, ours included), since that is what the figures depend on.
+
+    python benchmarks/gate_validity.py [--rounds 10] [--history 5] [--threads 1]
+                                       [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from edgebench.compare import Thresholds, Verdict, compare_case, match_key
-from edgebench.config import DEFAULT_MODEL, Matrix, make_settings
+from edgebench.compare import (
+    MIN_HISTORY,
+    CaseComparison,
+    Thresholds,
+    Verdict,
+    compare_case,
+    match_key,
+    run_median_ms,
+)
+from edgebench.config import DEFAULT_MODEL, Matrix, matrix_from_options
+from edgebench.matrix_file import MatrixFile, merged
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
-from edgebench.records import CaseResult
+from edgebench.records import CaseResult, LatencyStats
 from edgebench.runner import Session
 
+NIGHTLY = Path(__file__).resolve().parent.parent / "examples" / "nightly.toml"
 
-def one_run(matrix: Matrix, out: Path, slowdown: float) -> CaseResult:
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def one_run(matrix: Matrix, out: Path, slowdown: float) -> tuple[CaseResult, dict[str, float]]:
     pm = make_plugin_manager()
     session = Session(matrix, pm, collect_registry(pm),
                       test_options={"test_slowdown": slowdown} if slowdown else None)
     out.mkdir(parents=True)
+    busy0, total0 = cpu_times()
+    t0 = time.monotonic()
     try:
         (result,) = session.run(out).cases
     finally:
         session.close()
+    busy1, total1 = cpu_times()
     assert result.latency is not None, result.reason
-    return result
+    machine = {"wall_s": time.monotonic() - t0, "load1": os.getloadavg()[0],
+               "busy": (busy1 - busy0) / max(1, total1 - total0)}
+    return result, machine
 
 
-def _quantile_ratios(a: CaseResult, a2: CaseResult, b: CaseResult) -> str:
-    """A'/A and B/A at a few quantiles: which statistic is steadiest between runs."""
-    import numpy as np
+def latency(r: CaseResult) -> LatencyStats:
+    assert r.latency is not None, r.reason
+    return r.latency
 
-    def q(r: CaseResult, p: float) -> float:
-        return float(np.percentile(r.latency.samples_ns, p))  # type: ignore[union-attr]
 
-    return ", ".join(f"p{p}: A'/A {q(a2, p) / q(a, p):.3f} B/A {q(b, p) / q(a, p):.3f}"
-                     for p in (5, 25, 50))
+def run_median(r: CaseResult) -> float:
+    median = run_median_ms(r)
+    assert median is not None
+    return float(median)
+
+
+def describe(c: CaseComparison) -> str:
+    ci = f"{c.ratio_ci[0]:.3f}-{c.ratio_ci[1]:.3f}" if c.ratio_ci else "-"
+    noise = "".join(f", {name} {v * 100:.1f} %" for name, v in
+                    (("repeats", c.noise), ("runs", c.run_noise)) if v is not None)
+    return (f"ratio {c.ratio:.3f} [{ci}] p {c.p_value:.1e}{noise}, threshold "
+            f"{(c.threshold or 0) * 100:.1f} %: {c.verdict.value}")
+
+
+def matrix_and_thresholds(args: argparse.Namespace) -> tuple[Matrix, Thresholds]:
+    flags: dict[str, Any] = {"models": (DEFAULT_MODEL,), "backends": ("onnxruntime",),
+                             "devices": ("local",), "accuracy": False,
+                             "threads": (args.threads,), "repeats": args.repeats,
+                             "iterations": args.iterations,
+                             "min_duration_s": args.min_duration}
+    values = merged(MatrixFile(args.config).values, flags)
+    thresholds = Thresholds(latency=values["latency_threshold"],
+                            map_points=values["map_threshold"], alpha=values["alpha"],
+                            alpha_repeats=values["alpha_repeats"],
+                            noise_factor=values["noise_factor"])
+    return matrix_from_options(values), thresholds
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--history", type=int, default=MIN_HISTORY,
+                        help="A runs before the rounds: the history a nightly would have")
+    parser.add_argument("--config", type=Path, default=NIGHTLY,
+                        help="matrix file whose [settings] and [gate] are tested")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--slowdown", type=float, default=0.10)
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="runner processes per run; the gate tests on their medians")
+    parser.add_argument("--repeats", type=int, help="override the file's repeats")
+    parser.add_argument("--iterations", type=int, help="override the file's iterations")
+    parser.add_argument("--min-duration", type=float, help="override min_duration_s")
+    parser.add_argument("--json", type=Path, help="also write every run and verdict here")
     args = parser.parse_args()
-    matrix = Matrix(models=(DEFAULT_MODEL,), backends=("onnxruntime",), accuracy=None,
-                    settings=make_settings(warmup=args.warmup, iterations=args.iterations,
-                                           threads=args.threads, repeats=args.repeats))
-    thresholds = Thresholds()
-    medians, aa, ab = [], [], []
+    matrix, thresholds = matrix_and_thresholds(args)
+    s = matrix.settings
+    print(f"settings: {s.repeats} repeats x {s.iterations} iterations (>= "
+          f"{s.min_duration_s:g} s), warm-up {s.warmup_iterations}, cool-down "
+          f"{s.cooldown_s:g} s, threads {s.threads}; {thresholds}", flush=True)
+    medians: list[float] = []
+    pooled: list[float] = []
+    aa: list[CaseComparison] = []
+    ab: list[CaseComparison] = []
+    machine: list[dict[str, float]] = []
+    log: list[dict[str, Any]] = []
+    started = time.monotonic()
+    history: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.history):
+            h, mh = one_run(matrix, Path(tmp) / f"h{i}", 0.0)
+            machine.append(mh)
+            history.append(run_median(h))
+            print(f"history run {i + 1}: {history[-1]:.2f} ms, load {mh['load1']:.1f}",
+                  flush=True)
         for i in range(args.rounds):
-            a = one_run(matrix, Path(tmp) / f"a{i}", 0.0)
-            a2 = one_run(matrix, Path(tmp) / f"a2{i}", 0.0)
-            b = one_run(matrix, Path(tmp) / f"b{i}", args.slowdown)
-            medians += [a.latency.p50_ms, a2.latency.p50_ms]  # type: ignore[union-attr]
-            same = compare_case(match_key(a), a, a2, thresholds)
-            slow = compare_case(match_key(a), a, b, thresholds)
+            (a, ma), (a2, ma2), (b, mb) = (
+                one_run(matrix, Path(tmp) / f"{name}{i}", slow)
+                for name, slow in (("a", 0.0), ("a2", 0.0), ("b", args.slowdown)))
+            machine += [ma, ma2, mb]
+            medians += [run_median(a), run_median(a2)]
+            pooled += [latency(a).p50_ms, latency(a2).p50_ms]
+            history.append(run_median(a))
+            same = compare_case(match_key(a), a, a2, thresholds, history_ms=history)
+            history.append(run_median(a2))
+            slow = compare_case(match_key(a), a, b, thresholds, history_ms=history)
             aa.append(same)
             ab.append(slow)
-            q = _quantile_ratios(a, a2, b)
-            print(f"round {i + 1} ({same.test}): A {a.latency.p50_ms:.3f} ms, A' "  # type: ignore[union-attr]
-                  f"{a2.latency.p50_ms:.3f} ms (ratio {same.ratio:.3f}, p {same.p_value:.1e}, "  # type: ignore[union-attr]
-                  f"{same.verdict.value}), B {b.latency.p50_ms:.3f} ms "  # type: ignore[union-attr]
-                  f"(ratio {slow.ratio:.3f}, p {slow.p_value:.1e}, {slow.verdict.value}); "
-                  f"{q}", flush=True)
+            load = ", ".join(f"{m['load1']:.1f}" for m in (ma, ma2, mb))
+            print(f"round {i + 1}: A {run_median(a):.2f} ms, A' {run_median(a2):.2f} ms "
+                  f"({describe(same)}); B {run_median(b):.2f} ms ({describe(slow)}); "
+                  f"load {load}", flush=True)
+            log.append({"round": i + 1, "machine": [ma, ma2, mb],
+                        "repeat_medians_ms": {
+                            k: list(latency(r).repeat_medians_ms)
+                            for k, r in (("A", a), ("A2", a2), ("B", b))},
+                        "aa": _summary(same), "ab": _summary(slow)})
     cv = statistics.stdev(medians) / statistics.mean(medians)
+    cv_pooled = statistics.stdev(pooled) / statistics.mean(pooled)
     flagged = sum(c.verdict is not Verdict.UNCHANGED for c in aa)
     caught = sum(c.verdict is Verdict.REGRESSED for c in ab)
-    print(f"\n(a) CV of the run medians: {cv * 100:.2f} % over {len(medians)} runs "
-          f"({args.repeats} repeats x {args.iterations} iterations each, threads "
-          f"{args.threads})")
+    wall = statistics.median(m["wall_s"] for m in machine)
+    print(f"\n(a) CV of the run medians over {len(medians)} runs: {cv * 100:.2f} % "
+          f"(median of repeat medians), {cv_pooled * 100:.2f} % (pooled median)")
     print(f"(b) A/A: {flagged} of {len(aa)} identical comparisons flagged (goal 0)")
     print(f"(c) A/B: {caught} of {len(ab)} +{args.slowdown * 100:.0f} % slowdowns caught "
           f"(goal {len(ab)})")
-    print(f"gate: latency > {thresholds.latency * 100:g} %, significant (Welch on repeat "
-          f"medians p < {thresholds.alpha_repeats:g}, or Mann-Whitney on samples p < "
-          f"{thresholds.alpha:g} with fewer than 3 repeats), ratio 95 % CI beyond 1")
+    print(f"effective threshold: median {_pct_median([c.threshold for c in aa + ab])}, "
+          f"max {_pct_max([c.threshold for c in aa + ab])}; noise (median): repeats "
+          f"{_pct_median([c.noise for c in aa + ab])}, runs "
+          f"{_pct_median([c.run_noise for c in aa + ab])}")
+    print(f"time per case (one run): median {wall:.0f} s, max "
+          f"{max(m['wall_s'] for m in machine):.0f} s; whole benchmark "
+          f"{(time.monotonic() - started) / 60:.0f} min")
+    print(f"machine: load average {min(m['load1'] for m in machine):.1f}-"
+          f"{max(m['load1'] for m in machine):.1f} (median "
+          f"{statistics.median(m['load1'] for m in machine):.1f}), cores busy "
+          f"{statistics.median(m['busy'] for m in machine) * 100:.0f} % (median, ours "
+          f"included)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "settings": {"repeats": s.repeats, "iterations": s.iterations,
+                         "min_duration_s": s.min_duration_s, "threads": s.threads,
+                         "cooldown_s": s.cooldown_s},
+            "thresholds": str(thresholds), "cv": cv, "cv_pooled": cv_pooled,
+            "history_ms": history, "machine": machine,
+            "aa_flagged": flagged, "ab_caught": caught, "rounds": log}, indent=1))
     return 0
+
+
+def _summary(c: CaseComparison) -> dict[str, Any]:
+    return {"verdict": c.verdict.value, "ratio": c.ratio, "ci": c.ratio_ci, "p": c.p_value,
+            "noise": c.noise, "run_noise": c.run_noise, "threshold": c.threshold,
+            "reasons": c.reasons}
+
+
+def _pct_median(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known) * 100:.1f} %" if known else "-"
+
+
+def _pct_max(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{max(known) * 100:.1f} %" if known else "-"
 
 
 if __name__ == "__main__":

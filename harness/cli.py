@@ -123,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="relative latency change that matters (0.05)")
     compare.add_argument("--map-threshold", type=float,
                          help="mAP50-95 change that matters, points (0.5)")
-    compare.add_argument("--alpha", type=float, help="significance level (0.002)")
+    compare.add_argument("--alpha", type=float,
+                         help="significance level of the samples test (0.002)")
+    compare.add_argument("--alpha-repeats", type=float,
+                         help="significance level of the repeats test (0.01)")
+    compare.add_argument("--noise-factor", type=float,
+                         help="latency threshold >= this x the case's noise: scatter of "
+                              "repeats, run-to-run change in --results (3)")
     compare.add_argument("--fail-on-no-overlap", action="store_true",
                          help="exit 1 (not 0 with a warning) when no case is in both runs")
     compare.add_argument("--output", "-o", type=Path, help="also write the table here")
@@ -310,21 +316,28 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import Thresholds, Verdict, compare_reports, render_comparison
-    from .history import resolve_report
+    from .history import load_runs, resolve_report
     from .matrix_file import MatrixFile, check_flags, merged
     from .reports.json_report import load_report
 
     flags = {"latency_threshold": args.latency_threshold, "map_threshold": args.map_threshold,
-             "alpha": args.alpha}
+             "alpha": args.alpha, "alpha_repeats": args.alpha_repeats,
+             "noise_factor": args.noise_factor}
     check_flags(flags)
     values = merged(MatrixFile(args.config).values if args.config else {}, flags)
     thresholds = Thresholds(latency=values["latency_threshold"],
-                            map_points=values["map_threshold"], alpha=values["alpha"])
+                            map_points=values["map_threshold"], alpha=values["alpha"],
+                            alpha_repeats=values["alpha_repeats"],
+                            noise_factor=values["noise_factor"])
     current_path = resolve_report(args.current, args.results)
     baseline_path = resolve_report(args.baseline, args.results, exclude=current_path)
-    comparison = compare_reports(load_report(baseline_path), load_report(current_path),
-                                 thresholds, baseline_name=str(baseline_path),
-                                 current_name=str(current_path))
+    current = load_report(current_path)
+    history = [run.report for run in (load_runs(args.results) if args.results.is_dir() else ())
+               if run.path.resolve() != current_path.resolve()
+               and run.report.created_at <= current.created_at]
+    comparison = compare_reports(load_report(baseline_path), current, thresholds,
+                                 baseline_name=str(baseline_path),
+                                 current_name=str(current_path), history=history)
     text = render_comparison(comparison)
     print(text)
     if args.output:

@@ -1,11 +1,23 @@
 """Baseline vs current: per-case ratios, confidence intervals, significance, and the gate.
 
 A case regresses only when its change is both larger than the threshold (latency: the
-ratio of medians above ``1 + latency``; accuracy: mAP50-95 down by more than ``map_points``)
-and, for latency, statistically significant: a two-sided Mann-Whitney U test on the raw
-samples below ``alpha`` (asv's rule) and a bootstrap 95 % interval of the ratio of medians
-that lies entirely beyond 1. Improvements are the mirror image. Cases whose fingerprint
-changed (runtime version, governor, CPU, model file) are compared but flagged.
+ratio above ``1 + latency``; accuracy: mAP50-95 down by more than ``map_points``) and, for
+latency, statistically significant. Improvements are the mirror image. Cases whose
+fingerprint changed (runtime version, governor, CPU, model file) are compared but flagged.
+
+With repeats (``repeats >= 5`` a side, each repeat one runner process, see ``repeats.py``)
+the unit of evidence is the repeat: the ratio is the Hodges-Lehmann estimate over the
+repeat medians (the median of all current/baseline ratios of repeat medians), its
+interval the distribution-free one that inverts the exact Mann-Whitney test on them, and
+the change must clear the *effective* threshold: the configured one, or the noise of this
+case if larger (``noise_factor`` x the spread of single repeats, robust SD of their log
+medians). A shared machine moves whole repeats (another process, a busy neighbour core);
+a change of the size repeats scatter by is what two runs of the same build can show, so
+it is not called a regression. Ranks and medians keep one disturbed repeat from deciding.
+
+Without enough repeats (old reports, ``repeats = 1``) the test is asv's rule on the raw
+samples: Mann-Whitney U below ``alpha`` and a bootstrap 95 % interval beyond 1, which only
+holds on a quiet machine.
 """
 
 from __future__ import annotations
@@ -31,14 +43,26 @@ class Verdict(enum.StrEnum):
 @dataclass(frozen=True)
 class Thresholds:
     latency: float = 0.05
-    """Relative change of the median that matters (0.05 = 5 %)."""
+    """Relative change of the latency that matters (0.05 = 5 %)."""
     map_points: float = 0.5
     """mAP50-95 change that matters, in points (0.5 = 0.005)."""
     alpha: float = 0.002
-    """Significance level of the Mann-Whitney U test on raw samples (one run per side)."""
+    """Significance level of the Mann-Whitney U test on raw samples (no repeats)."""
     alpha_repeats: float = 0.01
-    """Significance level of Welch's t-test on repeat medians (>= 3 repeats per side)."""
+    """Significance level of the rank test on repeat medians (its interval is 1 - this)."""
+    noise_factor: float = 3.0
+    """The effective latency threshold is at least this many times the case's noise: the
+    scatter of single repeats (robust SD of their log medians, both runs pooled) and, with
+    a history, the run-to-run change of its median (robust SD of successive log ratios)."""
     bootstrap: int = 2000
+
+
+MIN_HISTORY = 5
+"""Earlier runs of a case needed before their run-to-run noise raises its threshold."""
+
+MIN_REPEATS = 5
+"""Repeats a side for the repeats test: with 5 against 5 the exact rank test can reach
+p = 0.008, below the default ``alpha_repeats``; with 4 against 4 it cannot go below 0.029."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +72,20 @@ class CaseComparison:
     baseline_p50_ms: float | None = None
     current_p50_ms: float | None = None
     ratio: float | None = None
-    ratio_ci95: tuple[float, float] | None = None
+    ratio_ci: tuple[float, float] | None = None
+    ci_level: float | None = None
+    """Confidence of ``ratio_ci``: 1 - alpha_repeats (repeats) or 0.95 (samples)."""
     p_value: float | None = None
     test: str | None = None
-    """"repeats" (Welch on repeat medians) or "samples" (Mann-Whitney on raw samples)."""
+    """"repeats" (ranks of repeat medians) or "samples" (Mann-Whitney on raw samples)."""
+    noise: float | None = None
+    """Relative spread of a single repeat's median (repeats test only)."""
+    run_noise: float | None = None
+    """Relative run-to-run change of this case's median in the history (``None``: fewer
+    than ``MIN_HISTORY`` earlier runs)."""
+    threshold: float | None = None
+    """The latency threshold applied: the configured one or ``noise_factor`` x the larger
+    noise, whichever is larger."""
     map_delta_points: float | None = None
     reasons: tuple[str, ...] = ()
     fingerprint_changes: tuple[str, ...] = ()
@@ -89,26 +123,72 @@ def ratio_ci(baseline: np.ndarray, current: np.ndarray, *, resamples: int,
     return float(lo), float(hi)
 
 
-def welch_log_ratio(base: Sequence[float], cur: Sequence[float]
-                    ) -> tuple[float, tuple[float, float], float]:
-    """Ratio of geometric means of repeat medians, its 95 % CI and Welch's p-value.
+def _u_null_counts(n: int, m: int) -> np.ndarray:
+    """How many of the C(n+m, n) orderings give each Mann-Whitney U = 0 .. n*m (no ties).
 
-    Logs make the test about ratios; Welch's test does not assume equal noise on both
-    sides. The repeats' spread *is* the run-to-run noise, so this test sees it.
+    U counts the pairs in which the current value is the smaller. The largest of all n + m
+    values is either a baseline one (above all m current ones: U grows by m) or a current
+    one (U unchanged): f(n, m, u) = f(n-1, m, u-m) + f(n, m-1, u).
     """
-    from scipy import stats
+    table = [[np.ones(1) for _ in range(m + 1)] for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            counts = np.zeros(i * j + 1)
+            counts[j:j + (i - 1) * j + 1] += table[i - 1][j]
+            counts[:i * (j - 1) + 1] += table[i][j - 1]
+            table[i][j] = counts
+    return table[n][m]
 
-    lb, lc = np.log(np.asarray(base)), np.log(np.asarray(cur))
-    diff = float(lc.mean() - lb.mean())
-    vb, vc = lb.var(ddof=1) / lb.size, lc.var(ddof=1) / lc.size
-    se = float(np.sqrt(vb + vc))
-    if se == 0.0:
-        return float(np.exp(diff)), (float(np.exp(diff)), float(np.exp(diff))), \
-            (1.0 if diff == 0 else 0.0)
-    df = (vb + vc) ** 2 / (vb**2 / (lb.size - 1) + vc**2 / (lc.size - 1))
-    half = float(stats.t.ppf(0.975, df)) * se
-    p = float(2 * stats.t.sf(abs(diff) / se, df))
-    return float(np.exp(diff)), (float(np.exp(diff - half)), float(np.exp(diff + half))), p
+
+def rank_ratio(base: Sequence[float], cur: Sequence[float], *, alpha: float
+               ) -> tuple[float, tuple[float, float], float]:
+    """Ratio cur/base of repeat medians: Hodges-Lehmann estimate, interval, p-value.
+
+    The estimate is the median of all n x m ratios cur_j / base_i; the 1 - ``alpha``
+    interval is the distribution-free one that inverts the exact two-sided Mann-Whitney
+    test (order statistics of those ratios), so it lies beyond 1 exactly when p < alpha.
+    Where no interval reaches that confidence (too few repeats) it is (0, inf).
+    """
+    lb, lc = np.log(np.asarray(base, dtype=np.float64)), np.log(np.asarray(cur, dtype=np.float64))
+    d = np.sort(np.subtract.outer(lc, lb).ravel())
+    cdf = np.cumsum(_u_null_counts(lb.size, lc.size))
+    cdf /= cdf[-1]
+    k = int(np.searchsorted(cdf, alpha / 2 * (1 + 1e-12), side="right"))
+    ci = (float(np.exp(d[k - 1])), float(np.exp(d[d.size - k]))) if k else (0.0, float("inf"))
+    u = float(np.sum(d < 0) + 0.5 * np.sum(d == 0))  # pairs where current is faster
+    lower = cdf[int(np.floor(u))]
+    upper = 1.0 - (cdf[int(np.ceil(u)) - 1] if u >= 1 else 0.0)
+    p = min(1.0, 2 * min(lower, upper))
+    return float(np.exp(np.median(d))), ci, float(p)
+
+
+def repeat_noise(base: Sequence[float], cur: Sequence[float]) -> float:
+    """Relative spread of one repeat's median: the robust SD (1.4826 x MAD) of the log
+    repeat medians, pooled over both runs."""
+    def robust_var(values: Sequence[float]) -> float:
+        logs = np.log(np.asarray(values, dtype=np.float64))
+        return float((1.4826 * np.median(np.abs(logs - np.median(logs)))) ** 2)
+
+    return float(np.expm1(np.sqrt((robust_var(base) + robust_var(cur)) / 2)))
+
+
+def run_median_ms(result: CaseResult) -> float | None:
+    """A run's latency of a case: the median of its repeat medians (or its median)."""
+    if result.status is not Status.OK or result.latency is None:
+        return None
+    lat = result.latency
+    return float(np.median(lat.repeat_medians_ms)) if lat.repeat_medians_ms else lat.p50_ms
+
+
+def history_noise(medians_ms: Sequence[float]) -> float | None:
+    """Relative run-to-run change of a case: the robust SD (1.4826 x median absolute
+    value) of the log ratios of successive runs, i.e. the noise of a comparison of two
+    runs. Successive ratios keep a real step in the history from counting as noise
+    more than once. ``None`` with fewer than ``MIN_HISTORY`` runs."""
+    if len(medians_ms) < MIN_HISTORY:
+        return None
+    steps = np.diff(np.log(np.asarray(medians_ms, dtype=np.float64)))
+    return float(np.expm1(1.4826 * np.median(np.abs(steps))))
 
 
 def match_key(result: CaseResult) -> str:
@@ -139,7 +219,10 @@ def fingerprint_changes(base: CaseResult, cur: CaseResult) -> tuple[str, ...]:
     return tuple(changes)
 
 
-def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds) -> CaseComparison:
+def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
+                 *, history_ms: Sequence[float] = ()) -> CaseComparison:
+    """``history_ms``: this case's run medians in earlier runs, oldest first (the baseline
+    among them or not); with ``MIN_HISTORY`` or more their run-to-run noise counts."""
     changes = fingerprint_changes(base, cur)
     if base.status is not Status.OK or cur.status is not Status.OK or not (
             base.latency and cur.latency):
@@ -152,24 +235,34 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds) -> 
     b = np.asarray(base.latency.samples_ns, dtype=np.float64) / 1e6
     c = np.asarray(cur.latency.samples_ns, dtype=np.float64) / 1e6
     rb, rc = base.latency.repeat_medians_ms, cur.latency.repeat_medians_ms
-    if len(rb) >= 3 and len(rc) >= 3:
-        test = "repeats"
-        ratio, ci, p = welch_log_ratio(rb, rc)
+    noise = None
+    run_noise = history_noise(history_ms)
+    if len(rb) >= MIN_REPEATS and len(rc) >= MIN_REPEATS:
+        test, ci_level = "repeats", 1 - t.alpha_repeats
+        ratio, ci, p = rank_ratio(rb, rc, alpha=t.alpha_repeats)
         significant = p < t.alpha_repeats
+        noise = repeat_noise(rb, rc)
     else:
-        test = "samples"
+        test, ci_level = "samples", 0.95
         ratio = float(np.median(c) / np.median(b))
         ci = ratio_ci(b, c, resamples=t.bootstrap)
         p = mann_whitney_p(b, c)
         significant = p < t.alpha
+    threshold = max([t.latency, *(float(np.expm1(t.noise_factor * np.log1p(n)))
+                                  for n in (noise, run_noise) if n is not None)])
     reasons: list[str] = []
     verdict = Verdict.UNCHANGED
-    if ratio > 1 + t.latency and significant and ci[0] > 1:
+    change = f"latency {(ratio - 1) * 100:+.1f} %"
+    slower, faster = significant and ci[0] > 1, significant and ci[1] < 1
+    if ratio > 1 + threshold and slower:
         verdict = Verdict.REGRESSED
-        reasons.append(f"latency +{(ratio - 1) * 100:.1f} % (p={p:.1e})")
-    elif ratio < 1 / (1 + t.latency) and significant and ci[1] < 1:
+        reasons.append(f"{change} (p={p:.1e})")
+    elif ratio < 1 / (1 + threshold) and faster:
         verdict = Verdict.IMPROVED
-        reasons.append(f"latency {(ratio - 1) * 100:.1f} % (p={p:.1e})")
+        reasons.append(f"{change} (p={p:.1e})")
+    elif (ratio > 1 + t.latency and slower) or (ratio < 1 / (1 + t.latency) and faster):
+        reasons.append(f"{change} is within this case's noise (threshold "
+                       f"{threshold * 100:.1f} %)")
     map_delta = None
     if (base.accuracy and cur.accuracy and base.accuracy.map50_95 is not None
             and cur.accuracy.map50_95 is not None):
@@ -180,15 +273,24 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds) -> 
         elif map_delta > t.map_points and verdict is not Verdict.REGRESSED:
             verdict = Verdict.IMPROVED
             reasons.append(f"mAP50-95 {map_delta:+.2f} points")
-    return CaseComparison(key, verdict, float(np.median(b)), float(np.median(c)), ratio, ci, p,
-                          test, map_delta, tuple(reasons), changes)
+    return CaseComparison(key, verdict, float(np.median(b)), float(np.median(c)), ratio, ci,
+                          ci_level, p, test, noise, run_noise, threshold, map_delta,
+                          tuple(reasons), changes)
 
 
 def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresholds,
-                    *, baseline_name: str = "baseline", current_name: str = "current"
-                    ) -> Comparison:
+                    *, baseline_name: str = "baseline", current_name: str = "current",
+                    history: Sequence[RunReport] = ()) -> Comparison:
+    """``history``: earlier runs, oldest first (the results directory); each case's
+    medians there give its run-to-run noise (see :func:`history_noise`)."""
     base = {match_key(r): r for r in baseline.cases}
     cur = {match_key(r): r for r in current.cases}
+    medians: dict[str, list[float]] = {}
+    for run in history:
+        for r in run.cases:
+            median = run_median_ms(r)
+            if median is not None:
+                medians.setdefault(match_key(r), []).append(median)
     cases = []
     for key in sorted(base.keys() | cur.keys()):
         if key not in base:
@@ -196,7 +298,8 @@ def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresho
         elif key not in cur:
             cases.append(CaseComparison(key, Verdict.MISSING))
         else:
-            cases.append(compare_case(key, base[key], cur[key], thresholds))
+            cases.append(compare_case(key, base[key], cur[key], thresholds,
+                                      history_ms=medians.get(key, ())))
     return Comparison(baseline_name, current_name, thresholds, tuple(cases))
 
 
@@ -204,15 +307,20 @@ def render_comparison(comp: Comparison) -> str:
     """A Markdown table, regressions first."""
     order = [Verdict.REGRESSED, Verdict.IMPROVED, Verdict.NOT_COMPARABLE, Verdict.UNCHANGED,
              Verdict.NEW, Verdict.MISSING]
+    t = comp.thresholds
     lines = [f"# edgebench compare: {comp.current} vs {comp.baseline}", "",
-             f"Thresholds: latency {comp.thresholds.latency * 100:g} % and significant "
-             f"(Welch on repeat medians p < {comp.thresholds.alpha_repeats:g} with >= 3 "
-             f"repeats a side, else Mann-Whitney on samples p < {comp.thresholds.alpha:g}; "
-             f"the ratio's 95 % CI beyond 1); mAP50-95 {comp.thresholds.map_points:g} "
-             "points.", "",
-             "| verdict | case | baseline p50 ms | current p50 ms | ratio | ratio 95% CI | p | "
-             "test | ΔmAP50-95 pts | why | fingerprint changes |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|"]
+             f"A case regresses when its latency grows by more than {t.latency * 100:g} % "
+             f"(or {t.noise_factor:g} x its noise, if larger: the scatter of its repeats, "
+             f"and its run-to-run change over >= {MIN_HISTORY} earlier runs) and the "
+             f"change is significant: with >= {MIN_REPEATS} repeats a side, the ratio of "
+             f"repeat medians and its {(1 - t.alpha_repeats) * 100:g} % distribution-free "
+             f"interval (rank test p < {t.alpha_repeats:g}); else Mann-Whitney on the samples "
+             f"p < {t.alpha:g} and a 95 % bootstrap interval. mAP50-95: "
+             f"{t.map_points:g} points.", "",
+             "| verdict | case | baseline p50 ms | current p50 ms | ratio | ratio CI | p | "
+             "test | noise % repeats / runs / threshold % | ΔmAP50-95 pts | why | "
+             "fingerprint changes |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|"]
     for verdict in order:
         for c in comp.of(verdict):
             lines.append("| " + " | ".join([
@@ -220,8 +328,12 @@ def render_comparison(comp: Comparison) -> str:
                 f"`{c.key}`",
                 _f(c.baseline_p50_ms, ".2f"), _f(c.current_p50_ms, ".2f"),
                 _f(c.ratio, ".3f"),
-                f"{c.ratio_ci95[0]:.3f}–{c.ratio_ci95[1]:.3f}" if c.ratio_ci95 else "–",
-                _f(c.p_value, ".1e"), c.test or "–", _f(c.map_delta_points, "+.2f"),
+                f"{c.ratio_ci[0]:.3f}–{c.ratio_ci[1]:.3f} ({c.ci_level or 0.95:.0%})"
+                if c.ratio_ci else "–",
+                _f(c.p_value, ".1e"), c.test or "–",
+                " / ".join(_f(v * 100 if v is not None else None, ".1f")
+                           for v in (c.noise, c.run_noise, c.threshold)),
+                _f(c.map_delta_points, "+.2f"),
                 "; ".join(c.reasons) or "–",
                 "⚠ " + "; ".join(c.fingerprint_changes) if c.fingerprint_changes else "–",
             ]) + " |")

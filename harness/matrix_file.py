@@ -71,6 +71,9 @@ OPTIONS: dict[str, Option] = {
                                 "--latency-threshold"),
     "map_threshold": Option("gate", "float", 0.5, _ge(0), ">= 0 (points)", "--map-threshold"),
     "alpha": Option("gate", "float", 0.002, lambda v: 0 < v < 1, "in (0, 1)", "--alpha"),
+    "alpha_repeats": Option("gate", "float", 0.01, lambda v: 0 < v < 1, "in (0, 1)",
+                            "--alpha-repeats"),
+    "noise_factor": Option("gate", "float", 3.0, _ge(0), ">= 0", "--noise-factor"),
 }
 
 TABLES = {

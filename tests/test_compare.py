@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,8 +70,9 @@ def test_a_clear_slowdown_regresses() -> None:
     (case,) = comp.cases
     assert case.verdict is Verdict.REGRESSED
     assert case.ratio == pytest.approx(1.15, abs=0.02)
-    assert case.ratio_ci95 is not None and 1.1 < case.ratio_ci95[0] < case.ratio < \
-        case.ratio_ci95[1] < 1.2
+    assert case.ratio_ci is not None and 1.1 < case.ratio_ci[0] < case.ratio < \
+        case.ratio_ci[1] < 1.2
+    assert case.test == "samples" and case.ci_level == 0.95 and case.threshold == 0.05
     assert case.p_value is not None and case.p_value < 1e-10
     assert "latency +" in case.reasons[0]
 
@@ -162,20 +164,124 @@ def test_repeats_see_run_to_run_noise() -> None:
     steady_c = with_repeats(cur, [21.4, 21.5, 21.3, 21.6, 21.4])
     (case,) = compare_reports(report(steady_b), report(steady_c), Thresholds()).cases
     assert case.verdict is Verdict.REGRESSED and case.ratio == pytest.approx(1.07, abs=0.005)
-    assert case.ratio_ci95 is not None and case.ratio_ci95[0] > 1.05
+    assert case.ratio_ci is not None and case.ratio_ci[0] > 1.05 and case.ci_level == 0.99
+    assert case.threshold == 0.05 and case.noise is not None and case.noise < 0.01
 
 
-def test_welch_log_ratio_known_values() -> None:
+def test_one_disturbed_repeat_does_not_decide() -> None:
+    # A burst of load doubles one repeat of the current run: ranks and medians shrug it off.
+    base = with_repeats(result(noisy(20, seed=1)), [20.0, 20.1, 19.9, 20.0, 20.2, 20.1])
+    same = with_repeats(result(noisy(20, seed=2)), [20.1, 19.9, 40.0, 20.0, 20.2, 20.0])
+    (case,) = compare_reports(report(base), report(same), Thresholds()).cases
+    assert case.verdict is Verdict.UNCHANGED and case.ratio == pytest.approx(1.0, abs=0.01)
+    slow = with_repeats(result(noisy(22, seed=2)), [22.1, 21.9, 44.0, 22.0, 22.2, 22.0])
+    (case,) = compare_reports(report(base), report(slow), Thresholds()).cases
+    assert case.verdict is Verdict.REGRESSED and case.ratio == pytest.approx(1.1, abs=0.01)
+
+
+def test_a_change_within_the_repeats_noise_is_not_a_regression() -> None:
+    # Repeats scatter by ~3 % (robust SD), so the effective threshold is 3 x 3 % = 9.2 %:
+    # +8 %, although every current repeat is slower than every baseline one, is noise.
+    spread = [0.97, 0.98, 1.0, 1.01, 1.03]
+    base = with_repeats(result(noisy(20, seed=1)), [20 * f for f in spread])
+    cur = with_repeats(result(noisy(21.6, seed=2)), [21.6 * f for f in spread])
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert case.noise == pytest.approx(0.0301, abs=0.001)
+    assert case.threshold == pytest.approx(1.0301**3 - 1, abs=0.002)
+    assert case.p_value is not None and case.p_value < 0.01 and case.ratio is not None
+    assert 1.05 < case.ratio < 1 + case.threshold
+    assert case.verdict is Verdict.UNCHANGED and "within this case's noise" in case.reasons[0]
+    assert verdict(base, cur, noise_factor=1.0) is Verdict.REGRESSED
+    # +15 % clears the noise
+    faster = with_repeats(result(noisy(17, seed=2)), [20 / 1.15 * f for f in spread])
+    slower = with_repeats(result(noisy(23, seed=2)), [23 * f for f in spread])
+    assert verdict(base, slower) is Verdict.REGRESSED
+    assert verdict(base, faster) is Verdict.IMPROVED
+
+
+def test_history_run_to_run_noise_raises_the_threshold() -> None:
+    base = with_repeats(result(noisy(20, seed=1)), [20.0, 20.1, 19.9, 20.0, 20.2])
+    cur = with_repeats(result(noisy(21.4, seed=2)), [21.4, 21.5, 21.3, 21.6, 21.4])
+    # earlier nights of the same build wandered by +-6 % from run to run
+    wandering = [20.0, 21.2, 19.9, 21.1, 20.0, 21.3]
+    runs = [report(with_repeats(result(noisy(m, seed=i)), [m] * 5))
+            for i, m in enumerate(wandering)]
+    comp = compare_reports(report(base), report(cur), Thresholds(), history=runs)
+    (case,) = comp.cases
+    assert case.run_noise == pytest.approx(np.expm1(1.4826 * np.log(1.06)), rel=0.05)
+    assert case.threshold is not None and case.threshold > 0.2
+    assert case.verdict is Verdict.UNCHANGED and "noise" in case.reasons[0]
+    # a steady history leaves the configured threshold; too short a history is ignored
+    steady = [report(with_repeats(result(noisy(20, seed=i)), [20.0 + i / 100] * 5))
+              for i in range(6)]
+    (case,) = compare_reports(report(base), report(cur), Thresholds(), history=steady).cases
+    assert case.verdict is Verdict.REGRESSED and case.threshold == 0.05
+    (case,) = compare_reports(report(base), report(cur), Thresholds(), history=runs[:4]).cases
+    assert case.run_noise is None and case.verdict is Verdict.REGRESSED
+    # failed runs and other cases do not count
+    other = [report(result(noisy(20), backend="ncnn")), report(result(noisy(20),
+                                                                      status=Status.FAILED))]
+    (case,) = compare_reports(report(base), report(cur), Thresholds(),
+                              history=[*runs[:4], *other]).cases
+    assert case.run_noise is None
+
+
+def test_history_noise_known_values() -> None:
+    from edgebench.compare import history_noise
+
+    assert history_noise([10.0, 11.0, 10.0, 11.0]) is None  # fewer than 5 runs
+    assert history_noise([10.0, 11.0, 10.0, 11.0, 10.0]) == pytest.approx(
+        np.expm1(1.4826 * np.log(1.1)))
+    # one real step among steady runs is not noise
+    assert history_noise([10.0, 10.0, 10.0, 12.0, 12.0, 12.0]) == 0.0
+
+
+def test_too_few_repeats_fall_back_to_the_samples_test() -> None:
+    base = with_repeats(result(noisy(20, seed=1)), [20.0, 20.1, 19.9, 20.0])
+    cur = with_repeats(result(noisy(23, seed=2)), [23.0, 23.1, 22.9, 23.0])
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert case.test == "samples" and case.noise is None and case.verdict is Verdict.REGRESSED
+
+
+def test_rank_ratio_matches_the_exact_mann_whitney_test() -> None:
     from scipy import stats
 
-    from edgebench.compare import welch_log_ratio
+    from edgebench.compare import rank_ratio
 
-    b, c = [10.0, 11.0, 12.0], [13.0, 14.0, 15.5]
-    ratio, (lo, hi), p = welch_log_ratio(b, c)
-    expected = stats.ttest_ind(np.log(c), np.log(b), equal_var=False)
-    assert p == pytest.approx(expected.pvalue)
-    assert ratio == pytest.approx(np.exp(np.log(c).mean() - np.log(b).mean()))
-    assert lo < ratio < hi
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n, m = (int(v) for v in rng.integers(3, 10, 2))
+        b = np.exp(rng.normal(0, 0.03, n))
+        c = np.exp(rng.normal(rng.choice([0.0, 0.03, 0.1]), 0.03, m))
+        ratio, (lo, hi), p = rank_ratio(b, c, alpha=0.01)
+        assert p == pytest.approx(stats.mannwhitneyu(c, b, method="exact").pvalue)
+        assert ratio == pytest.approx(np.exp(np.median(np.log(np.divide.outer(c, b)))))
+        assert (p < 0.01) == (lo > 1 or hi < 1)  # the interval inverts the test
+    # 5 against 5, fully separated: p = 2 / C(10, 5); the 99 % interval is [min, max]
+    ratio, ci, p = rank_ratio([1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 2.4], alpha=0.01)
+    assert p == pytest.approx(2 / 252) and ci == pytest.approx((2.0 / 1.4, 2.4 / 1.0))
+    # 4 against 4 can never reach p < 0.01: no interval has that confidence
+    _, ci, p = rank_ratio([1.0, 1.1, 1.2, 1.3], [2.0, 2.1, 2.2, 2.3], alpha=0.01)
+    assert p == pytest.approx(2 / 70) and ci == (0.0, float("inf"))
+
+
+def test_mann_whitney_null_distribution() -> None:
+    from math import comb
+
+    from edgebench.compare import _u_null_counts
+
+    assert list(_u_null_counts(2, 2)) == [1, 1, 2, 1, 1]
+    for n, m in ((5, 5), (3, 7), (8, 6)):
+        counts = _u_null_counts(n, m)
+        assert counts.sum() == comb(n + m, n) and list(counts) == list(counts[::-1])
+
+
+def test_render_shows_noise_and_threshold() -> None:
+    base = with_repeats(result(noisy(20, seed=1)), [20.0, 20.1, 19.9, 20.0, 20.2])
+    cur = with_repeats(result(noisy(21.4, seed=2)), [21.4, 21.5, 21.3, 21.6, 21.4])
+    text = render_comparison(compare_reports(report(base), report(cur), Thresholds()))
+    row = next(line for line in text.splitlines() if line.startswith("| **regressed**"))
+    assert "(99%)" in row and "| repeats | 0.7 / – / 5.0 |" in row
 
 
 def test_combine_repeats() -> None:
@@ -191,3 +297,30 @@ def test_combine_repeats() -> None:
     broken = combine(merged, failed)
     assert broken.status is Status.FAILED and broken.reason == "repeat 3: load failed: boom"
     assert broken.latency == merged.latency  # what was measured is kept
+
+
+def test_cli_compare_uses_the_results_directory_as_history(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgebench.cli import main
+    from edgebench.reports.json_report import render_json
+
+    def write(day: int, medians: list[float]) -> None:
+        run = dataclasses.replace(
+            report(with_repeats(result(noisy(medians[0], seed=day)), medians)),
+            run_id=f"r{day}", created_at=f"2026-01-{day:02d}T00:00:00+00:00")
+        (tmp_path / f"r{day}").mkdir()
+        (tmp_path / f"r{day}" / "report.json").write_text(render_json(run))
+
+    for day, level in enumerate([20.0, 21.2, 19.9, 21.1, 20.0], 1):  # +-6 % night to night
+        write(day, [level + d for d in (0.0, 0.1, -0.1, 0.0, 0.2)])
+    write(6, [21.4, 21.5, 21.3, 21.6, 21.4])  # +7 % on steady repeats
+    assert main(["compare", "previous", "last", "--results", str(tmp_path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("| unchanged"))
+    assert "within this case's noise" in row
+    # without that history the same pair is a regression
+    assert main(["compare", str(tmp_path / "r5"), str(tmp_path / "r6"),
+                 "--results", str(tmp_path / "none")]) == 1
+    # and a smaller noise factor lets it through with the history too
+    assert main(["compare", "previous", "last", "--results", str(tmp_path),
+                 "--noise-factor", "0.5"]) == 1

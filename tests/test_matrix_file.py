@@ -25,7 +25,7 @@ def test_example_file_is_valid() -> None:
     matrix = matrix_from_options(merged(values, {}))
     assert matrix.models[0].name == "shapes-yolov8n.onnx" and matrix.models[0].is_file()
     assert [s.threads for s in matrix.all_settings] == [1, 2]
-    assert matrix.settings.iterations == 300 and matrix.settings.cooldown_s == 2.0
+    assert matrix.settings.iterations == 150 and matrix.settings.cooldown_s == 1.0
     assert matrix.settings.max_temperature_c == 70 and matrix.images == 100
     assert values["latency_threshold"] == 0.05
 
