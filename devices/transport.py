@@ -7,6 +7,7 @@ Nothing here talks to a device; the transports pass text in and out.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import secrets
 import shlex
@@ -146,12 +147,36 @@ _LOCKS_GUARD = threading.Lock()
 def device_lock(key: str) -> Iterator[None]:
     """Hold the lock of one physical device (``ssh:user@host:port``, ``adb:SERIAL``).
 
-    Two URIs naming the same device (different options) then never measure at once.
+    Two URIs naming the same device (different options) then never measure at once, in
+    one run (a thread lock) or in two runs on this host (a file lock under the cache dir,
+    released by the OS if the process dies).
     """
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(key, threading.Lock())
-    with lock:
+    with lock, _host_lock(key):
         yield
+
+
+@contextmanager
+def _host_lock(key: str) -> Iterator[None]:
+    import fcntl
+    import hashlib
+
+    from edgebench.pipeline import cache_root
+
+    path = cache_root() / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        fd = -1  # no writable cache: the thread lock still holds within this run
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 # ------------------------------------------------------------------- shell fingerprint

@@ -7,6 +7,7 @@ measured before it is lost or changed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -259,3 +260,41 @@ def test_unreachable_device_is_retried_then_fails_every_case(sshd: SshServer,
     reason = by_device[closed].reason
     assert reason is not None and reason.startswith(f"device {closed}: cannot reach root@")
     assert reason.endswith("Connection refused (gave up after 3 attempts)")
+
+
+def test_two_runs_never_measure_one_device_at_once(sshd: SshServer, tmp_path: Path,
+                                                   make_onnx: Any) -> None:
+    from edgebench.devices.transport import device_lock
+
+    marker = tmp_path / "ssh-device"
+    marker.mkdir()
+    uri = sshd.uri(python=PY, tmpdir=str(marker))
+    argv = [PY, "-m", "edgebench.cli", "run", "-d", uri, "-m", str(make_onnx("conv", size=32)),
+            "-b", "onnxruntime", "-n", "2", "--no-accuracy", "-o", str(tmp_path / "out")]
+    key = f"ssh:{sshd.user}@127.0.0.1:{sshd.port}"
+    with device_lock(key):  # another run is measuring on the device
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=dict(os.environ))
+        deadline = time.monotonic() + 90
+        while not _holds_lock_file(proc.pid) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert _holds_lock_file(proc.pid), "the second run never reached the device lock"
+        time.sleep(3)  # unlocked, it would have connected and made its work dir by now
+        assert proc.poll() is None and list(marker.iterdir()) == [], \
+            "the second run used the device while the first held it"
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    (case,) = only_report(tmp_path / "out")["cases"]
+    assert case["status"] == "ok"
+
+
+def _holds_lock_file(pid: int) -> bool:
+    """``pid`` has a device lock file open (it is waiting for it, or holds it)."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            if "/locks/" in os.readlink(fd) and os.readlink(fd).endswith(".lock"):
+                return True
+        except OSError:
+            continue
+    return False
