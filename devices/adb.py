@@ -109,10 +109,15 @@ def state_error(serial: str, text: str, fallback: str) -> CaseError:
     """The error for a device adb cannot use: :class:`ConnectionLost` (retried) unless it
     waits for a person (unauthorized: nobody taps "allow" in a nightly)."""
     problem = state_problem(serial, text) or fallback
-    low = text.lower()
-    if "unauthorized" in low or "failed to authenticate" in low:
+    if waits_for_a_person(text):
         return CaseError(problem)
     return ConnectionLost(problem)
+
+
+def waits_for_a_person(text: str) -> bool:
+    """adb's words say the phone waits for someone to tap "allow": retrying is no use."""
+    low = text.lower()
+    return "unauthorized" in low or "failed to authenticate" in low
 
 
 def state_problem(serial: str, text: str) -> str | None:
@@ -343,6 +348,8 @@ class AdbDevice:
         if state == "device":
             return CaseError(message)
         problem = state_problem(self.serial, state)
+        if problem and waits_for_a_person(state):
+            return CaseError(problem)
         return ConnectionLost(f"the connection to {self.serial} was lost: "
                               f"{problem or _first_line(state)}")
 

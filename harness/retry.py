@@ -143,8 +143,9 @@ class Retrier:
                 if not _wait(self.stop, delay):
                     return self._gave_up(base, first, exc, n, notes, lost_since)
                 continue
-            except CaseError as exc:  # reconnected to something that refuses (changed key)
-                return dataclasses.replace(base, reason=str(exc), notes=(*notes, *base.notes))
+            except CaseError as exc:  # reconnected to something that refuses: not retried
+                reason = f"{first.reason}; reconnecting: {exc}" if first else str(exc)
+                return dataclasses.replace(base, reason=reason, notes=(*notes, *base.notes))
             with self._lock:
                 self._lost.pop(device.uri, None)
             if notes:

@@ -298,3 +298,37 @@ def _holds_lock_file(pid: int) -> bool:
         except OSError:
             continue
     return False
+
+
+@ONLY_ONE_ADB
+def test_phone_turns_unauthorized_mid_run(standin: AdbStandin, adb_env: AdbServer,
+                                          tmp_path: Path, make_onnx: Any) -> None:
+    uri, marker = adb_uri(standin, adb_env), str(standin.root)
+
+    def revoke() -> None:  # the phone forgets this computer's key and the cable wiggles
+        standin.mode = "unauthorized"
+        standin.drop_connections()
+
+    injector = Injector(uri, marker, revoke, case_index=1, delay_s=1.5)
+    models = [str(make_onnx("conv", size=32, name=f"m{i}.onnx")) for i in range(3)]
+    report = run_session(session_for(["-d", uri, "-d", "local",
+                                      *(a for m in models for a in ("-m", m)), *LONG,
+                                      "--min-duration", "2", "--retry-backoff", "0.5"],
+                                     plugins=[("fault", injector)]), tmp_path / "out",
+                         injector)
+    kill_runners(marker)
+    assert len(injector.before) >= 2
+    same_cases(injector.before, _dicts(report))
+    done, first, second = [c for c in report.cases if c.case.device == uri]
+    assert all(c.status is Status.OK for c in report.cases if c.case.device == "local")
+    assert done.status is Status.OK
+    unauthorized = (f"the device {standin.serial} is unauthorized: unlock it and accept the "
+                    "'Allow USB debugging?' prompt")
+    assert first.reason is not None and first.reason.startswith(
+        "connection lost during timed loop: ")
+    assert f"; reconnecting: {unauthorized}" in first.reason
+    assert len(first.notes) == 1  # one wait, then the phone said why: no more retries
+    assert second.reason is not None and second.reason.startswith(unauthorized)
+    assert second.notes == ()
+    print(f"\nphone unauthorized: report held {len(injector.before)} cases before, "
+          f"{len(report.cases)} after; {first.reason}")
