@@ -102,8 +102,11 @@ def tflite_rows(context: CompressionContext, source: Any, data: he.EvalSet,
                 threads: int | None, calibration: int) -> list[Row]:
     fp32 = LiteRTBackend().export(source, context.workdir, imgsz=context.imgsz)
     variants = [("fp32", fp32),
-                ("int8 (w8a8, calibrated)", make(LiteRTInt8, fp32, context,
-                                                 calibration=calibration)),
+                ("int8 (w8a8, head tail float)", make(LiteRTInt8, fp32, context,
+                                                      calibration=calibration)),
+                ("int8 (w8a8, head quantized: Ultralytics' recipe as is)",
+                 make(LiteRTInt8, fp32, context, calibration=calibration,
+                      keep_head_float=False)),
                 ("dynamic (w8a32)", make(LiteRTDynamic, fp32, context)),
                 ("w8a16 (calibrated)", make(LiteRTW8A16, fp32, context,
                                             calibration=calibration)),
@@ -113,6 +116,27 @@ def tflite_rows(context: CompressionContext, source: Any, data: he.EvalSet,
         model = he.TfliteModel(art.path, threads)
         named.append((name, art.path, model.run, he.tflite_map(model, data)))
     return measure(named, 3, 3, data)
+
+
+def cross_rows(rows: dict[str, list[Row]], data: he.EvalSet, threads: int | None
+               ) -> list[Row]:
+    """The fastest int8 of each runtime against ONNX Runtime fp32, interleaved in one go."""
+    pick = [("onnx", "fp32"), ("onnx", "int8 static QDQ (head tail float)"),
+            ("onnx", "mixed (budget 1.0 pt)"), ("tflite", "fp32"),
+            ("tflite", "int8 (w8a8, head tail float)"), ("ncnn", "fp32")]
+    named = []
+    for runtime, variant in pick:
+        row = next((r for r in rows.get(runtime, []) if r["variant"] == variant), None)
+        if row is None:
+            continue
+        if runtime == "onnx":
+            run = ort_model(row["path"], threads)
+        elif runtime == "tflite":
+            run = he.TfliteModel(row["path"], threads).run
+        else:
+            run = ncnn_model(Path(row["path"]), threads)
+        named.append((f"{runtime} {variant}", row["path"], run, row["map"]))
+    return measure(named, 7, 10, data)
 
 
 def ncnn_rows(context: CompressionContext, source: Any, data: he.EvalSet,
@@ -127,6 +151,12 @@ def ncnn_rows(context: CompressionContext, source: Any, data: he.EvalSet,
                       he.map_of_outputs(outputs, data, he.AccuracySettings(),
                                         boxes_normalised=False)))
     return measure(named, 5, 10, data)
+
+
+def ort_model(path: str, threads: int | None) -> Callable[[Any], Any]:
+    sess = he.session(path, threads)
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})
 
 
 def ncnn_model(folder: Path, threads: int | None) -> Callable[[Any], Any]:
@@ -182,6 +212,9 @@ def main() -> int:
     if "ncnn" in only:
         results["ncnn"] = ncnn_rows(context, source, data, args.threads)
         out.append(table("ncnn (CPU)", results["ncnn"]))
+    if len(only) == 3:
+        results["cross"] = cross_rows(results, data, args.threads)
+        out.append(table("Across runtimes (against ONNX Runtime fp32)", results["cross"]))
     print("\n\n".join(out))
     if args.output:
         args.output.write_text(json.dumps(results, indent=1))
