@@ -229,8 +229,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = Session(matrix, pm, registry, argv=sys.argv[1:],
                       run_id=previous.run_id if previous else None,
                       retry=RetryPolicy(values["retries"], values["retry_backoff_s"]))
-    output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
     sources = session.sources()  # fail fast on bad model files, before any device work
+    session.variants.check(sources)  # and on compression that cannot work
+    output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
     progress = _progress(len(matrix.models) * len(session.variants.pipelines)
                          * len(session.backends) * len(matrix.devices)
                          * len(matrix.all_settings))

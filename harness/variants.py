@@ -68,6 +68,7 @@ class Variants:
         self.imgsz = matrix.imgsz or 320
         self.train_data = train_data_of(matrix) if matrix.compress else None
         self._models: dict[tuple[str, str], ModelVariant] = {}
+        self._checked: list[str] = []
 
     @property
     def compressed(self) -> bool:
@@ -75,13 +76,13 @@ class Variants:
 
     def context(self, source: Artifact, pytorch: Artifact | None) -> CompressionContext:
         return CompressionContext(source=source, data_yaml=self.train_data, imgsz=self.imgsz,
-                                  workdir=self.workdir, progress=sys.stderr.isatty(),
+                                  workdir=self.workdir, progress=True,
                                   pytorch=pytorch)
 
     def check(self, sources: list[Artifact]) -> None:
         """Refuse, before any work, what cannot work: MODEL steps on a model with no
         ``.pt`` behind it, and every step's own checks (calibration set size...)."""
-        if not self.compressed:
+        if not self.compressed or self._checked == [s.sha256 for s in sources]:
             return
         for source in sources:
             pytorch = committed_pytorch(source)
@@ -92,6 +93,7 @@ class Variants:
                                     f"model, and {Path(source.path).name} is "
                                     f"{source.format}; pass the .pt (--model model.pt).")
             check_steps(self.pipelines[1:], self.registry, self.context(source, pytorch))
+        self._checked = [s.sha256 for s in sources]
 
     def model_variant(self, source: Artifact, pipeline: CompressionPipeline) -> ModelVariant:
         """``source`` after the pipeline's MODEL steps (done once per source and pipeline)."""
