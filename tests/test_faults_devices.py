@@ -70,10 +70,11 @@ def test_device_killed_mid_case(victim: str, sshd: SshServer, standin: AdbStandi
     uri, marker = devices[victim]
     kill = {"ssh": sshd.kill, "adb": standin.stop}[victim]
     models = [str(make_onnx("conv", size=32, name=f"m{i}.onnx")) for i in range(3)]
-    injector = Injector(uri, marker, kill, case_index=1, delay_s=2.0)  # in its 2nd case
+    # 2.5 s into its 2nd case: in the timed loop (import and load take about 1 s)
+    injector = Injector(uri, marker, kill, case_index=1, delay_s=2.5)
     session = session_for(["-d", devices["ssh"][0], "-d", devices["adb"][0], "-d", "local",
                            *(a for m in models for a in ("-m", m)), *LONG,
-                           "--min-duration", "3",
+                           "--min-duration", "4",
                            "--retries", "1", "--retry-backoff", "0.5"],
                           plugins=[("fault", injector)])
     try:
@@ -127,9 +128,10 @@ def test_device_reboots_mid_case_and_the_retry_measures_it(
                                python=PY))
 
     reboot = {"ssh": lambda: _reboot_ssh(sshd, marker), "adb": reboot_phone}[victim]
-    injector = Injector(uri, marker, reboot, delay_s=1.5)
+    injector = Injector(uri, marker, reboot, delay_s=2.0)
     session = session_for(["-d", uri, "-m", str(make_onnx("conv", size=32)), *LONG,
-                           "--min-duration", "3", "--retries", "3", "--retry-backoff", "1"],
+                           "--min-duration", "3.5", "--retries", "3",
+                           "--retry-backoff", "1"],
                           plugins=[("fault", injector)])
     try:
         report = run_session(session, tmp_path / "out", injector)
@@ -309,11 +311,11 @@ def test_phone_turns_unauthorized_mid_run(standin: AdbStandin, adb_env: AdbServe
         standin.mode = "unauthorized"
         standin.drop_connections()
 
-    injector = Injector(uri, marker, revoke, case_index=1, delay_s=1.5)
+    injector = Injector(uri, marker, revoke, case_index=1, delay_s=2.0)
     models = [str(make_onnx("conv", size=32, name=f"m{i}.onnx")) for i in range(3)]
     report = run_session(session_for(["-d", uri, "-d", "local",
                                       *(a for m in models for a in ("-m", m)), *LONG,
-                                      "--min-duration", "2", "--retry-backoff", "0.5"],
+                                      "--min-duration", "3.5", "--retry-backoff", "0.5"],
                                      plugins=[("fault", injector)]), tmp_path / "out",
                          injector)
     kill_runners(marker)
