@@ -24,6 +24,7 @@ from edgebench.contracts import Device
 from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.records import DeviceInfo, from_json_dict
+from edgebench.redaction import redact
 
 PID_MARK = "edgebench-pid:"
 """The first line a remote command prints: the PID (and process group) to kill on abort."""
@@ -49,27 +50,6 @@ def parse_query(uri: str, query: str, allowed: Iterable[str]) -> dict[str, str]:
             raise UserError(f"device {redact(uri)!r} gives option {key!r} twice.")
         options[key] = value
     return options
-
-
-SAFE_OPTIONS = frozenset({"python", "key", "known_hosts", "hostkey", "tmpdir",
-                          "connect_timeout", "adb", "onnxruntime_perf_test", "benchmark_model",
-                          "benchncnn"})
-"""URI options whose values are no secret (paths, fingerprints, numbers): every other
-option's value is hidden in messages (``?token=...`` is refused, and never echoed)."""
-
-
-def redact(uri: str) -> str:
-    """``uri`` fit for a message: a password (``user:***@``) and the value of any option
-    that is not one of :data:`SAFE_OPTIONS` replaced (URIs with them are refused anyway)."""
-    uri = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", uri)
-    base, sep, query = uri.partition("?")
-    if not sep:
-        return uri
-    parts = []
-    for part in query.split("&"):
-        key, eq, _ = part.partition("=")
-        parts.append(part if not eq or unquote(key) in SAFE_OPTIONS else f"{key}=***")
-    return base + sep + "&".join(parts)
 
 
 def new_workdir_name() -> str:

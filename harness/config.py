@@ -12,6 +12,7 @@ from typing import Any
 from .accuracy import AccuracySettings
 from .errors import UserError
 from .records import RunSettings
+from .redaction import redact
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "shapes-yolov8n.onnx"
@@ -57,7 +58,7 @@ def device_scheme(uri: str) -> str:
     """``local`` for ``local`` / ``local://``; ``ssh`` for ``ssh://pi@host``."""
     match = _URI.match(uri)
     if not match:
-        raise UserError(f"device {uri!r} is not a device URI such as 'local' or "
+        raise UserError(f"device {redact(uri)!r} is not a device URI such as 'local' or "
                         "'ssh://pi@raspberrypi'.")
     return match.group("scheme")
 

@@ -20,8 +20,24 @@ from typing import Any
 from .ultralytics_offline import ultralytics_offline_env
 
 
-def export(weights: Path, fmt: str, out: Path, imgsz: int | None) -> Path:
+def _safe_loading() -> None:
+    """Load checkpoints with ``torch.load(weights_only=True)`` and Ultralytics' allow-list of
+    model classes (``ULTRALYTICS_SAFE_LOAD``), so a ``.pt`` from an untrusted source cannot
+    run code here; edgebench's own module classes (pruned models) are allowed too. Must run
+    before Ultralytics is imported."""
     os.environ.update(ultralytics_offline_env())
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+    import torch
+
+    try:
+        from edgebench.plugins.c2f_split import C2fSplit
+    except ImportError:  # the plugins are not installed: nothing of ours to allow
+        return
+    torch.serialization.add_safe_globals([C2fSplit])
+
+
+def export(weights: Path, fmt: str, out: Path, imgsz: int | None) -> Path:
+    _safe_loading()
     from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
 
     model = YOLO(str(weights), task="detect")
@@ -74,7 +90,7 @@ def _gflops(model: Any, imgsz: int) -> float | None:
 def predict(weights: Path, tensors: Path, out: Path) -> None:
     """Run the ``.pt`` with PyTorch on every tensor of ``tensors``; save the outputs as
     ``"<image>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``."""
-    os.environ.update(ultralytics_offline_env())
+    _safe_loading()
     import numpy as np
     import torch
     from ultralytics import YOLO  # type: ignore[attr-defined]
