@@ -220,8 +220,11 @@ class Device(Protocol):
     ``check_uri(uri)`` (classmethod: validate the URI before the run, raise ``UserError``),
     ``accept_new_host_key(uri) -> str`` (classmethod: ``edgebench devices
     --accept-new-host-keys``), ``agent() -> DeviceAgent`` (its own fingerprinting, e.g. with
-    the shell on a phone without Python), ``native_runner(backend) -> NativeRunner | None``
-    and ``throttling() -> str | None`` (why the CPU is held back now).
+    the shell on a phone without Python), ``native_runner(backend) -> NativeRunner | None``,
+    ``throttling() -> str | None`` (why the CPU is held back now) and ``reconnect()`` (open
+    the connection again, kill what a lost session left running, recreate the work dir if
+    it is gone; :mod:`edgebench.retry` calls it before retrying a case whose connection was
+    lost).
     """
 
     scheme: ClassVar[str]
