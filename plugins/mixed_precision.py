@@ -28,7 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgebench.accuracy import head_problem
 from edgebench.contracts import CompressionContext
+from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
 from edgebench.records import Artifact
@@ -246,6 +248,11 @@ def search(src: Path, input_name: str | None, images: Sequence[Path], held: Any,
         return onnx_map(work, data)
 
     blocks = blocks_of(graph, str(options["granularity"]))
+    first = session(src).run(None, {graph.graph.input[0].name: data.tensors[0]})
+    problem = (f"it has {len(first)} outputs" if len(first) != 1
+               else head_problem(first[0].shape, hw))
+    if problem:
+        raise CaseError(f"mixed measures mAP on a YOLOv8 detection head, and {problem}")
     fp32_map = onnx_map(src, data)
     result = greedy_search(blocks, evaluate, fp32_map, float(options["budget"]),
                            prior=(TAIL,), progress=progress)

@@ -163,8 +163,17 @@ def artifact_meta(path: Path) -> dict[str, Any]:
 
 
 def require_onnx(step: str, model: Artifact) -> None:
+    """A float ONNX model, or :class:`CaseError` (another format, or already quantized)."""
     if model.format != "onnx":
         raise CaseError(f"{step} for onnx got a {model.format} model")
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(model.path, load_external_data=False).graph.node}
+    quantized = ops & {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                       "ConvInteger", "MatMulInteger"}
+    if quantized:
+        raise CaseError(f"{step}: {Path(model.path).name} is already quantized (it has "
+                        f"{', '.join(sorted(quantized))}); quantize the float model once")
 
 
 # -- the steps ----------------------------------------------------------------------------

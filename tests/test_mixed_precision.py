@@ -97,3 +97,14 @@ def test_refuses_a_search_set_that_overlaps_calibration(tmp_path, onnx_source,
     with pytest.raises(UserError, match="between 0 and 100"):
         OnnxMixedPrecision().check({**options, "budget": -1.0},
                                    context(onnx_source, small_yaml, tmp_path))
+
+
+def test_refuses_a_model_without_a_detection_head(tmp_path, make_onnx, small_yaml) -> None:  # type: ignore[no-untyped-def]
+    from edgebench.errors import CaseError
+    from edgebench.pipeline import load_source
+
+    classifier = load_source(make_onnx("classifier", size=64))
+    with pytest.raises(CaseError, match="mixed measures mAP on a YOLOv8 detection head, and "
+                                        "output shape"):
+        apply(OnnxMixedPrecision, classifier, context(classifier, small_yaml, tmp_path),
+              calibration=8, search_images=8)

@@ -109,3 +109,12 @@ def test_through_the_registry(tmp_path, onnx_source, small_yaml) -> None:  # typ
     assert first.path == again.path
     assert "int8:calibration=8: calibrated on 8 train images (not the val images of the " \
         "mAP)" in notes
+
+
+def test_an_already_quantized_model_is_refused(tmp_path, onnx_source, small_yaml) -> None:  # type: ignore[no-untyped-def]
+    from edgebench.errors import CaseError
+
+    ctx = context(onnx_source, small_yaml, tmp_path)
+    dyn = apply(OnnxDynamic, onnx_source, ctx)
+    with pytest.raises(CaseError, match=r"already quantized .*DynamicQuantizeLinear"):
+        apply(OnnxInt8, dyn, ctx, calibration=8)
