@@ -194,6 +194,7 @@ def test_variant_runs_next_to_fp32_with_speedup_and_map_delta(
     md = render_markdown(report)
     assert "## Compression: speed-up and mAP delta versus fp32" in md
     assert "| roundw | onnxruntime | local |" in md and "### Pareto front" in md
+    assert "  - roundw: float weights rounded to fp16 precision" in md
 
 
 def test_model_step_needs_a_pytorch_model(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]

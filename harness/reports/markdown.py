@@ -68,6 +68,12 @@ def render_markdown(report: RunReport) -> str:
         lines += ["", "## Accuracy notes", ""]
         lines += [f"- `{r.case.id}`: accuracy **{r.accuracy.status.value}**: "
                   f"{r.accuracy.reason}" for r in qualified if r.accuracy is not None]
+    noted = [r for r in report.cases if r.notes]
+    if noted:
+        lines += ["", "## Notes", ""]
+        for r in noted:
+            lines.append(f"- `{r.case.id}`:")
+            lines += [f"  - {note}" for note in r.notes]
     refs = sorted({r.accuracy.fidelity.reference for r in report.cases
                    if r.accuracy is not None and r.accuracy.fidelity is not None})
     if refs:
