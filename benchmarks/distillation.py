@@ -6,6 +6,10 @@ the student fine-tuned ``E`` epochs without a teacher (``+finetune:E``) and the 
 training with the teacher (``+distill:E``). Same data, epochs, seed and batch in both arms,
 so the difference of their mAP50-95 on the 100 val images is the teacher's contribution.
 With several ``--seeds`` each arm is trained once per seed and the gain is given per seed.
+Besides the run's latencies (cases one after another), each ONNX model is timed again on the
+host interleaved with the others (``--threads``, ``--rounds``), which is steadier on a busy
+machine; the distilled and fine-tuned students have the same graph, so only noise separates
+their speeds.
 
     python benchmarks/distillation.py [--ratio 0.3] [--epochs 5] [--seeds 0] [-o DIR]
 
@@ -70,12 +74,35 @@ def _note(case: dict[str, Any], text: str) -> str:
     return ""
 
 
-def table(report: dict[str, Any]) -> str:
+def interleaved_ms(report: dict[str, Any], threads: int, rounds: int) -> dict[str, float]:
+    """Median latency of each case's ONNX model with ONNX Runtime on the host, measured
+    interleaved (every model in turn, ``rounds`` times): the box's drift hits all alike,
+    unlike the run's cases, which run one after another."""
+    import numpy as np
+
+    from edgebench.plugins.host_eval import median_latencies_ms, session
+
+    labels, runners = [], []
+    for c in report["cases"]:
+        artifact = c.get("artifact") or {}
+        if c["status"] != "ok" or artifact.get("format") != "onnx":
+            continue
+        sess = session(artifact["path"], threads)
+        shape = [d if d > 0 else 320 for d in artifact["input_shape"]]
+        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).random(
+            shape, dtype=np.float32)}
+        labels.append(_label(c))
+        runners.append(lambda sess=sess, feed=feed: sess.run(None, feed))
+    return dict(zip(labels, median_latencies_ms(runners, rounds=rounds, per_round=20)))
+
+
+def table(report: dict[str, Any], interleaved: dict[str, float]) -> str:
     cases = [c for c in report["cases"] if c["status"] == "ok"]
     base = next((c for c in cases if _label(c) == "fp32"), None)
-    rows = ["| variant | GFLOPs | p50 ms | speed-up vs fp32 | mAP50-95 | mAP50 | "
-            "training s |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| variant | GFLOPs | p50 ms | speed-up vs fp32 | interleaved ms | speed-up | "
+            "mAP50-95 | mAP50 | training s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ref = interleaved.get("fp32")
     for c in cases:
         label, acc, lat = _label(c), c["accuracy"] or {}, c["latency"] or {}
         speed = (f"{base['latency']['p50_ms'] / lat['p50_ms']:.2f}×"
@@ -83,8 +110,10 @@ def table(report: dict[str, Any]) -> str:
         note = _note(c, "GFLOPs at").replace("GFLOPs at 320: ", "GFLOPs ")
         trained = _note(c, " epochs at ")
         seconds = trained.rsplit("(", 1)[-1].split(" s)")[0] if trained else "–"
+        mine = interleaved.get(label)
+        host = (f"{mine:.2f} | {ref / mine:.2f}×" if mine and ref else "– | –")
         rows.append(f"| {label} | {note} | {lat.get('p50_ms', float('nan')):.2f} | {speed} | "
-                    f"{acc.get('map50_95', float('nan')):.3f} | "
+                    f"{host} | {acc.get('map50_95', float('nan')):.3f} | "
                     f"{acc.get('map50', float('nan')):.3f} | {seconds} |")
     return "\n".join(rows)
 
@@ -112,14 +141,21 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=0, help="train images (0: all 600)")
     parser.add_argument("-n", "--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime threads of the interleaved latency (1)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of the interleaved latency (0: skip it)")
     parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--report", type=Path, help="tabulate this report.json, no new run")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = f":images={args.images}" if args.images else ""
     pipelines = variants(args.ratio, args.epochs, seeds, extra)
     output = args.output or Path(tempfile.mkdtemp(prefix="edgebench-distill-"))
-    report = run(pipelines, args.iterations, args.repeats, output)
-    print(table(report))
+    report = (json.loads(args.report.read_text()) if args.report
+              else run(pipelines, args.iterations, args.repeats, output))
+    interleaved = interleaved_ms(report, args.threads, args.rounds) if args.rounds else {}
+    print(table(report, interleaved))
     rows = gains(report)
     for seed, finetuned, distilled in rows:
         print(f"seed {seed}: mAP50-95 fine-tuned {finetuned:.3f}, distilled {distilled:.3f}, "

@@ -235,7 +235,10 @@ def train_step(step: str, model: Artifact, options: Mapping[str, Any],
             progress=context.progress, seed=int(options["seed"]))
         _remove_tree(out / "data")
         # the trainer records its training size; exports default to the input's instead
-        (facts,) = inspect_models([out / "model.pt"], imgsz=imgsz, like=Path(model.path))
+        try:
+            (facts,) = inspect_models([out / "model.pt"], imgsz=imgsz, like=Path(model.path))
+        except UserError as exc:
+            raise CaseError(f"{step} wrote a model that does not load: {exc}") from None
         meta: dict[str, Any] = {
             "file": "model.pt", "format": "pt", "imgsz": imgsz, "step": step,
             "gflops": facts.get("gflops"), "epochs": result.epochs,
