@@ -317,7 +317,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import Thresholds, Verdict, compare_reports, render_comparison
-    from .history import load_runs, resolve_report
+    from .history import host_fingerprint, load_runs, resolve_report
     from .matrix_file import MatrixFile, check_flags, merged
     from .reports.json_report import load_report
 
@@ -335,7 +335,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     current = load_report(current_path)
     history = [run.report for run in (load_runs(args.results) if args.results.is_dir() else ())
                if run.path.resolve() != current_path.resolve()
-               and run.report.created_at <= current.created_at]
+               and run.report.created_at <= current.created_at
+               and host_fingerprint(run.report.host) == host_fingerprint(current.host)]
     comparison = compare_reports(load_report(baseline_path), current, thresholds,
                                  baseline_name=str(baseline_path),
                                  current_name=str(current_path), history=history)

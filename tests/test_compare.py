@@ -304,16 +304,18 @@ def test_cli_compare_uses_the_results_directory_as_history(
     from edgebench.cli import main
     from edgebench.reports.json_report import render_json
 
-    def write(day: int, medians: list[float]) -> None:
+    def write(results: Path, day: int, medians: list[float], host: str = "h") -> None:
         run = dataclasses.replace(
             report(with_repeats(result(noisy(medians[0], seed=day)), medians)),
-            run_id=f"r{day}", created_at=f"2026-01-{day:02d}T00:00:00+00:00")
-        (tmp_path / f"r{day}").mkdir()
-        (tmp_path / f"r{day}" / "report.json").write_text(render_json(run))
+            run_id=f"r{day}", created_at=f"2026-01-{day:02d}T00:00:00+00:00",
+            host=dataclasses.replace(INFO, hostname=host))
+        (results / f"r{day}").mkdir(parents=True)
+        (results / f"r{day}" / "report.json").write_text(render_json(run))
 
-    for day, level in enumerate([20.0, 21.2, 19.9, 21.1, 20.0], 1):  # +-6 % night to night
-        write(day, [level + d for d in (0.0, 0.1, -0.1, 0.0, 0.2)])
-    write(6, [21.4, 21.5, 21.3, 21.6, 21.4])  # +7 % on steady repeats
+    wandering = [20.0, 21.2, 19.9, 21.1, 20.0]  # +-6 % night to night
+    for day, level in enumerate(wandering, 1):
+        write(tmp_path, day, [level + d for d in (0.0, 0.1, -0.1, 0.0, 0.2)])
+    write(tmp_path, 6, [21.4, 21.5, 21.3, 21.6, 21.4])  # +7 % on steady repeats
     assert main(["compare", "previous", "last", "--results", str(tmp_path)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines()
                if line.startswith("| unchanged"))
@@ -324,3 +326,10 @@ def test_cli_compare_uses_the_results_directory_as_history(
     # and a smaller noise factor lets it through with the history too
     assert main(["compare", "previous", "last", "--results", str(tmp_path),
                  "--noise-factor", "0.5"]) == 1
+    # another host's runs are not this case's history
+    mixed = tmp_path / "mixed"
+    for day, level in enumerate(wandering[:4], 1):
+        write(mixed, day, [level] * 5, host="other")
+    write(mixed, 5, [20.0, 20.1, 19.9, 20.0, 20.2])
+    write(mixed, 6, [21.4, 21.5, 21.3, 21.6, 21.4])
+    assert main(["compare", str(mixed / "r5"), str(mixed / "r6"), "--results", str(mixed)]) == 1
