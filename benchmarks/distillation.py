@@ -11,10 +11,27 @@ host interleaved with the others (``--threads``, ``--rounds``), which is steadie
 machine; the distilled and fine-tuned students have the same graph, so only noise separates
 their speeds.
 
-    python benchmarks/distillation.py [--ratio 0.3] [--epochs 5] [--seeds 0] [-o DIR]
+    python benchmarks/distillation.py [--ratio 0.5] [--epochs 5] [--seeds 0,1] [-o DIR]
 
-Trains on the host CPU (about 10 min per arm at 320 px on 600 images on 2 cores); cached,
-so a rerun only measures. Needs ``edgebench[onnxruntime,export]`` and torch-pruning.
+Trains on the host CPU (3-15 min per arm at 320 px on 600 images on 2 shared cores);
+cached, so a rerun only measures. Needs ``edgebench[onnxruntime,export]`` (torch-pruning).
+
+Measured (2-core Xeon, shared; 5 epochs at 320 on the 600 train images, mAP50-95 on the 100
+val images; teacher: the uncompressed embedded YOLOv8n, 0.821; latency: ONNX Runtime, 1
+thread, interleaved):
+
+========  ===========  ==============  ==============  ===============  =============
+prune     GFLOPs       pruned as is    + finetune      + distill        gain (points)
+========  ===========  ==============  ==============  ===============  =============
+0.3       2.05 → 0.99  0.003           0.789 / 0.793   0.792 / 0.793    +0.3 / +0.0
+0.5       2.05 → 0.53  0.000           0.558 / 0.566   0.635 / 0.638    +7.8 / +7.2
+========  ===========  ==============  ==============  ===============  =============
+
+(seeds 0 / 1.) Speed: 17.0-17.7 ms fp32, 13.6-13.8 ms at 0.3 (1.24×), 7.1 ms at 0.5 (2.48×);
+distilled and fine-tuned students have the same graph and time within 2 %. At 0.3, five
+epochs of plain fine-tuning already recover nearly all of the teacher's mAP and the teacher
+adds nothing measurable; at 0.5 it adds 7-8 points (12 points of mAP50), far above the
+seed-to-seed spread (under 1 point).
 """
 
 from __future__ import annotations
@@ -135,9 +152,9 @@ def gains(report: dict[str, Any]) -> list[tuple[str, float, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ratio", type=float, default=0.3, help="prune ratio of the student")
+    parser.add_argument("--ratio", type=float, default=0.5, help="prune ratio of the student")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
     parser.add_argument("--images", type=int, default=0, help="train images (0: all 600)")
     parser.add_argument("-n", "--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
