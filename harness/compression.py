@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .contracts import CompressionContext, Compressor, Stage, compressor_stage
+from .contracts import (
+    CompressionContext,
+    Compressor,
+    Stage,
+    checked_option,
+    compressor_stage,
+)
 from .errors import CaseSkipped, UserError
 from .plugin_manager import PluginKind, Registry
 from .records import Artifact
@@ -148,22 +154,7 @@ def resolve_step(name: str, args: list[tuple[str | None, Any]], registry: Regist
                 raise UserError(f"compression step {name!r} takes no bare value ({value!r}); "
                                 f"write {name}:key=value with keys "
                                 f"{', '.join(sorted(defaults)) or 'none'}.")
-        if key not in defaults:
-            raise UserError(f"compression step {name!r} has no option {key!r}; its options "
-                            f"are {', '.join(sorted(defaults)) or 'none'}.")
-        kind = type(defaults[key])
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is bool and value in (0, 1) and not isinstance(value, bool):
-            value = bool(value)
-        if kind is str and not isinstance(value, str):
-            value = _text(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise UserError(f"compression step {name!r} option {key!r} must be a "
-                            f"{kind.__name__}, got {value!r}.")
-        if key in choices and value not in choices[key]:
-            raise UserError(f"compression step {name!r} option {key!r} must be one of "
-                            f"{', '.join(map(str, choices[key]))}; got {value!r}.")
+        value = checked_option(f"compression step {name!r}", key, value, defaults, choices)
         if key in options:
             raise UserError(f"compression step {name!r} sets option {key!r} twice.")
         options[key] = value
