@@ -72,6 +72,7 @@ class ParseError(ValueError):
 # ------------------------------------------------------------------------------- parsers
 
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+_ABSURD = 1e12
 
 
 def _float(pattern: str, text: str) -> float | None:
@@ -79,7 +80,8 @@ def _float(pattern: str, text: str) -> float | None:
     if not match:
         return None
     value = float(match.group(1))
-    return value if math.isfinite(value) else None
+    # no tool prints a time or count of 1e12 or more: such a value is garbage, not a figure
+    return value if math.isfinite(value) and abs(value) < _ABSURD else None
 
 
 def parse_perf_test_samples(text: str) -> list[float]:
