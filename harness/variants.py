@@ -84,6 +84,13 @@ class Variants:
         ``.pt`` behind it, and every step's own checks (calibration set size...)."""
         if not self.compressed or self._checked == [s.sha256 for s in sources]:
             return
+        for pipeline in self.pipelines:
+            for step in pipeline.model_steps(self.registry):
+                try:  # a MODEL step that cannot run here is refused up front, not skipped
+                    compressor_for(step, "pt", self.registry)
+                except CaseSkipped as exc:
+                    raise UserError(f"compression step {step.name!r} cannot run here: "
+                                    f"{exc}.") from None
         for source in sources:
             pytorch = committed_pytorch(source)
             for pipeline in self.pipelines:

@@ -236,3 +236,22 @@ def test_embedded_train_split_is_not_the_val_split(tmp_path: Path) -> None:
     images = ctx.train_images(8)
     assert len(images) == 8 and all("/train/" in str(p) for p in images)
     assert len(ctx.train_images()) == 600
+
+
+def test_model_step_missing_its_tools_says_so(tmp_path: Path, embedded_onnx: Path) -> None:
+    class NoTorch(Sharpen):
+        @classmethod
+        def host_unavailable_reason(cls) -> str | None:
+            return "torch is not installed: pip install 'edgebench[export]'"
+
+    pm, registry = _registry(RoundWeights, NoTorch)
+    matrix = Matrix(models=(embedded_onnx,), backends=("onnxruntime",),
+                    compress=("sharpen:0.3",), output_dir=tmp_path)
+    session = Session(matrix, pm, registry)
+    try:
+        with pytest.raises(UserError, match=r"^compression step 'sharpen' cannot run here: "
+                                            r"sharpen for pt is unavailable: torch is not "
+                                            r"installed"):
+            session.variants.check(session.sources())
+    finally:
+        session.close()
