@@ -1,12 +1,20 @@
 """Is the regression gate trustworthy on this machine? Measured, not assumed.
 
 Runs the same case (embedded model, ONNX Runtime, local) again and again, in rounds of
-three runs: A, A' (identical) and B (the runner made 10 % slower with the agent's
-test-only ``test_slowdown``), each run with the settings of the nightly matrix file
-(``examples/nightly.toml``: repeats, iterations, minimum duration, cool-down) and judged
-with its ``[gate]`` table, exactly as ``edgebench compare`` would in a results directory:
-the history of earlier A runs (``--history`` warm-up runs first, then every round's A
-and A') gives the case's run-to-run noise. Reports
+A, A' (an identical copy of the model) and B (a copy whose runner is made 10 % slower
+with the agent's test-only ``test_slowdown``), with the settings of the nightly matrix
+file (``examples/nightly.toml``: repeats, iterations, minimum duration, cool-down), judged
+with its ``[gate]`` table. Two ways, as a nightly job could gate:
+
+``--mode side-by-side`` (default; ``edgebench run --baseline-model A``): each round is
+    one run of A, A' and B with their repeats interleaved (A A' B B A' A ...), gated as
+    that command gates it.
+``--mode runs`` (``edgebench compare previous last``): each round is three separate runs,
+    judged as ``edgebench compare`` would in a results directory: the history of earlier
+    A runs (``--history`` warm-up runs first, then every round's A and A') gives the
+    case's run-to-run noise.
+
+Reports
 
 (a) the coefficient of variation of the run medians (A and A' runs): the pooled median,
     and the median of the repeat medians, which the gate uses,
@@ -16,8 +24,8 @@ and A') gives the case's run-to-run noise. Reports
 with the time per case and how busy the machine was meanwhile (load average, and the
 share of both cores in use, ours included), since that is what the figures depend on.
 
-    python benchmarks/gate_validity.py [--rounds 10] [--history 5] [--threads 1]
-                                       [--json out.json]
+    python benchmarks/gate_validity.py [--mode side-by-side|runs] [--rounds 10]
+                                       [--history 5] [--threads 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,9 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +51,12 @@ from edgebench.compare import (
     compare_case,
     match_key,
     run_median_ms,
+    side_by_side,
 )
 from edgebench.config import DEFAULT_MODEL, Matrix, matrix_from_options
 from edgebench.matrix_file import MatrixFile, merged
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
-from edgebench.records import CaseResult, LatencyStats
+from edgebench.records import Case, CaseResult, LatencyStats, RunReport
 from edgebench.runner import Session
 
 NIGHTLY = Path(__file__).resolve().parent.parent / "examples" / "nightly.toml"
@@ -57,21 +70,29 @@ def cpu_times() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def one_run(matrix: Matrix, out: Path, slowdown: float) -> tuple[CaseResult, dict[str, float]]:
+def measure(matrix: Matrix, out: Path,
+            test_options: Mapping[str, float] | Callable[[Case], Mapping[str, float]] | None
+            ) -> tuple[RunReport, dict[str, float]]:
     pm = make_plugin_manager()
-    session = Session(matrix, pm, collect_registry(pm),
-                      test_options={"test_slowdown": slowdown} if slowdown else None)
+    session = Session(matrix, pm, collect_registry(pm), test_options=test_options)
     out.mkdir(parents=True)
     busy0, total0 = cpu_times()
     t0 = time.monotonic()
     try:
-        (result,) = session.run(out).cases
+        report = session.run(out)
     finally:
         session.close()
     busy1, total1 = cpu_times()
-    assert result.latency is not None, result.reason
-    machine = {"wall_s": time.monotonic() - t0, "load1": os.getloadavg()[0],
-               "busy": (busy1 - busy0) / max(1, total1 - total0)}
+    for result in report.cases:
+        assert result.latency is not None, result.reason
+    machine = {"wall_s": (time.monotonic() - t0) / len(report.cases),
+               "load1": os.getloadavg()[0], "busy": (busy1 - busy0) / max(1, total1 - total0)}
+    return report, machine
+
+
+def one_run(matrix: Matrix, out: Path, slowdown: float) -> tuple[CaseResult, dict[str, float]]:
+    report, machine = measure(matrix, out, {"test_slowdown": slowdown} if slowdown else None)
+    (result,) = report.cases
     return result, machine
 
 
@@ -94,8 +115,9 @@ def describe(c: CaseComparison) -> str:
             f"{(c.threshold or 0) * 100:.1f} %: {c.verdict.value}")
 
 
-def matrix_and_thresholds(args: argparse.Namespace) -> tuple[Matrix, Thresholds]:
-    flags: dict[str, Any] = {"models": (DEFAULT_MODEL,), "backends": ("onnxruntime",),
+def matrix_and_thresholds(args: argparse.Namespace, models: tuple[Path, ...] = (DEFAULT_MODEL,)
+                          ) -> tuple[Matrix, Thresholds]:
+    flags: dict[str, Any] = {"models": models, "backends": ("onnxruntime",),
                              "devices": ("local",), "accuracy": False,
                              "threads": (args.threads,), "repeats": args.repeats,
                              "iterations": args.iterations,
@@ -111,6 +133,7 @@ def matrix_and_thresholds(args: argparse.Namespace) -> tuple[Matrix, Thresholds]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["side-by-side", "runs"], default="side-by-side")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--history", type=int, default=MIN_HISTORY,
                         help="A runs before the rounds: the history a nightly would have")
@@ -122,12 +145,91 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, help="override the file's iterations")
     parser.add_argument("--min-duration", type=float, help="override min_duration_s")
     parser.add_argument("--json", type=Path, help="also write every run and verdict here")
+    parser.add_argument("--neighbours", type=int, default=0,
+                        help="also start this many busy neighbours, each on and off for "
+                             "random 1-10 s spells, like other sessions on a shared box")
     args = parser.parse_args()
-    matrix, thresholds = matrix_and_thresholds(args)
+    neighbours = [subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(seed)])
+                  for seed in range(args.neighbours)]
+    try:
+        return (side_by_side_rounds if args.mode == "side-by-side" else separate_runs)(args)
+    finally:
+        for process in neighbours:
+            process.kill()
+            process.wait()
+
+
+NEIGHBOUR = """
+import random, sys, time
+rng = random.Random(int(sys.argv[1]))
+while True:
+    end = time.monotonic() + rng.uniform(1, 10)
+    if rng.random() < 0.5:
+        while time.monotonic() < end:
+            sum(i * i for i in range(10000))
+    else:
+        time.sleep(end - time.monotonic())
+"""
+"""A neighbour session: busy (one core) or idle, in random spells of 1-10 s."""
+
+
+def settings_line(matrix: Matrix, thresholds: Thresholds, mode: str) -> str:
     s = matrix.settings
-    print(f"settings: {s.repeats} repeats x {s.iterations} iterations (>= "
-          f"{s.min_duration_s:g} s), warm-up {s.warmup_iterations}, cool-down "
-          f"{s.cooldown_s:g} s, threads {s.threads}; {thresholds}", flush=True)
+    return (f"{mode}: {s.repeats} repeats x {s.iterations} iterations (>= "
+            f"{s.min_duration_s:g} s), warm-up {s.warmup_iterations}, cool-down "
+            f"{s.cooldown_s:g} s, threads {s.threads}; {thresholds}")
+
+
+def side_by_side_rounds(args: argparse.Namespace) -> int:
+    """Each round one run of A, A' and B, interleaved; A' and B gated against A."""
+    medians: list[float] = []
+    aa: list[CaseComparison] = []
+    ab: list[CaseComparison] = []
+    machine: list[dict[str, float]] = []
+    log: list[dict[str, Any]] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        models = tuple(Path(tmp) / f"{name}.onnx" for name in ("a", "a2", "b"))
+        for path in models:
+            shutil.copyfile(DEFAULT_MODEL, path)
+        matrix, thresholds = matrix_and_thresholds(args, models)
+        print(settings_line(matrix, thresholds, "side by side"), flush=True)
+        slow_b = {"test_slowdown": args.slowdown}
+
+        def options(case: Case) -> Mapping[str, float]:
+            return slow_b if case.model.startswith("b@") else {}
+
+        for i in range(args.rounds):
+            report, m = measure(matrix, Path(tmp) / f"run{i}", options)
+            machine.append(m)
+            base = next(r for r in report.cases if r.case.model.startswith("a@"))
+            comparison = side_by_side(report, base.case.model, thresholds)
+            same, slow = (next(c for c in comparison.cases if c.key.startswith(prefix))
+                          for prefix in ("a2|", "b|"))
+            aa.append(same)
+            ab.append(slow)
+            by_model = {r.case.model.split("@")[0]: r for r in report.cases}
+            medians.append(run_median(by_model["a"]))
+            print(f"round {i + 1}: A {run_median(by_model['a']):.2f} ms, A' "
+                  f"{run_median(by_model['a2']):.2f} ms ({describe(same)}); B "
+                  f"{run_median(by_model['b']):.2f} ms ({describe(slow)}); load "
+                  f"{m['load1']:.1f}", flush=True)
+            log.append({"round": i + 1, "machine": m,
+                        "repeat_medians_ms": {k: list(latency(r).repeat_medians_ms)
+                                              for k, r in by_model.items()},
+                        "aa": _summary(same), "ab": _summary(slow)})
+    cv = statistics.stdev(medians) / statistics.mean(medians)
+    print(f"\n(a) CV of A's run medians over {len(medians)} runs: {cv * 100:.2f} %; "
+          f"scatter of repeats within a run (median): {_pct_median([c.noise for c in aa])}")
+    return _verdicts(args, aa, ab, machine, started, {
+        "mode": "side-by-side", "settings": _settings(matrix), "thresholds": str(thresholds),
+        "cv": cv, "machine": machine, "rounds": log})
+
+
+def separate_runs(args: argparse.Namespace) -> int:
+    """Each round three runs, A, A' and B, gated as ``edgebench compare`` with history."""
+    matrix, thresholds = matrix_and_thresholds(args)
+    print(settings_line(matrix, thresholds, "separate runs"), flush=True)
     medians: list[float] = []
     pooled: list[float] = []
     aa: list[CaseComparison] = []
@@ -167,11 +269,27 @@ def main() -> int:
                         "aa": _summary(same), "ab": _summary(slow)})
     cv = statistics.stdev(medians) / statistics.mean(medians)
     cv_pooled = statistics.stdev(pooled) / statistics.mean(pooled)
+    print(f"\n(a) CV of the run medians over {len(medians)} runs: {cv * 100:.2f} % "
+          f"(median of repeat medians), {cv_pooled * 100:.2f} % (pooled median)")
+    return _verdicts(args, aa, ab, machine, started, {
+        "mode": "runs", "settings": _settings(matrix), "thresholds": str(thresholds),
+        "cv": cv, "cv_pooled": cv_pooled, "history_ms": history, "machine": machine,
+        "rounds": log})
+
+
+def _settings(matrix: Matrix) -> dict[str, Any]:
+    s = matrix.settings
+    return {"repeats": s.repeats, "iterations": s.iterations,
+            "min_duration_s": s.min_duration_s, "threads": s.threads,
+            "cooldown_s": s.cooldown_s}
+
+
+def _verdicts(args: argparse.Namespace, aa: list[CaseComparison], ab: list[CaseComparison],
+              machine: list[dict[str, float]], started: float, record: dict[str, Any]
+              ) -> int:
     flagged = sum(c.verdict is not Verdict.UNCHANGED for c in aa)
     caught = sum(c.verdict is Verdict.REGRESSED for c in ab)
     wall = statistics.median(m["wall_s"] for m in machine)
-    print(f"\n(a) CV of the run medians over {len(medians)} runs: {cv * 100:.2f} % "
-          f"(median of repeat medians), {cv_pooled * 100:.2f} % (pooled median)")
     print(f"(b) A/A: {flagged} of {len(aa)} identical comparisons flagged (goal 0)")
     print(f"(c) A/B: {caught} of {len(ab)} +{args.slowdown * 100:.0f} % slowdowns caught "
           f"(goal {len(ab)})")
@@ -179,7 +297,7 @@ def main() -> int:
           f"max {_pct_max([c.threshold for c in aa + ab])}; noise (median): repeats "
           f"{_pct_median([c.noise for c in aa + ab])}, runs "
           f"{_pct_median([c.run_noise for c in aa + ab])}")
-    print(f"time per case (one run): median {wall:.0f} s, max "
+    print(f"time per case (all its repeats): median {wall:.0f} s, max "
           f"{max(m['wall_s'] for m in machine):.0f} s; whole benchmark "
           f"{(time.monotonic() - started) / 60:.0f} min")
     print(f"machine: load average {min(m['load1'] for m in machine):.1f}-"
@@ -188,13 +306,8 @@ def main() -> int:
           f"{statistics.median(m['busy'] for m in machine) * 100:.0f} % (median, ours "
           f"included)")
     if args.json:
-        args.json.write_text(json.dumps({
-            "settings": {"repeats": s.repeats, "iterations": s.iterations,
-                         "min_duration_s": s.min_duration_s, "threads": s.threads,
-                         "cooldown_s": s.cooldown_s},
-            "thresholds": str(thresholds), "cv": cv, "cv_pooled": cv_pooled,
-            "history_ms": history, "machine": machine,
-            "aa_flagged": flagged, "ab_caught": caught, "rounds": log}, indent=1))
+        args.json.write_text(json.dumps({**record, "aa_flagged": flagged,
+                                         "ab_caught": caught}, indent=1))
     return 0
 
 

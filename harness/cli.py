@@ -13,12 +13,18 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import check_output_dir, matrix_from_options
 from .errors import UserError
 from .plugin_manager import collect_registry, make_plugin_manager
 from .records import CaseResult, Status
+
+if TYPE_CHECKING:
+    from .compare import Thresholds
+    from .config import Matrix
+    from .records import Artifact, RunReport
 
 
 def _split(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -42,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", "-m", action="append", type=Path,
                      help=".onnx (used as is) or .pt (exported with Ultralytics); repeatable; "
                           "default: the embedded shapes YOLOv8n")
+    run.add_argument("--baseline-model", type=Path, metavar="MODEL",
+                     help="measure this model too, side by side with the others (repeats "
+                          "interleaved), and gate their cases against its own with the "
+                          "-c file's [gate] thresholds: exit 1 on a regression; writes "
+                          "compare.md in the run dir (use --repeats 5 or more)")
     run.add_argument("--backend", "-b", action="append",
                      help="backend name(s), comma-separated or repeated; default: every "
                           "backend usable here")
@@ -186,6 +197,7 @@ def run_flags(args: argparse.Namespace) -> dict[str, object]:
     """The flags of ``run`` as matrix options; ``None`` where not given."""
     return {
         "models": tuple(args.model) if args.model else None,
+        "baseline_model": args.baseline_model,
         "backends": _split(args.backend) or None,
         "devices": _split(args.device) or None,
         "data": args.data, "images": args.images, "imgsz": args.imgsz, "output": args.output,
@@ -231,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       retry=RetryPolicy(values["retries"], values["retry_backoff_s"]))
     sources = session.sources()  # fail fast on bad model files, before any device work
     session.variants.check(sources)  # and on compression that cannot work
+    baseline = _baseline_label(matrix, sources)
     output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
     progress = _progress(len(matrix.models) * len(session.variants.pipelines)
                          * len(session.backends) * len(matrix.devices)
@@ -245,7 +258,52 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(render_markdown(report))
     print(f"report: {output_dir / 'report.json'}", file=sys.stderr)
-    return 1 if any(r.status is Status.FAILED for r in report.cases) else 0
+    failed = any(r.status is Status.FAILED for r in report.cases)
+    if baseline is not None:
+        return _gate_side_by_side(report, baseline, values, output_dir) or int(failed)
+    return int(failed)
+
+
+def _baseline_label(matrix: Matrix, sources: Sequence[Artifact]) -> str | None:
+    """The model label of ``--baseline-model`` (``sources[0]``), checked to differ from the
+    other models' (the same file twice would be one case)."""
+    from .runner import model_label
+
+    if matrix.baseline_model is None:
+        return None
+    label = model_label(sources[0])
+    for model, source in zip(matrix.models[1:], sources[1:], strict=True):
+        if model_label(source) == label:
+            raise UserError(f"--baseline-model {matrix.baseline_model} is the same file as the "
+                            f"model {model}; for an A/A check, copy it under another name.")
+    return label
+
+
+def _gate_side_by_side(report: RunReport, baseline: str, values: dict[str, Any],
+                       output_dir: Path) -> int:
+    """Print and save (compare.md) the side-by-side gate; 1 on a regression."""
+    from .compare import Verdict, render_comparison, side_by_side
+    from .reports.writer import atomic_write_text
+
+    comparison = side_by_side(report, baseline, _thresholds(values), name=report.run_id)
+    text = render_comparison(comparison)
+    print(text)
+    atomic_write_text(output_dir / "compare.md", text)
+    regressed = comparison.of(Verdict.REGRESSED)
+    if regressed:
+        print(f"edgebench: {len(regressed)} case(s) regressed against the baseline model "
+              f"{baseline}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _thresholds(values: dict[str, Any]) -> Thresholds:
+    from .compare import Thresholds
+
+    return Thresholds(latency=values["latency_threshold"],
+                      map_points=values["map_threshold"], alpha=values["alpha"],
+                      alpha_repeats=values["alpha_repeats"],
+                      noise_factor=values["noise_factor"])
 
 
 class _progress:
@@ -316,7 +374,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import Thresholds, Verdict, compare_reports, render_comparison
+    from .compare import Verdict, compare_reports, render_comparison
     from .history import host_fingerprint, load_runs, resolve_report
     from .matrix_file import MatrixFile, check_flags, merged
     from .reports.json_report import load_report
@@ -326,10 +384,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
              "noise_factor": args.noise_factor}
     check_flags(flags)
     values = merged(MatrixFile(args.config).values if args.config else {}, flags)
-    thresholds = Thresholds(latency=values["latency_threshold"],
-                            map_points=values["map_threshold"], alpha=values["alpha"],
-                            alpha_repeats=values["alpha_repeats"],
-                            noise_factor=values["noise_factor"])
+    thresholds = _thresholds(values)
     current_path = resolve_report(args.current, args.results)
     baseline_path = resolve_report(args.baseline, args.results, exclude=current_path)
     current = load_report(current_path)

@@ -15,6 +15,13 @@ medians). A shared machine moves whole repeats (another process, a busy neighbou
 a change of the size repeats scatter by is what two runs of the same build can show, so
 it is not called a regression. Ranks and medians keep one disturbed repeat from deciding.
 
+Side by side (``edgebench run --baseline-model OLD``, :func:`side_by_side`), the baseline
+is measured in the same run as the candidate, their repeats interleaved (A B B A A B ...):
+whatever the machine does during the run falls on both alike, so the rank test's interval
+holds as it is and the threshold is the configured one, not raised by the noise. On a
+shared machine this is the comparison that can see a 10 % change; two separate runs
+cannot see less than their run-to-run drift (``benchmarks/gate_validity.py``).
+
 Without enough repeats (old reports, ``repeats = 1``) the test is asv's rule on the raw
 samples: Mann-Whitney U below ``alpha`` and a bootstrap 95 % interval beyond 1, which only
 holds on a quiet machine.
@@ -97,6 +104,8 @@ class Comparison:
     current: str
     thresholds: Thresholds
     cases: tuple[CaseComparison, ...]
+    side_by_side: bool = False
+    """Both measured in one run, interleaved (see :func:`side_by_side`)."""
 
     def of(self, verdict: Verdict) -> list[CaseComparison]:
         return [c for c in self.cases if c.verdict is verdict]
@@ -203,9 +212,12 @@ def match_key(result: CaseResult) -> str:
     return "|".join(parts)
 
 
-def fingerprint_changes(base: CaseResult, cur: CaseResult) -> tuple[str, ...]:
+def fingerprint_changes(base: CaseResult, cur: CaseResult, *, same_model: bool = True
+                        ) -> tuple[str, ...]:
+    """What differs between the two cases' setups; ``same_model=False``: the model is meant
+    to differ (side by side), so that is not a change."""
     changes = []
-    if base.case.model != cur.case.model:
+    if same_model and base.case.model != cur.case.model:
         changes.append(f"model {base.case.model} -> {cur.case.model}")
     if base.device and cur.device:
         for field in ("arch", "cpu_model", "cores", "governor", "os"):
@@ -220,10 +232,13 @@ def fingerprint_changes(base: CaseResult, cur: CaseResult) -> tuple[str, ...]:
 
 
 def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
-                 *, history_ms: Sequence[float] = ()) -> CaseComparison:
+                 *, history_ms: Sequence[float] = (), side_by_side: bool = False
+                 ) -> CaseComparison:
     """``history_ms``: this case's run medians in earlier runs, oldest first (the baseline
-    among them or not); with ``MIN_HISTORY`` or more their run-to-run noise counts."""
-    changes = fingerprint_changes(base, cur)
+    among them or not); with ``MIN_HISTORY`` or more their run-to-run noise counts.
+    ``side_by_side``: both were measured in one run with interleaved repeats, so the noise
+    does not raise the threshold (it is reported, and the rank test accounts for it)."""
+    changes = fingerprint_changes(base, cur, same_model=not side_by_side)
     if base.status is not Status.OK or cur.status is not Status.OK or not (
             base.latency and cur.latency):
         why = (f"baseline {base.status.value}" if base.status is not Status.OK
@@ -248,8 +263,9 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
         ci = ratio_ci(b, c, resamples=t.bootstrap)
         p = mann_whitney_p(b, c)
         significant = p < t.alpha
-    threshold = max([t.latency, *(float(np.expm1(t.noise_factor * np.log1p(n)))
-                                  for n in (noise, run_noise) if n is not None)])
+    threshold = t.latency if side_by_side and test == "repeats" else max(
+        [t.latency, *(float(np.expm1(t.noise_factor * np.log1p(n)))
+                      for n in (noise, run_noise) if n is not None)])
     reasons: list[str] = []
     verdict = Verdict.UNCHANGED
     change = f"latency {(ratio - 1) * 100:+.1f} %"
@@ -303,16 +319,44 @@ def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresho
     return Comparison(baseline_name, current_name, thresholds, tuple(cases))
 
 
+def side_by_side(report: RunReport, baseline_model: str, thresholds: Thresholds,
+                 *, name: str = "run") -> Comparison:
+    """Every other model's cases against the cases of ``baseline_model`` (a model label,
+    ``stem@sha8``) with the same pipeline, backend, device and settings, all measured in
+    ``report``'s run with their repeats interleaved (``edgebench run --baseline-model``)."""
+    def rest(r: CaseResult) -> str:
+        return match_key(r).split("|", 1)[1]
+
+    base = {rest(r): r for r in report.cases if r.case.model == baseline_model}
+    cases = []
+    for r in report.cases:
+        if r.case.model == baseline_model:
+            continue
+        key = match_key(r)
+        if rest(r) not in base:
+            cases.append(CaseComparison(key, Verdict.NEW))
+        else:
+            cases.append(compare_case(key, base[rest(r)], r, thresholds, side_by_side=True))
+    return Comparison(f"{name}: {baseline_model}", f"{name}: the other models", thresholds,
+                      tuple(cases), side_by_side=True)
+
+
 def render_comparison(comp: Comparison) -> str:
     """A Markdown table, regressions first."""
     order = [Verdict.REGRESSED, Verdict.IMPROVED, Verdict.NOT_COMPARABLE, Verdict.UNCHANGED,
              Verdict.NEW, Verdict.MISSING]
     t = comp.thresholds
+    if comp.side_by_side:
+        rule = (f"Measured side by side in one run (repeats interleaved A B B A ...). A case "
+                f"regresses when its latency grows by more than {t.latency * 100:g} % and the "
+                f"change is significant:")
+    else:
+        rule = (f"A case regresses when its latency grows by more than {t.latency * 100:g} % "
+                f"(or {t.noise_factor:g} x its noise, if larger: the scatter of its repeats, "
+                f"and its run-to-run change over >= {MIN_HISTORY} earlier runs) and the "
+                f"change is significant:")
     lines = [f"# edgebench compare: {comp.current} vs {comp.baseline}", "",
-             f"A case regresses when its latency grows by more than {t.latency * 100:g} % "
-             f"(or {t.noise_factor:g} x its noise, if larger: the scatter of its repeats, "
-             f"and its run-to-run change over >= {MIN_HISTORY} earlier runs) and the "
-             f"change is significant: with >= {MIN_REPEATS} repeats a side, the ratio of "
+             f"{rule} with >= {MIN_REPEATS} repeats a side, the ratio of "
              f"repeat medians and its {(1 - t.alpha_repeats) * 100:g} % distribution-free "
              f"interval (rank test p < {t.alpha_repeats:g}); else Mann-Whitney on the samples "
              f"p < {t.alpha:g} and a 95 % bootstrap interval. mAP50-95: "

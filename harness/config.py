@@ -48,6 +48,9 @@ class Matrix:
     train_data: Path | None = None
     """YOLO ``data.yaml`` whose train split calibrates and fine-tunes; ``None``: ``data`` when
     it is a data.yaml, else the embedded shapes dataset."""
+    baseline_model: Path | None = None
+    """Measured side by side with ``models`` (it is ``models[0]`` then), and the gate
+    judges every other model's cases against its own (see ``compare.side_by_side``)."""
 
     @property
     def all_settings(self) -> tuple[RunSettings, ...]:
@@ -106,8 +109,11 @@ def matrix_from_options(values: dict[str, Any], *, disabled: tuple[str, ...] = (
         for t in threads)
     accuracy = AccuracySettings(conf=values["conf"], iou=values["iou"]) \
         if values["accuracy"] else None
+    models = tuple(values["models"] or (DEFAULT_MODEL,))
+    baseline = values.get("baseline_model")
     return Matrix(
-        models=tuple(values["models"] or (DEFAULT_MODEL,)),
+        models=(baseline, *models) if baseline else models,
+        baseline_model=baseline,
         backends=tuple(values["backends"]),
         devices=tuple(values["devices"]) or ("local",),
         settings=settings[0],

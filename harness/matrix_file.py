@@ -40,6 +40,7 @@ def _ge(n: float) -> Callable[[Any], bool]:
 OPTIONS: dict[str, Option] = {
     # [run]: what to run
     "models": Option("run", "path-list", None, flag="--model"),
+    "baseline_model": Option("run", "path", None, flag="--baseline-model"),
     "backends": Option("run", "str-list", (), flag="--backend"),
     "devices": Option("run", "str-list", ("local",), flag="--device"),
     "compress": Option("run", "str-list", (), flag="--compress"),

@@ -2,8 +2,10 @@
 
 Run-to-run noise on a shared machine (another process, a thermal swing) moves a whole
 run's samples together; no test on the samples of one run can see it. Measuring each case
-``repeats`` times, interleaved with the other cases, gives one median per repeat: their
-spread is the between-run noise, and :mod:`edgebench.compare` tests on them.
+``repeats`` times, interleaved with the other cases (every other round backwards,
+A B B A A B ..., so a drift of the machine over the run falls on all cases alike), gives
+one median per repeat: their spread is the between-run noise, and
+:mod:`edgebench.compare` tests on them.
 """
 
 from __future__ import annotations

@@ -74,6 +74,10 @@ class CasePlan:
     """Facts about how the artifact was made (compression steps), copied into the result."""
 
 
+TestOptions = Mapping[str, float] | Callable[[Case], Mapping[str, float]]
+"""Test-only runner-request knobs: for every case, or a function of the case."""
+
+
 def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
     """The backends to run: the named ones, or every one usable on this host."""
     local_only = all(device_scheme(d) == "local" for d in matrix.devices)
@@ -146,11 +150,11 @@ class CaseExecutor:
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
-                 test_options: dict[str, float] | None = None,
+                 test_options: TestOptions | None = None,
                  retrier: Retrier | None = None) -> None:
         self.plans = plans
         self.accuracy = accuracy
-        self.test_options = dict(test_options or {})
+        self.test_options = test_options or {}
         self.retrier = retrier or Retrier(RetryPolicy(retries=0))
         self._evaluated: set[str] = set()
         """Cases whose accuracy was measured (on their first repeat)."""
@@ -224,7 +228,8 @@ class CaseExecutor:
                      "warmup_s": settings.warmup_s, "iterations": settings.iterations,
                      "min_duration_s": settings.min_duration_s, "threads": settings.threads,
                      "options": dict(plan.backend.runner_options(settings)),
-                     **self.test_options},
+                     **(self.test_options(plan.case) if callable(self.test_options)
+                        else self.test_options)},
             timeout_s=settings.timeout_s)
         temperature_before = agent.temperature()
         first_repeat = plan.case.id not in self._evaluated
@@ -317,18 +322,19 @@ class Session:
         argv: Sequence[str] = (),
         on_case: ProgressCallback | None = None,
         run_id: str | None = None,
-        test_options: dict[str, float] | None = None,
+        test_options: TestOptions | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        """``test_options`` go into every runner request: test-only knobs of the device
-        agent (``test_delay_s``: sleep per iteration; ``test_slowdown``: +x per iteration).
+        """``test_options`` go into every runner request (or, given a function of the case,
+        into that case's): test-only knobs of the device agent (``test_delay_s``: sleep per
+        iteration; ``test_slowdown``: +x per iteration).
         ``retry``: how connection-level failures are retried (see ``retry.py``)."""
         self.matrix = matrix
         self.pm = pm
         self.registry = registry
         self.argv = tuple(argv)
         self.on_case = on_case
-        self.test_options = dict(test_options or {})
+        self.test_options = test_options or {}
         self.retry = retry or RetryPolicy()
         self.run_id = run_id or (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
                                  + f"-{secrets.token_hex(2)}")
@@ -554,7 +560,9 @@ class Session:
                 peak = executor.infos[uri].peak_gflops_estimate()
                 combined: dict[str, CaseResult] = {}
                 for repeat in range(max(p.case.settings.repeats for p in plans)):
-                    for plan in plans:  # repeats interleave: 1 2 3 1 2 3 ...
+                    # repeats interleave, every other round backwards (1 2 3 3 2 1 1 2 3):
+                    # a drift of the machine over the run falls on every case alike
+                    for plan in plans if repeat % 2 == 0 else plans[::-1]:
                         if repeat >= plan.case.settings.repeats:
                             continue
                         if self._stop.is_set():

@@ -14,6 +14,28 @@ from edgebench.matrix_file import MatrixFile, merged
 EXAMPLE = Path(__file__).parents[1] / "examples" / "nightly.toml"
 
 
+WORKFLOW = EXAMPLE.parent / "nightly-workflow.yml"
+
+
+def test_example_workflow_is_valid_yaml_and_its_edgebench_commands_parse() -> None:
+    import shlex
+
+    import yaml
+
+    from edgebench.cli import build_parser
+
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["bench"]["steps"]
+    commands = [line.split("  #")[0].strip() for step in steps
+                for line in step.get("run", "").replace("\\\n", " ").splitlines()]
+    commands = [c.replace('"$MODEL"', "m.onnx").replace("|| true", "")
+                for c in commands if c.startswith(".venv/bin/edgebench")]
+    assert len(commands) == 4 and any("--baseline-model" in c for c in commands)
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])  # exits 2 on a bad flag
+        assert args.command in ("run", "compare", "history")
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "m.toml"
     path.write_text(text)

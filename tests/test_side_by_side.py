@@ -1,0 +1,137 @@
+"""Side by side: a baseline model measured in the same run as the candidate, repeats
+interleaved A B B A, and gated against it (``edgebench run --baseline-model``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from test_compare import noisy, report, result, with_repeats
+
+from edgebench.cli import main
+from edgebench.compare import Thresholds, Verdict, compare_reports, render_comparison, side_by_side
+from edgebench.config import DEFAULT_MODEL, Matrix, RunSettings
+from edgebench.matrix_file import MatrixFile
+from edgebench.plugin_manager import collect_registry, make_plugin_manager
+from edgebench.records import Case, CaseResult
+from edgebench.runner import Session
+
+SPREAD = [0.95, 0.97, 1.0, 1.0, 1.03, 1.05]
+"""Repeat medians scattering by ~4 % (robust SD), as on this machine under load."""
+
+
+def pair(base_ms: float, cur_ms: float, *, cur_spread: list[float] = SPREAD
+         ) -> tuple[CaseResult, CaseResult]:
+    base = with_repeats(result(noisy(base_ms, seed=1), model="old@aaaa"),
+                        [base_ms * f for f in SPREAD])
+    cur = with_repeats(result(noisy(cur_ms, seed=2), model="new@bbbb"),
+                       [cur_ms * f for f in cur_spread])
+    return base, cur
+
+
+def test_a_ten_percent_slowdown_side_by_side_regresses_where_separate_runs_cannot_tell() -> None:
+    base, cur = pair(20.0, 22.0, cur_spread=SPREAD[::-1])
+    (case,) = side_by_side(report(base, cur), "old@aaaa", Thresholds()).cases
+    assert case.key.startswith("new|") and case.verdict is Verdict.REGRESSED
+    assert case.ratio == pytest.approx(1.10, abs=0.01) and case.threshold == 0.05
+    assert case.noise is not None and case.noise > 0.02  # reported, not raising the bar
+    assert case.fingerprint_changes == ()  # the model is meant to differ
+    # The same numbers from two separate runs: the noise could be drift, so 3 x 4 % > 10 %.
+    (runs,) = compare_reports(report(base), report(
+        with_repeats(result(noisy(22.0, seed=2), model="old@aaaa"),
+                     [22.0 * f for f in SPREAD[::-1]])), Thresholds()).cases
+    assert runs.verdict is Verdict.UNCHANGED and runs.threshold is not None
+    assert runs.threshold > 0.10
+
+
+@pytest.mark.parametrize(("cur_ms", "expected"), [
+    (20.0, Verdict.UNCHANGED),  # A/A
+    (20.6, Verdict.UNCHANGED),  # +3 %: below the threshold
+    (18.0, Verdict.IMPROVED),
+    (24.0, Verdict.REGRESSED),
+])
+def test_side_by_side_known_answers(cur_ms: float, expected: Verdict) -> None:
+    base, cur = pair(20.0, cur_ms)
+    (case,) = side_by_side(report(base, cur), "old@aaaa", Thresholds()).cases
+    assert case.verdict is expected
+
+
+def test_scattered_repeats_are_not_called_a_regression() -> None:
+    # +10 %, but the repeats scatter by +-20 %: the rank test cannot tell, so no verdict.
+    wild = [0.7, 0.9, 1.0, 1.1, 1.2, 1.3]
+    base = with_repeats(result(noisy(20, seed=1), model="old@aaaa"), [20 * f for f in wild])
+    cur = with_repeats(result(noisy(22, seed=2), model="new@bbbb"),
+                       [22 * f for f in wild[::-1]])
+    (case,) = side_by_side(report(base, cur), "old@aaaa", Thresholds()).cases
+    assert case.verdict is Verdict.UNCHANGED
+    assert case.p_value is not None and case.p_value > 0.01
+
+
+def test_candidate_cases_without_a_baseline_counterpart_are_new() -> None:
+    base, cur = pair(20.0, 20.0)
+    other = with_repeats(result(noisy(20, seed=3), model="new@bbbb", backend="litert"),
+                         [20.0] * 6)
+    comp = side_by_side(report(base, cur, other), "old@aaaa", Thresholds())
+    assert sorted(c.verdict.value for c in comp.cases) == ["new", "unchanged"]
+    text = render_comparison(comp)
+    assert "Measured side by side in one run" in text and "old@aaaa" in text
+
+
+def test_repeats_run_in_abba_order_and_a_slow_candidate_is_caught(tmp_path: Path) -> None:
+    base, cand = tmp_path / "base.onnx", tmp_path / "cand.onnx"
+    shutil.copyfile(DEFAULT_MODEL, base)
+    shutil.copyfile(DEFAULT_MODEL, cand)
+    matrix = Matrix(models=(base, cand), baseline_model=base, backends=("onnxruntime",),
+                    accuracy=None, settings=RunSettings(warmup_iterations=2, iterations=15,
+                                                        threads=1, repeats=6))
+    order: list[str] = []
+
+    def slow_candidate(case: Case) -> Mapping[str, float]:
+        order.append(case.model.split("@")[0])
+        return {"test_slowdown": 1.0} if case.model.startswith("cand@") else {}
+
+    pm = make_plugin_manager()
+    session = Session(matrix, pm, collect_registry(pm), test_options=slow_candidate)
+    (tmp_path / "out").mkdir()
+    try:
+        run = session.run(tmp_path / "out")
+    finally:
+        session.close()
+    assert order == ["base", "cand", "cand", "base"] * 3
+    (case,) = side_by_side(run, next(r.case.model for r in run.cases
+                                     if r.case.model.startswith("base@")), Thresholds()).cases
+    assert case.verdict is Verdict.REGRESSED, case
+    assert case.ratio is not None and 1.7 < case.ratio < 2.3
+
+
+def test_cli_baseline_model_gates_and_writes_compare_md(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "yesterday.onnx"
+    shutil.copyfile(DEFAULT_MODEL, base)
+    code = main(["run", "--baseline-model", str(base), "-b", "onnxruntime", "--threads", "1",
+                 "--repeats", "5", "-n", "10", "--warmup", "2", "--no-accuracy",
+                 "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    (compare_md,) = (tmp_path / "out").glob("*/compare.md")
+    text = compare_md.read_text()
+    assert text in out and "Measured side by side" in text
+    assert "`shapes-yolov8n|fp32|onnxruntime|local|t1`" in text and "yesterday@" in text
+    assert code == (1 if "**regressed**" in text else 0)
+
+
+def test_cli_baseline_model_that_is_the_model_itself_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--baseline-model", str(DEFAULT_MODEL), "-b", "onnxruntime",
+                 "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "is the same file as the model" in err and "copy it under another name" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_matrix_file_baseline_model_is_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "nightly.toml").write_text('[run]\nbaseline_model = "models/last-good.onnx"\n')
+    values = MatrixFile(tmp_path / "nightly.toml").values
+    assert values["baseline_model"] == (tmp_path / "models" / "last-good.onnx").resolve()
