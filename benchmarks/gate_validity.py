@@ -50,6 +50,7 @@ from edgebench.compare import (
     Verdict,
     compare_case,
     match_key,
+    repeat_noise,
     run_median_ms,
     side_by_side,
 )
@@ -111,7 +112,10 @@ def describe(c: CaseComparison) -> str:
     ci = f"{c.ratio_ci[0]:.3f}-{c.ratio_ci[1]:.3f}" if c.ratio_ci else "-"
     noise = "".join(f", {name} {v * 100:.1f} %" for name, v in
                     (("repeats", c.noise), ("runs", c.run_noise)) if v is not None)
-    return (f"ratio {c.ratio:.3f} [{ci}] p {c.p_value:.1e}{noise}, threshold "
+    cpu = (f"; CPU {c.cpu_ratio:.3f} [{c.cpu_ratio_ci[0]:.3f}-{c.cpu_ratio_ci[1]:.3f}] p "
+           f"{c.cpu_p_value:.1e}" if c.cpu_ratio is not None and c.cpu_ratio_ci
+           and c.cpu_p_value is not None else "")
+    return (f"ratio {c.ratio:.3f} [{ci}] p {c.p_value:.1e}{noise}{cpu}, threshold "
             f"{(c.threshold or 0) * 100:.1f} %: {c.verdict.value}")
 
 
@@ -183,6 +187,8 @@ def settings_line(matrix: Matrix, thresholds: Thresholds, mode: str) -> str:
 def side_by_side_rounds(args: argparse.Namespace) -> int:
     """Each round one run of A, A' and B, interleaved; A' and B gated against A."""
     medians: list[float] = []
+    cpu_medians: list[float] = []
+    cpu_scatter: list[float] = []
     aa: list[CaseComparison] = []
     ab: list[CaseComparison] = []
     machine: list[dict[str, float]] = []
@@ -210,6 +216,10 @@ def side_by_side_rounds(args: argparse.Namespace) -> int:
             ab.append(slow)
             by_model = {r.case.model.split("@")[0]: r for r in report.cases}
             medians.append(run_median(by_model["a"]))
+            a_cpu, a2_cpu = (latency(by_model[k]).repeat_cpu_medians_ms for k in ("a", "a2"))
+            if a_cpu and a2_cpu:
+                cpu_medians.append(statistics.median(a_cpu))
+                cpu_scatter.append(repeat_noise(a_cpu, a2_cpu))
             print(f"round {i + 1}: A {run_median(by_model['a']):.2f} ms, A' "
                   f"{run_median(by_model['a2']):.2f} ms ({describe(same)}); B "
                   f"{run_median(by_model['b']):.2f} ms ({describe(slow)}); load "
@@ -217,10 +227,20 @@ def side_by_side_rounds(args: argparse.Namespace) -> int:
             log.append({"round": i + 1, "machine": m,
                         "repeat_medians_ms": {k: list(latency(r).repeat_medians_ms)
                                               for k, r in by_model.items()},
+                        "repeat_cpu_medians_ms": {k: list(latency(r).repeat_cpu_medians_ms)
+                                                  for k, r in by_model.items()},
                         "aa": _summary(same), "ab": _summary(slow)})
     cv = statistics.stdev(medians) / statistics.mean(medians)
     print(f"\n(a) CV of A's run medians over {len(medians)} runs: {cv * 100:.2f} %; "
           f"scatter of repeats within a run (median): {_pct_median([c.noise for c in aa])}")
+    if len(cpu_medians) > 1:
+        print(f"    CPU time per inference: CV of A's run medians "
+              f"{statistics.stdev(cpu_medians) / statistics.mean(cpu_medians) * 100:.2f} %; "
+              f"scatter of repeats (median): {_pct_median(list(cpu_scatter))}")
+    decided = [("wall", c) for c in ab if any(r.startswith("latency") for r in c.reasons)]
+    decided += [("cpu", c) for c in ab if any(r.startswith("CPU") for r in c.reasons)]
+    print(f"    slowdowns seen in wall time: {sum(k == 'wall' for k, _ in decided)}, in CPU "
+          f"time: {sum(k == 'cpu' for k, _ in decided)}")
     return _verdicts(args, aa, ab, machine, started, {
         "mode": "side-by-side", "settings": _settings(matrix), "thresholds": str(thresholds),
         "cv": cv, "machine": machine, "rounds": log})
@@ -313,6 +333,7 @@ def _verdicts(args: argparse.Namespace, aa: list[CaseComparison], ab: list[CaseC
 
 def _summary(c: CaseComparison) -> dict[str, Any]:
     return {"verdict": c.verdict.value, "ratio": c.ratio, "ci": c.ratio_ci, "p": c.p_value,
+            "cpu_ratio": c.cpu_ratio, "cpu_ci": c.cpu_ratio_ci, "cpu_p": c.cpu_p_value,
             "noise": c.noise, "run_noise": c.run_noise, "threshold": c.threshold,
             "reasons": c.reasons}
 

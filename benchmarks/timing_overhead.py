@@ -126,7 +126,7 @@ def timing_loop_cost_ns() -> float:
     assert spec is not None and spec.loader is not None
     agent = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(agent)
-    return float(statistics.median(agent._timed_loop(lambda: None, 200_000, 0.0, 0.0)))
+    return float(statistics.median(agent._timed_loop(lambda: None, 200_000, 0.0, 0.0)[0]))
 
 
 if __name__ == "__main__":

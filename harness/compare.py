@@ -20,7 +20,12 @@ is measured in the same run as the candidate, their repeats interleaved (A B B A
 whatever the machine does during the run falls on both alike, so the rank test's interval
 holds as it is and the threshold is the configured one, not raised by the noise. On a
 shared machine this is the comparison that can see a 10 % change; two separate runs
-cannot see less than their run-to-run drift (``benchmarks/gate_validity.py``).
+cannot see less than their run-to-run drift (``benchmarks/gate_validity.py``). Side by
+side, the CPU time per inference (the runner process's, all threads) is a second witness
+with the same test and threshold: busy neighbours stretch wall times by a random factor
+per repeat but leave CPU times nearly alone, so a case regresses when either its latency
+or its CPU time does. (Between separate runs the CPU time drifts too; there it is shown,
+not judged.)
 
 Without enough repeats (old reports, ``repeats = 1``) the test is asv's rule on the raw
 samples: Mann-Whitney U below ``alpha`` and a bootstrap 95 % interval beyond 1, which only
@@ -96,6 +101,10 @@ class CaseComparison:
     map_delta_points: float | None = None
     reasons: tuple[str, ...] = ()
     fingerprint_changes: tuple[str, ...] = ()
+    cpu_ratio: float | None = None
+    """The same estimate on the repeats' median CPU time per inference (repeats test)."""
+    cpu_ratio_ci: tuple[float, float] | None = None
+    cpu_p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -267,18 +276,20 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
         [t.latency, *(float(np.expm1(t.noise_factor * np.log1p(n)))
                       for n in (noise, run_noise) if n is not None)])
     reasons: list[str] = []
-    verdict = Verdict.UNCHANGED
-    change = f"latency {(ratio - 1) * 100:+.1f} %"
-    slower, faster = significant and ci[0] > 1, significant and ci[1] < 1
-    if ratio > 1 + threshold and slower:
-        verdict = Verdict.REGRESSED
-        reasons.append(f"{change} (p={p:.1e})")
-    elif ratio < 1 / (1 + threshold) and faster:
-        verdict = Verdict.IMPROVED
-        reasons.append(f"{change} (p={p:.1e})")
-    elif (ratio > 1 + t.latency and slower) or (ratio < 1 / (1 + t.latency) and faster):
-        reasons.append(f"{change} is within this case's noise (threshold "
-                       f"{threshold * 100:.1f} %)")
+    verdict = _latency_verdict("latency", ratio, ci, p, significant, threshold, t.latency,
+                               reasons)
+    cb, cc = base.latency.repeat_cpu_medians_ms, cur.latency.repeat_cpu_medians_ms
+    cpu: tuple[float, tuple[float, float], float] | None = None
+    if test == "repeats" and len(cb) >= MIN_REPEATS and len(cc) >= MIN_REPEATS:
+        cpu = rank_ratio(cb, cc, alpha=t.alpha_repeats)
+        if side_by_side:  # between separate runs the CPU time drifts: shown, not judged
+            cpu_verdict = _latency_verdict("CPU time per inference", *cpu,
+                                           cpu[2] < t.alpha_repeats, threshold, t.latency,
+                                           reasons)
+            if Verdict.REGRESSED in (verdict, cpu_verdict):
+                verdict = Verdict.REGRESSED
+            elif Verdict.IMPROVED in (verdict, cpu_verdict):
+                verdict = Verdict.IMPROVED
     map_delta = None
     if (base.accuracy and cur.accuracy and base.accuracy.map50_95 is not None
             and cur.accuracy.map50_95 is not None):
@@ -291,7 +302,25 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
             reasons.append(f"mAP50-95 {map_delta:+.2f} points")
     return CaseComparison(key, verdict, float(np.median(b)), float(np.median(c)), ratio, ci,
                           ci_level, p, test, noise, run_noise, threshold, map_delta,
-                          tuple(reasons), changes)
+                          tuple(reasons), changes, *(cpu or (None, None, None)))
+
+
+def _latency_verdict(what: str, ratio: float, ci: tuple[float, float], p: float,
+                     significant: bool, threshold: float, configured: float,
+                     reasons: list[str]) -> Verdict:
+    """Regressed / improved / unchanged for one time ratio; appends the reason."""
+    change = f"{what} {(ratio - 1) * 100:+.1f} %"
+    slower, faster = significant and ci[0] > 1, significant and ci[1] < 1
+    if ratio > 1 + threshold and slower:
+        reasons.append(f"{change} (p={p:.1e})")
+        return Verdict.REGRESSED
+    if ratio < 1 / (1 + threshold) and faster:
+        reasons.append(f"{change} (p={p:.1e})")
+        return Verdict.IMPROVED
+    if (ratio > 1 + configured and slower) or (ratio < 1 / (1 + configured) and faster):
+        reasons.append(f"{change} is within this case's noise (threshold "
+                       f"{threshold * 100:.1f} %)")
+    return Verdict.UNCHANGED
 
 
 def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresholds,
@@ -348,8 +377,8 @@ def render_comparison(comp: Comparison) -> str:
     t = comp.thresholds
     if comp.side_by_side:
         rule = (f"Measured side by side in one run (repeats interleaved A B B A ...). A case "
-                f"regresses when its latency grows by more than {t.latency * 100:g} % and the "
-                f"change is significant:")
+                f"regresses when its latency, or its CPU time per inference, grows by more "
+                f"than {t.latency * 100:g} % and the change is significant:")
     else:
         rule = (f"A case regresses when its latency grows by more than {t.latency * 100:g} % "
                 f"(or {t.noise_factor:g} x its noise, if larger: the scatter of its repeats, "
@@ -362,9 +391,9 @@ def render_comparison(comp: Comparison) -> str:
              f"p < {t.alpha:g} and a 95 % bootstrap interval. mAP50-95: "
              f"{t.map_points:g} points.", "",
              "| verdict | case | baseline p50 ms | current p50 ms | ratio | ratio CI | p | "
-             "test | noise % repeats / runs / threshold % | ΔmAP50-95 pts | why | "
-             "fingerprint changes |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|"]
+             "CPU time ratio (CI) | test | noise % repeats / runs / threshold % | "
+             "ΔmAP50-95 pts | why | fingerprint changes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|"]
     for verdict in order:
         for c in comp.of(verdict):
             lines.append("| " + " | ".join([
@@ -374,7 +403,10 @@ def render_comparison(comp: Comparison) -> str:
                 _f(c.ratio, ".3f"),
                 f"{c.ratio_ci[0]:.3f}–{c.ratio_ci[1]:.3f} ({c.ci_level or 0.95:.0%})"
                 if c.ratio_ci else "–",
-                _f(c.p_value, ".1e"), c.test or "–",
+                _f(c.p_value, ".1e"),
+                f"{c.cpu_ratio:.3f} ({c.cpu_ratio_ci[0]:.3f}–{c.cpu_ratio_ci[1]:.3f})"
+                if c.cpu_ratio is not None and c.cpu_ratio_ci else "–",
+                c.test or "–",
                 " / ".join(_f(v * 100 if v is not None else None, ".1f")
                            for v in (c.noise, c.run_noise, c.threshold)),
                 _f(c.map_delta_points, "+.2f"),

@@ -150,6 +150,13 @@ class LatencyStats:
     peak_share: float | None = None
     repeat_medians_ms: tuple[float, ...] = ()
     """One median per repeat (separate runner processes spread over the run)."""
+    cpu_samples_ns: tuple[int, ...] = ()
+    """CPU time of the runner process (all threads) in each timed iteration; empty when
+    the runner cannot tell (native tools). Other processes on a shared machine stretch
+    the wall time of an iteration, hardly its CPU time."""
+    cpu_p50_ms: float | None = None
+    repeat_cpu_medians_ms: tuple[float, ...] = ()
+    """One median CPU time per repeat, next to ``repeat_medians_ms``."""
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,10 @@ def check_result(raw: Any) -> None:
     samples = raw.get("samples_ns")
     if not isinstance(samples, list) or not samples or not all(map(_is_count, samples)):
         raise bad("samples_ns is not a non-empty list of non-negative integers")
+    cpu = raw.get("cpu_samples_ns", [])
+    if not isinstance(cpu, list) or not all(map(_is_count, cpu)) or (
+            cpu and len(cpu) != len(samples)):
+        raise bad("cpu_samples_ns is not a list of non-negative integers, one per sample")
     warmup = raw.get("warmup_ns", [])
     if not isinstance(warmup, list) or not all(map(_is_count, warmup)):
         raise bad("warmup_ns is not a list of non-negative integers")

@@ -32,8 +32,10 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
     if previous is None:
         if new.latency is None:
             return new
+        cpu = new.latency.cpu_p50_ms
         return dataclasses.replace(new, latency=dataclasses.replace(
-            new.latency, repeat_medians_ms=(new.latency.p50_ms,)))
+            new.latency, repeat_medians_ms=(new.latency.p50_ms,),
+            repeat_cpu_medians_ms=(cpu,) if cpu is not None else ()))
     if new.status is not Status.OK or new.latency is None or previous.latency is None:
         if previous.status is Status.OK and new.status is not Status.OK:
             n = len(previous.latency.repeat_medians_ms) + 1 if previous.latency else 2
@@ -46,9 +48,14 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
         (*old.samples_ns, *cur.samples_ns), warmup_ns=old.warmup_ns, init_ns=old.init_ns,
         first_inference_ns=old.first_inference_ns,
         gflops=previous.artifact.gflops if previous.artifact else None,
-        peak_gflops=peak_gflops)
+        peak_gflops=peak_gflops,
+        cpu_samples_ns=(*old.cpu_samples_ns, *cur.cpu_samples_ns)
+        if old.cpu_samples_ns and cur.cpu_samples_ns else ())
+    cpu_medians = (*old.repeat_cpu_medians_ms, cur.cpu_p50_ms) \
+        if old.repeat_cpu_medians_ms and cur.cpu_p50_ms is not None else ()
     latency = dataclasses.replace(pooled, repeat_medians_ms=(*old.repeat_medians_ms,
-                                                             cur.p50_ms))
+                                                             cur.p50_ms),
+                                  repeat_cpu_medians_ms=cpu_medians)
     memory = previous.memory
     if memory is not None and new.memory is not None:
         memory = MemoryStats(

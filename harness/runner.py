@@ -283,7 +283,8 @@ class CaseExecutor:
         latency = latency_stats(
             raw["samples_ns"], warmup_ns=raw.get("warmup_ns", ()),
             init_ns=raw["init_ns"], first_inference_ns=raw["first_inference_ns"],
-            gflops=plan.artifact.gflops, peak_gflops=info.peak_gflops_estimate())
+            gflops=plan.artifact.gflops, peak_gflops=info.peak_gflops_estimate(),
+            cpu_samples_ns=raw.get("cpu_samples_ns", ()))
         before, after = raw.get("rss_before_load_bytes"), raw.get("rss_after_load_bytes")
         memory = MemoryStats(
             rss_baseline_bytes=raw.get("rss_baseline_bytes"),

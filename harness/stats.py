@@ -72,6 +72,7 @@ def latency_stats(
     first_inference_ns: int = 0,
     gflops: float | None = None,
     peak_gflops: float | None = None,
+    cpu_samples_ns: Sequence[int] = (),
 ) -> LatencyStats:
     """Summarise per-iteration samples (nanoseconds) of one case.
 
@@ -103,4 +104,7 @@ def latency_stats(
         throughput_ips=1e3 / p50 if p50 > 0 else 0.0,
         gflops_per_s=gflops_per_s,
         peak_share=peak_share,
+        cpu_samples_ns=tuple(int(s) for s in cpu_samples_ns),
+        cpu_p50_ms=float(np.median(cpu_samples_ns)) / NS_PER_MS if len(cpu_samples_ns)
+        else None,
     )

@@ -114,7 +114,7 @@ VALID_RESULT: dict[str, Any] = {
                 "delegation": {"delegate": "x", "nodes_delegated": 1, "nodes_total": 2,
                                "partitions": 1, "fallback_ops": {"op": 1}}},
     "outputs": [{"shape": [1, 2], "dtype": "float32", "finite": True}],
-    "warmup_ns": [5, 6], "samples_ns": [7, 8, 9], "peak_rss_bytes": 4,
+    "warmup_ns": [5, 6], "samples_ns": [7, 8, 9], "cpu_samples_ns": [6, 7, 8], "peak_rss_bytes": 4,
     "accuracy": {"images": 1, "seconds": 0.1},
 }
 

@@ -3,6 +3,7 @@ interleaved A B B A, and gated against it (``edgebench run --baseline-model``)."
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,6 +105,10 @@ def test_repeats_run_in_abba_order_and_a_slow_candidate_is_caught(tmp_path: Path
                                      if r.case.model.startswith("base@")), Thresholds()).cases
     assert case.verdict is Verdict.REGRESSED, case
     assert case.ratio is not None and 1.7 < case.ratio < 2.3
+    for r in run.cases:  # the runner reports the CPU time of every timed iteration
+        assert r.latency is not None and len(r.latency.cpu_samples_ns) == r.latency.n
+        assert len(r.latency.repeat_cpu_medians_ms) == 6 and r.latency.cpu_p50_ms
+    assert case.cpu_ratio is not None and 1.7 < case.cpu_ratio < 2.3  # a busy-wait is CPU
 
 
 def test_cli_baseline_model_gates_and_writes_compare_md(
@@ -135,3 +140,63 @@ def test_matrix_file_baseline_model_is_relative_to_the_file(tmp_path: Path) -> N
     (tmp_path / "nightly.toml").write_text('[run]\nbaseline_model = "models/last-good.onnx"\n')
     values = MatrixFile(tmp_path / "nightly.toml").values
     assert values["baseline_model"] == (tmp_path / "models" / "last-good.onnx").resolve()
+
+
+def with_cpu(r: CaseResult, medians: list[float]) -> CaseResult:
+    assert r.latency is not None
+    return dataclasses.replace(r, latency=dataclasses.replace(
+        r.latency, repeat_cpu_medians_ms=tuple(medians)))
+
+
+def test_busy_neighbours_hide_a_slowdown_from_wall_time_but_not_from_cpu_time() -> None:
+    # Wall medians of the repeats scatter by up to 2x (neighbours come and go); the CPU
+    # time per inference of the same repeats moves by a few percent, and shows +10 %.
+    wall = [1.0, 1.9, 1.1, 1.6, 1.0, 2.0]
+    cpu = [0.98, 1.0, 1.01, 0.99, 1.02, 1.0]
+    base = with_cpu(with_repeats(result(noisy(20, seed=1), model="old@aaaa"),
+                                 [20 * f for f in wall]), [15 * f for f in cpu])
+    cur = with_cpu(with_repeats(result(noisy(22, seed=2), model="new@bbbb"),
+                                [22 * f for f in wall[::-1]]), [16.5 * f for f in cpu[::-1]])
+    (case,) = side_by_side(report(base, cur), "old@aaaa", Thresholds()).cases
+    assert case.p_value is not None and case.p_value > 0.01  # wall time cannot tell
+    assert case.cpu_ratio == pytest.approx(1.10, abs=0.005)
+    assert case.cpu_ratio_ci is not None and case.cpu_ratio_ci[0] > 1.05
+    assert case.verdict is Verdict.REGRESSED
+    assert case.reasons == (f"CPU time per inference +10.0 % (p={case.cpu_p_value:.1e})",)
+    # identical CPU times: nothing to report
+    same = with_cpu(cur, [15 * f for f in cpu[::-1]])
+    (case,) = side_by_side(report(base, same), "old@aaaa", Thresholds()).cases
+    assert case.verdict is Verdict.UNCHANGED and case.cpu_ratio == pytest.approx(1.0)
+    assert "CPU time ratio" in render_comparison(side_by_side(report(base, same), "old@aaaa",
+                                                               Thresholds()))
+
+
+def test_between_separate_runs_cpu_time_is_shown_not_judged() -> None:
+    # CPU time drifts between runs as the machine's caches and clocks do: no verdict on it.
+    steady = [0.99, 1.0, 1.0, 1.01, 1.0, 1.0]
+    base = with_cpu(with_repeats(result(noisy(20, seed=1)), [20 * f for f in SPREAD]),
+                    [15 * f for f in steady])
+    cur = with_cpu(with_repeats(result(noisy(20, seed=2)), [20 * f for f in SPREAD[::-1]]),
+                   [16.5 * f for f in steady])
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert case.cpu_ratio == pytest.approx(1.10, abs=0.005)
+    assert case.verdict is Verdict.UNCHANGED and case.reasons == ()
+
+
+def test_combine_keeps_one_cpu_median_per_repeat() -> None:
+    from edgebench.repeats import combine
+    from edgebench.stats import latency_stats
+
+    def measured(wall_ms: float, cpu_ms: float) -> CaseResult:
+        r = result(noisy(wall_ms, 20))
+        assert r.latency is not None
+        lat = latency_stats(r.latency.samples_ns,
+                            cpu_samples_ns=[int(cpu_ms * 1e6)] * r.latency.n)
+        return dataclasses.replace(r, latency=lat)
+
+    merged = combine(combine(combine(None, measured(20, 15)), measured(21, 16)),
+                     measured(20, 17))
+    assert merged.latency is not None
+    assert merged.latency.repeat_cpu_medians_ms == pytest.approx((15, 16, 17))
+    assert merged.latency.cpu_p50_ms == pytest.approx(16) and \
+        len(merged.latency.cpu_samples_ns) == 60

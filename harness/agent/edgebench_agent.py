@@ -262,20 +262,24 @@ def load_inputs(path: str) -> Dict[str, Any]:
 
 
 def _timed_loop(infer: Callable[[], Any], min_iterations: int, min_duration_s: float,
-                delay_s: float, slowdown: float = 0.0) -> List[int]:
+                delay_s: float, slowdown: float = 0.0) -> Tuple[List[int], List[int]]:
     """Time ``infer`` until both ``min_iterations`` and ``min_duration_s`` are reached.
 
-    ``delay_s`` (a fixed sleep) and ``slowdown`` (a sleep of that fraction of each
+    Returns the wall time of each iteration and the CPU time the process spent in it (all
+    its threads): other processes on a shared machine stretch the first, hardly the second.
+    ``delay_s`` (a fixed sleep) and ``slowdown`` (a busy-wait of that fraction of each
     inference) are test-only options that make a runner hang or run measurably slower.
     """
-    perf = time.perf_counter_ns
+    perf, cpu = time.perf_counter_ns, time.process_time_ns
     samples: List[int] = []
-    append = samples.append
+    cpu_samples: List[int] = []
+    append, append_cpu = samples.append, cpu_samples.append
     deadline = perf() + int(min_duration_s * 1e9)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         while len(samples) < min_iterations or perf() < deadline:
+            c0 = cpu()
             t0 = perf()
             infer()
             if delay_s:
@@ -286,10 +290,11 @@ def _timed_loop(infer: Callable[[], Any], min_iterations: int, min_duration_s: f
                 while perf() < target:  # busy-wait: sleep() is too coarse for a few ms
                     pass
             append(perf() - t0)
+            append_cpu(cpu() - c0)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return samples
+    return samples, cpu_samples
 
 
 def _describe_outputs(outputs: Any) -> List[Dict[str, Any]]:
@@ -395,14 +400,16 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
         slowdown = float(request.get("test_slowdown", 0.0))
         phase = "warm-up"
         announce(phase)
-        warmup = _timed_loop(loaded.infer, int(request.get("warmup_iterations", 0)),
-                             float(request.get("warmup_s", 0.0)), delay_s, slowdown)
+        warmup, _ = _timed_loop(loaded.infer, int(request.get("warmup_iterations", 0)),
+                                float(request.get("warmup_s", 0.0)), delay_s, slowdown)
         phase = "timed loop"
         announce(phase)
-        samples = _timed_loop(loaded.infer, max(1, int(request.get("iterations", 1))),
-                              float(request.get("min_duration_s", 0.0)), delay_s, slowdown)
+        samples, cpu_samples = _timed_loop(
+            loaded.infer, max(1, int(request.get("iterations", 1))),
+            float(request.get("min_duration_s", 0.0)), delay_s, slowdown)
         result["warmup_ns"] = warmup
         result["samples_ns"] = samples
+        result["cpu_samples_ns"] = cpu_samples
         result["peak_rss_bytes"] = peak_rss_bytes()
         accuracy = request.get("accuracy")
         if accuracy and loaded.predict is None:
