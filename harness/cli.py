@@ -225,6 +225,7 @@ def _backend_options(values: Sequence[str] | None) -> dict[str, dict[str, object
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .compare import MIN_REPEATS
     from .matrix_file import MatrixFile, check_flags, merged
     from .resume import load_previous
     from .retry import RetryPolicy
@@ -244,6 +245,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     sources = session.sources()  # fail fast on bad model files, before any device work
     session.variants.check(sources)  # and on compression that cannot work
     baseline = _baseline_label(matrix, sources)
+    if baseline is not None and matrix.settings.repeats < MIN_REPEATS:
+        print(f"edgebench: warning: with --repeats {matrix.settings.repeats} the side-by-side "
+              f"gate tests the raw samples, blind to the process-to-process noise; use "
+              f"--repeats {MIN_REPEATS} or more.", file=sys.stderr)
     output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
     progress = _progress(len(matrix.models) * len(session.variants.pipelines)
                          * len(session.backends) * len(matrix.devices)

@@ -126,6 +126,18 @@ def test_cli_baseline_model_gates_and_writes_compare_md(
     assert code == (1 if "**regressed**" in text else 0)
 
 
+def test_cli_baseline_model_with_too_few_repeats_warns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "yesterday.onnx"
+    shutil.copyfile(DEFAULT_MODEL, base)
+    main(["run", "--baseline-model", str(base), "-b", "onnxruntime", "--repeats", "2",
+          "-n", "5", "--warmup", "1", "--no-accuracy", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "warning: with --repeats 2 the side-by-side gate tests the raw samples" in err
+    (compare_md,) = (tmp_path / "out").glob("*/compare.md")
+    assert "| samples |" in compare_md.read_text()
+
+
 def test_cli_baseline_model_that_is_the_model_itself_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", "--baseline-model", str(DEFAULT_MODEL), "-b", "onnxruntime",
