@@ -47,7 +47,8 @@ def test_example_file_is_valid() -> None:
     matrix = matrix_from_options(merged(values, {}))
     assert matrix.models[0].name == "shapes-yolov8n.onnx" and matrix.models[0].is_file()
     assert [s.threads for s in matrix.all_settings] == [1, 2]
-    assert matrix.settings.iterations == 150 and matrix.settings.cooldown_s == 1.0
+    assert matrix.settings.iterations == 100 and matrix.settings.cooldown_s == 0.5
+    assert matrix.settings.repeats == 10
     assert matrix.settings.max_temperature_c == 70 and matrix.images == 100
     assert values["latency_threshold"] == 0.05
 
