@@ -244,13 +244,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                       retry=RetryPolicy(values["retries"], values["retry_backoff_s"]))
     sources = session.sources()  # fail fast on bad model files, before any device work
     session.variants.check(sources)  # and on compression that cannot work
-    baseline = _baseline_label(matrix, sources)
+    baseline, sources = _side_by_side_sources(matrix, sources)
     if baseline is not None and matrix.settings.repeats < MIN_REPEATS:
         print(f"edgebench: warning: with --repeats {matrix.settings.repeats} the side-by-side "
               f"gate tests the raw samples, blind to the process-to-process noise; use "
               f"--repeats {MIN_REPEATS} or more.", file=sys.stderr)
     output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
-    progress = _progress(len(matrix.models) * len(session.variants.pipelines)
+    progress = _progress(len(sources) * len(session.variants.pipelines)
                          * len(session.backends) * len(matrix.devices)
                          * len(matrix.all_settings))
     session.on_case = progress.update_case
@@ -269,19 +269,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(failed)
 
 
-def _baseline_label(matrix: Matrix, sources: Sequence[Artifact]) -> str | None:
-    """The model label of ``--baseline-model`` (``sources[0]``), checked to differ from the
-    other models' (the same file twice would be one case)."""
+def _side_by_side_sources(matrix: Matrix, sources: list[Artifact]
+                          ) -> tuple[str | None, list[Artifact]]:
+    """The model label of ``--baseline-model`` (``sources[0]``) and the sources to run.
+
+    A model with the baseline's name and content is the nightly case where the model did
+    not change: it is measured once, as the baseline, and the other models (if any) are
+    gated against it. (A copy under another name is an A/A check: both are measured.)"""
     from .runner import model_label
 
     if matrix.baseline_model is None:
-        return None
+        return None, sources
     label = model_label(sources[0])
-    for model, source in zip(matrix.models[1:], sources[1:], strict=True):
-        if model_label(source) == label:
-            raise UserError(f"--baseline-model {matrix.baseline_model} is the same file as the "
-                            f"model {model}; for an A/A check, copy it under another name.")
-    return label
+    same = [str(model) for model, source in zip(matrix.models[1:], sources[1:], strict=True)
+            if model_label(source) == label]
+    if not same:
+        return label, sources
+    print(f"edgebench: {same[0]} is identical to --baseline-model {matrix.baseline_model} "
+          f"(same name and content): it is measured once, as the baseline.", file=sys.stderr)
+    return label, sources[1:]
 
 
 def _gate_side_by_side(report: RunReport, baseline: str, values: dict[str, Any],
@@ -290,6 +296,12 @@ def _gate_side_by_side(report: RunReport, baseline: str, values: dict[str, Any],
     from .compare import Verdict, render_comparison, side_by_side
     from .reports.writer import atomic_write_text
 
+    if all(r.case.model == baseline for r in report.cases):
+        text = (f"Nothing to gate side by side: the only model is the baseline model "
+                f"{baseline} (same name and content), measured once.\n")
+        print(text, end="")
+        atomic_write_text(output_dir / "compare.md", text)
+        return 0
     comparison = side_by_side(report, baseline, _thresholds(values), name=report.run_id)
     text = render_comparison(comparison)
     print(text)

@@ -4,6 +4,8 @@ interleaved A B B A, and gated against it (``edgebench run --baseline-model``)."
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -138,14 +140,49 @@ def test_cli_baseline_model_with_too_few_repeats_warns(
     assert "| samples |" in compare_md.read_text()
 
 
-def test_cli_baseline_model_that_is_the_model_itself_is_refused(
+def test_cli_an_unchanged_model_is_measured_once_and_passes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "--baseline-model", str(DEFAULT_MODEL), "-b", "onnxruntime",
+    """The nightly case where the model did not change: last-good/ holds the same file."""
+    last_good = tmp_path / "last-good" / DEFAULT_MODEL.name
+    last_good.parent.mkdir()
+    shutil.copyfile(DEFAULT_MODEL, last_good)
+    code = main(["run", "--baseline-model", str(last_good), "-b", "onnxruntime", "--threads",
+                 "1", "--repeats", "2", "-n", "5", "--warmup", "1", "--no-accuracy",
                  "-o", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
-    assert "is the same file as the model" in err and "copy it under another name" in err
-    assert not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"is identical to --baseline-model {last_good} (same name and content): it is " \
+           "measured once, as the baseline." in err
+    (run_dir,) = (tmp_path / "out").iterdir()
+    cases = json.loads((run_dir / "report.json").read_text())["cases"]
+    assert [c["case"]["id"] for c in cases] == [f"{DEFAULT_MODEL.stem}@{sha[:8]}|fp32|"
+                                                 "onnxruntime|local|t1"
+                                                 for sha in [_sha256(DEFAULT_MODEL)]]
+    assert (run_dir / "compare.md").read_text().startswith("Nothing to gate side by side")
+
+
+def test_cli_other_models_are_gated_against_a_model_identical_to_the_baseline(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    last_good = tmp_path / "last-good" / DEFAULT_MODEL.name
+    last_good.parent.mkdir()
+    shutil.copyfile(DEFAULT_MODEL, last_good)
+    candidate = tmp_path / "candidate.onnx"
+    shutil.copyfile(DEFAULT_MODEL, candidate)
+    code = main(["run", "--baseline-model", str(last_good), "-m", str(DEFAULT_MODEL),
+                 "-m", str(candidate), "-b", "onnxruntime", "--threads", "1", "--repeats",
+                 "2", "-n", "5", "--warmup", "1", "--no-accuracy", "-o", str(tmp_path / "out")])
+    capsys.readouterr()
+    (run_dir,) = (tmp_path / "out").iterdir()
+    models = {c["case"]["model"].split("@")[0]
+              for c in json.loads((run_dir / "report.json").read_text())["cases"]}
+    assert models == {DEFAULT_MODEL.stem, "candidate"}  # the baseline's twin ran once
+    text = (run_dir / "compare.md").read_text()
+    assert "`candidate|fp32|onnxruntime|local|t1`" in text and "Measured side by side" in text
+    assert code == (1 if "**regressed**" in text else 0)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_matrix_file_baseline_model_is_relative_to_the_file(tmp_path: Path) -> None:
