@@ -245,6 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sources = session.sources()  # fail fast on bad model files, before any device work
     session.variants.check(sources)  # and on compression that cannot work
     baseline, sources = _side_by_side_sources(matrix, sources)
+    measured_alone = len(sources) == len(matrix.models)  # not as a model of the run too
     if baseline is not None and matrix.settings.repeats < MIN_REPEATS:
         print(f"edgebench: warning: with --repeats {matrix.settings.repeats} the side-by-side "
               f"gate tests the raw samples, blind to the process-to-process noise; use "
@@ -255,7 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          * len(matrix.all_settings))
     session.on_case = progress.update_case
     try:
-        report = session.run(output_dir, sources, resume=previous)
+        report = session.run(output_dir, sources, resume=previous,
+                             baseline_model=baseline if measured_alone else None)
     finally:
         progress.close()
         session.close()
@@ -271,7 +273,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _side_by_side_sources(matrix: Matrix, sources: list[Artifact]
                           ) -> tuple[str | None, list[Artifact]]:
-    """The model label of ``--baseline-model`` (``sources[0]``) and the sources to run.
+    """The model label of ``--baseline-model`` (``sources[0]``) and the sources to run
+    (the baseline's stays first when it is measured as a model of its own).
 
     A model with the baseline's name and content is the nightly case where the model did
     not change: it is measured once, as the baseline, and the other models (if any) are

@@ -328,11 +328,11 @@ def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresho
                     history: Sequence[RunReport] = ()) -> Comparison:
     """``history``: earlier runs, oldest first (the results directory); each case's
     medians there give its run-to-run noise (see :func:`history_noise`)."""
-    base = {match_key(r): r for r in baseline.cases}
-    cur = {match_key(r): r for r in current.cases}
+    base = {match_key(r): r for r in baseline.tracked_cases()}
+    cur = {match_key(r): r for r in current.tracked_cases()}
     medians: dict[str, list[float]] = {}
     for run in history:
-        for r in run.cases:
+        for r in run.tracked_cases():
             median = run_median_ms(r)
             if median is not None:
                 medians.setdefault(match_key(r), []).append(median)

@@ -94,7 +94,7 @@ def series(runs: list[StoredRun], metric: str, case_filter: str = ""
     get = METRICS[metric][1]
     out: dict[str, list[Point]] = {}
     for run in runs:
-        for result in run.report.cases:
+        for result in run.report.tracked_cases():
             key = match_key(result)
             if case_filter and case_filter not in key:
                 continue

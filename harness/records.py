@@ -301,6 +301,16 @@ class RunReport:
     cases: tuple[CaseResult, ...] = ()
     finished_at: str | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
+    baseline_model: str | None = None
+    """Label (``stem@sha8``) of a ``--baseline-model`` measured only as the side-by-side
+    baseline; ``None`` also when it was identical to a model of the run (measured once)."""
+
+    def tracked_cases(self) -> tuple[CaseResult, ...]:
+        """The cases night-to-night comparisons and the history follow: all but those of the
+        side-by-side baseline model (an earlier night's model, measured again tonight)."""
+        if self.baseline_model is None:
+            return self.cases
+        return tuple(c for c in self.cases if c.case.model != self.baseline_model)
 
     def with_case(self, result: CaseResult) -> RunReport:
         """A copy with ``result`` appended (or replacing the result with the same case id)."""

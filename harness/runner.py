@@ -493,16 +493,19 @@ class Session:
     # -- device side ---------------------------------------------------------------------
 
     def run(self, output_dir: Path, sources: list[Artifact] | None = None,
-            resume: RunReport | None = None) -> RunReport:
+            resume: RunReport | None = None, baseline_model: str | None = None) -> RunReport:
         """Run everything (or, with ``resume``, what that report lacks or holds as failed:
-        see ``resume.py``); the report on disk is current after every case."""
+        see ``resume.py``); the report on disk is current after every case.
+        ``baseline_model``: the label of a source measured only as the side-by-side
+        baseline, recorded in the report (see :meth:`RunReport.tracked_cases`)."""
         from .agent import edgebench_agent
 
         plans = self.plan(sources if sources is not None else self.sources())
         host = _host_info(edgebench_agent.probe(["numpy"]))
         report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
                            run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
-                           host=host, argv=self.argv, versions=_host_versions())
+                           host=host, argv=self.argv, versions=_host_versions(),
+                           baseline_model=baseline_model)
         if resume is not None:
             kept, plans = split(resume, plans)
             report = combined_start(resume, report, kept)

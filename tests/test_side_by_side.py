@@ -18,7 +18,9 @@ from edgebench.compare import Thresholds, Verdict, compare_reports, render_compa
 from edgebench.config import DEFAULT_MODEL, Matrix, RunSettings
 from edgebench.matrix_file import MatrixFile
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
-from edgebench.records import Case, CaseResult
+from edgebench.records import Case, CaseResult, RunReport
+from edgebench.reports.json_report import render_json
+from edgebench.reports.markdown import render_markdown
 from edgebench.runner import Session
 
 SPREAD = [0.95, 0.97, 1.0, 1.0, 1.03, 1.05]
@@ -249,3 +251,45 @@ def test_combine_keeps_one_cpu_median_per_repeat() -> None:
     assert merged.latency.repeat_cpu_medians_ms == pytest.approx((15, 16, 17))
     assert merged.latency.cpu_p50_ms == pytest.approx(16) and \
         len(merged.latency.cpu_samples_ns) == 60
+
+
+def test_night_to_night_comparison_and_history_leave_the_baseline_model_out(
+        tmp_path: Path) -> None:
+    """Each night's report holds last night's model (the baseline, same file name) and
+    tonight's; the trend follows tonight's, and the history holds one point per night."""
+    from edgebench.history import load_runs, series
+
+    def night(run_id: str, old: str, new: str, new_ms: float, seed: int) -> RunReport:
+        return dataclasses.replace(
+            report(result(noisy(10.0, seed=seed), model=old),
+                   result(noisy(new_ms, seed=seed + 1), model=new)),
+            run_id=run_id, baseline_model=old)
+
+    monday = night("r1", "det@0000", "det@1111", 10.0, seed=1)
+    tuesday = night("r2", "det@1111", "det@2222", 20.0, seed=3)
+    (case,) = compare_reports(monday, tuesday, Thresholds()).cases
+    assert case.verdict is Verdict.REGRESSED  # det@2222 (20 ms) vs det@1111 (10 ms)
+    assert case.ratio is not None and 1.9 < case.ratio < 2.1
+    for r in (monday, tuesday):
+        (tmp_path / r.run_id).mkdir()
+        (tmp_path / r.run_id / "report.json").write_text(render_json(r))
+    (points,) = series(load_runs(tmp_path), "p50_ms").values()
+    assert [p.model for p in points] == ["det@1111", "det@2222"]
+    text = render_markdown(tuesday)
+    assert "`det@1111` is the baseline model" in text
+    assert "| det@1111 | fp32 |" in text  # its measurements stay in the run's own report
+
+
+def test_cli_records_the_baseline_model_only_when_measured_as_baseline_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "yesterday.onnx"
+    shutil.copyfile(DEFAULT_MODEL, base)
+    args = ["-b", "onnxruntime", "--threads", "1", "--repeats", "1", "-n", "3", "--warmup",
+            "1", "--no-accuracy"]
+    main(["run", "--baseline-model", str(base), *args, "-o", str(tmp_path / "a")])
+    main(["run", "--baseline-model", str(DEFAULT_MODEL), *args, "-o", str(tmp_path / "b")])
+    capsys.readouterr()
+    (a,) = (tmp_path / "a").glob("*/report.json")
+    (b,) = (tmp_path / "b").glob("*/report.json")
+    assert json.loads(a.read_text())["baseline_model"] == f"yesterday@{_sha256(base)[:8]}"
+    assert json.loads(b.read_text())["baseline_model"] is None  # measured once, as the model

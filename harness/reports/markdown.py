@@ -57,7 +57,12 @@ HEADER = (
 def render_markdown(report: RunReport) -> str:
     lines = [f"# edgebench run {report.run_id}", "",
              f"edgebench {report.tool_version}, report schema {report.schema_version}, "
-             f"state **{report.state.value}**, started {report.created_at}.", "", HEADER]
+             f"state **{report.state.value}**, started {report.created_at}.", ""]
+    if report.baseline_model:
+        lines += [f"Side by side: `{report.baseline_model}` is the baseline model "
+                  f"(`--baseline-model`), measured in this run to gate the others (see "
+                  f"`compare.md`); night-to-night comparisons and the history leave it out.", ""]
+    lines.append(HEADER)
     lines += [result_row(r) for r in report.cases]
     if any(r.latency is not None and r.latency.cpu_p50_ms is not None for r in report.cases):
         lines += ["", "CPU p50: the median CPU time of the runner process (all its threads) "
