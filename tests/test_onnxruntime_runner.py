@@ -45,15 +45,14 @@ def test_min_duration_extends_the_loop(tmp_path: Path, make_onnx) -> None:  # ty
     code, result = run_runner(tmp_path, model, {"images": x}, iterations=5,
                               min_duration_s=0.3, warmup_iterations=0, warmup_s=0.1)
     assert code == 0, result
-    # A 25 us model: 0.3 s is thousands of iterations (how much of the 0.3 s the samples
-    # cover depends on the load: see test_timed_loop_runs_until_the_minimum_duration)
-    assert len(result["samples_ns"]) > 100
+    assert len(result["samples_ns"]) > 100  # a 25 us model: thousands in 0.3 s
+    assert sum(result["samples_ns"]) >= 0.3e9 * 0.9
     assert len(result["warmup_ns"]) >= 1
 
 
 def test_timed_loop_runs_until_the_minimum_duration() -> None:
-    """Both minimums hold, and the samples (inference only, not the loop's bookkeeping or
-    its CPU-clock reads) cover the duration when inference dominates the iteration."""
+    """Both minimums hold, and the samples (inference and the CPU-clock reads around it,
+    not the loop's bookkeeping) cover the duration."""
     from edgebench.agent import edgebench_agent
 
     def infer() -> None:
