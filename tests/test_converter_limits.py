@@ -9,6 +9,7 @@ of the converter is left.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -127,7 +128,8 @@ def test_memory_of_a_grandchild_counts_and_the_tree_is_killed(tmp_path: Path) ->
 @pytest.fixture()
 def pt_copy(tmp_path: Path) -> Path:
     """The embedded .pt copied to a private dir (Ultralytics writes next to its input)."""
-    pytest.importorskip("ultralytics")
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
     dst = tmp_path / f"limitprobe{os.getpid()}.pt"
     shutil.copyfile(ASSETS / "shapes-yolov8n.pt", dst)
     return dst
@@ -189,3 +191,27 @@ def test_pnnx_over_memory_limit_fails_its_case_and_the_run_goes_on(
     assert cases["ncnn"]["reason"] == memory_sentence(
         f"converting {variant.name} to ncnn with pnnx", "0.0625")
     assert_none_left(variant.name)
+
+
+def test_litert_quantizer_over_memory_limit(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """ai-edge-quantizer holds the whole calibration set in memory, so it runs in a limited
+    child (it peaks at ~380 MiB for 16 images at 320 px on the embedded model)."""
+    pytest.importorskip("ai_edge_quantizer")
+    import yaml
+
+    from edgebench.datasets import embedded_val_yaml
+    from edgebench.plugins.quantize_litert import quantize_in_subprocess
+
+    data = yaml.safe_load(Path(embedded_val_yaml()).read_text())
+    images = sorted((Path(data["path"]) / data["val"]).iterdir())[:16]
+    src = tmp_path / f"limitquant{os.getpid()}.tflite"
+    shutil.copyfile(ASSETS / "shapes-yolov8n.tflite", src)
+    monkeypatch.setenv(MEMORY_ENV, "0.25")
+    with pytest.raises(CaseError) as err:
+        quantize_in_subprocess(src, tmp_path / "int8.tflite", "int8", images, (320, 320),
+                               keep_head_float=True, progress=False)
+    assert str(err.value) == memory_sentence(
+        f"quantizing {src.name} to int8 with ai-edge-quantizer", "0.25")
+    assert not (tmp_path / "int8.tflite").exists()
+    assert_none_left(src.name)
