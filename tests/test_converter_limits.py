@@ -13,6 +13,8 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -215,3 +217,24 @@ def test_litert_quantizer_over_memory_limit(tmp_path: Path,
         f"quantizing {src.name} to int8 with ai-edge-quantizer", "0.25")
     assert not (tmp_path / "int8.tflite").exists()
     assert_none_left(src.name)
+
+
+@pytest.mark.export
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_a_conversion_kills_the_converter(
+        pt_copy: Path, tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    """The converter runs in its own session (the terminal's Ctrl-C does not reach it), so
+    edgebench itself must kill it when it is interrupted or terminated."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgebench.cli", "run", "-b", "onnxruntime", "-m", str(pt_copy),
+         "--no-accuracy", "-n", "3", "-o", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not processes_mentioning(f"--weights {pt_copy}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_mentioning(f"--weights {pt_copy}"), "the export never started"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert_none_left(pt_copy.name)
