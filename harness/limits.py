@@ -1,7 +1,8 @@
 """Memory and time limits for converter subprocesses, so a conversion never endangers the host.
 
 Every tool edgebench runs to make or change a model (pnnx, the Ultralytics export worker, the
-PyTorch reference, the torch compressors' workers) goes through :func:`run_limited`. It starts
+PyTorch reference, ai-edge-quantizer, the torch compressors' workers) goes through
+:func:`run_limited`. It starts
 the tool in a process group of its own, samples the resident memory (RSS) of the whole process
 tree every :data:`POLL_S` seconds from ``/proc`` and kills the group when the sum passes the
 memory limit or the run passes its time budget. The case then fails with one sentence that says
@@ -21,8 +22,10 @@ Limits (each overridable, e.g. for a big model on a big machine):
   starts: half the machine, and never more than three quarters of what is free right now, so
   the rest of the host (other users, the harness itself) keeps room. Override:
   ``EDGEBENCH_CONVERT_MEMORY_GIB`` (GiB, decimal allowed).
-- time: the budget the call site gives (conversions 1800 s, training 6 h). Override:
-  ``EDGEBENCH_CONVERT_TIMEOUT_S`` (seconds), applied to every limited tool.
+- time: the budget the call site gives (pnnx, the Ultralytics export and the PyTorch
+  reference 1800 s, LiteRT quantization 3600 s, inspecting a ``.pt`` 600 s, pruning and
+  distillation training 6 h). Override: ``EDGEBENCH_CONVERT_TIMEOUT_S`` (seconds), applied
+  to every limited tool.
 
 Where ``/proc`` is missing (macOS), memory cannot be sampled: only the time limit applies.
 """
