@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,10 +35,17 @@ from edgebench.limits import (
 ASSETS = Path(__file__).resolve().parents[1] / "harness" / "assets"
 
 
+def proc_meminfo_kib(field: str) -> int:
+    """One /proc/meminfo field in KiB, read here with a regex (the code under test has its
+    own reader)."""
+    match = re.search(rf"^{field}:\s+(\d+) kB$", Path("/proc/meminfo").read_text(), re.M)
+    assert match, field
+    return int(match.group(1))
+
+
 def machine_gib() -> str:
-    """This machine's RAM in GiB, from sysconf (not from /proc/meminfo, which the code reads),
-    formatted as the messages do (3 significant digits)."""
-    return f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.3g}"
+    """This machine's RAM in GiB as the messages format it (3 significant digits)."""
+    return f"{proc_meminfo_kib('MemTotal') / 2**20:.3g}"
 
 
 def memory_sentence(what: str, limit: str) -> str:
@@ -87,9 +95,9 @@ def test_default_memory_limit_from_proc_meminfo(tmp_path: Path) -> None:
     assert default_memory_limit(info) == 24684096 * 1024 // 2
     assert default_memory_limit({}) is None
 
-    # this machine: MemTotal as the kernel's sysinfo reports it through sysconf
+    # this machine's /proc/meminfo
     real = read_meminfo()
-    assert real["MemTotal"] == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert real["MemTotal"] == proc_meminfo_kib("MemTotal") * 1024
     limits = tool_limits(1800, environ={}, meminfo=real)
     assert limits.memory_bytes == min(real["MemTotal"] // 2, real["MemAvailable"] * 3 // 4)
     assert limits.time_s == 1800
