@@ -179,7 +179,10 @@ class Distill:
         teacher = teacher_path(options, context)
         student = context.pytorch or context.source
         if student.format == "pt" and Path(student.path).resolve() != teacher:
-            heads = inspect_models([teacher, Path(student.path)])
+            try:
+                heads = inspect_models([teacher, Path(student.path)])
+            except CaseError as exc:  # over the converter limits, before any case ran
+                raise UserError(f"{exc}.") from None
             check_pair(heads[0], heads[1], teacher.name, Path(student.path).name)
 
     def apply(self, model: Artifact, options: Mapping[str, Any],
