@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CaseError, CaseSkipped, UserError
+from .limits import run_limited
 from .onnx_info import inspect_onnx
 from .records import Artifact
 
@@ -187,17 +187,15 @@ def _run_export(weights: Path, fmt: str, imgsz: int | None, out: Path) -> None:
 
 def _run_tool(argv: list[str], what: str, *, cwd: Path | None = None,
               timeout_s: float = 1800) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
-                              cwd=cwd)
-    except subprocess.TimeoutExpired:
-        raise CaseError(f"{what} timed out after {timeout_s:g} s") from None
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + "\n" + proc.stdout).strip().splitlines()
+    """Run a converter under the host's memory and time limits (:mod:`edgebench.limits`)
+    and return its stdout. :class:`CaseError` when it fails or passes a limit."""
+    done = run_limited(argv, what, time_s=timeout_s, cwd=cwd)
+    if done.returncode != 0:
+        lines = [ln for ln in (done.stderr + "\n" + done.stdout).strip().splitlines()
                  if ln.strip() and "dlopen failed" not in ln]
-        raise CaseError(f"{what} failed (exit {proc.returncode}): "
+        raise CaseError(f"{what} failed (exit {done.returncode}): "
                         f"{lines[-1].strip() if lines else 'no output'}")
-    return proc.stdout
+    return done.stdout
 
 
 # -- ONNX -> ncnn with the pnnx converter (no torch needed) -----------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, ClassVar
 from edgebench.contracts import CompressionContext
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.limits import run_limited
 from edgebench.pipeline import cached_export, sha256_file
 from edgebench.records import Artifact
 
@@ -179,7 +179,10 @@ class Distill:
         teacher = teacher_path(options, context)
         student = context.pytorch or context.source
         if student.format == "pt" and Path(student.path).resolve() != teacher:
-            heads = inspect_models([teacher, Path(student.path)])
+            try:
+                heads = inspect_models([teacher, Path(student.path)])
+            except CaseError as exc:  # over the converter limits, before any case ran
+                raise UserError(f"{exc}.") from None
             check_pair(heads[0], heads[1], teacher.name, Path(student.path).name)
 
     def apply(self, model: Artifact, options: Mapping[str, Any],
@@ -341,7 +344,8 @@ def inspect_models(paths: Sequence[Path], *, imgsz: int | None = None,
             argv += ["--imgsz", str(imgsz)]
         if like is not None:
             argv += ["--like", str(like)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        proc = run_limited(argv, f"inspecting {', '.join(p.name for p in paths)} with "
+                           "PyTorch", time_s=600)
         if proc.returncode != 0 or not result.is_file():
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             raise UserError(lines[-1].removeprefix("edgebench: ") if lines

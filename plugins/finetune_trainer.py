@@ -60,7 +60,6 @@ import importlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -135,24 +134,19 @@ def finetune_in_subprocess(weights_in: Path, weights_out: Path, data_yaml: Path,
 
 
 def run_worker(argv: list[str], what: str, *, progress: bool, timeout_s: float) -> None:
-    """Run a torch worker; with ``progress`` its output streams to this process's stderr.
-    Raises :class:`edgebench.errors.CaseError` with the last output line on failure."""
+    """Run a torch worker under the host's memory and time limits
+    (:func:`edgebench.limits.run_limited`); with ``progress`` its output streams to this
+    process's stderr. Raises :class:`edgebench.errors.CaseError` with the last output line on
+    failure, or the limit's sentence when it passed one."""
     from edgebench.errors import CaseError
+    from edgebench.limits import run_limited
 
-    try:
-        if progress:
-            proc = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, text=True,
-                                  timeout=timeout_s)
-            output = ""
-        else:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
-            output = proc.stderr + "\n" + proc.stdout
-    except subprocess.TimeoutExpired:
-        raise CaseError(f"{what} timed out after {timeout_s:g} s") from None
-    if proc.returncode != 0:
-        lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    done = run_limited(argv, what, time_s=timeout_s, stream=progress)
+    if done.returncode != 0:
+        lines = [ln for ln in (done.stderr + "\n" + done.stdout).strip().splitlines()
+                 if ln.strip()]
         tail = lines[-1].strip() if lines else "see the output above"
-        raise CaseError(f"{what} failed (exit {proc.returncode}): {tail}")
+        raise CaseError(f"{what} failed (exit {done.returncode}): {tail}")
 
 
 # -- inside the training process (torch) -------------------------------------------------

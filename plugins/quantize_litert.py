@@ -210,17 +210,10 @@ class _LiteRTQuantizer:
 
         def produce(out: Path) -> None:
             src = Path(model.path)
-            samples = (calibration_samples(src, images, hw, progress=context.progress)
-                       if images else None)
-            kept = head_tail_scopes(src) if options.get("keep_head_float") else []
-            try:
-                recipe = quantize_tflite(src, out / "model.tflite", self.scheme, samples,
-                                         kept)
-            except CaseError:
-                raise
-            except Exception as exc:  # the quantizer raises bare errors on unknown graphs
-                raise CaseError(f"ai-edge-quantizer could not make {self.scheme} from "
-                                f"{src.name}: {type(exc).__name__}: {exc}") from None
+            recipe, kept = quantize_in_subprocess(
+                src, out / "model.tflite", self.scheme, images, hw,
+                keep_head_float=bool(options.get("keep_head_float")),
+                progress=context.progress)
             meta: dict[str, Any] = {
                 "file": "model.tflite", "format": "tflite", "imgsz": hw[0],
                 "input_name": model.input_name, "gflops": model.gflops,
@@ -284,7 +277,80 @@ class LiteRTFp16(_LiteRTQuantizer):
     primary_option: ClassVar[str | None] = None
 
 
+# -- the quantizer runs in a limited subprocess --------------------------------------------
+#
+# ai-edge-quantizer's calibrate() takes the whole calibration set as in-memory arrays (it
+# lists the data set to count it), so its memory grows with calibration x H x W (100 images
+# at 640: 0.5 GB; 1000 at 1280: 20 GB). It runs in a child process under the host's memory
+# and time limits (edgebench.limits), so a large calibration fails its case in one sentence
+# instead of exhausting the host.
+
+QUANTIZE_TIME_S = 3600.0
+
+
+def quantize_in_subprocess(src: Path, dst: Path, scheme: str, images: list[Path],
+                           hw: tuple[int, int], *, keep_head_float: bool, progress: bool
+                           ) -> tuple[str, list[str]]:
+    """:func:`quantize_tflite` (with :func:`calibration_samples` and
+    :func:`head_tail_scopes`) in a child Python under :func:`edgebench.limits.run_limited`.
+    Returns (the recipe's description, the scopes kept float). :class:`CaseError` with the
+    worker's own sentence when it fails, or the limit's sentence when it passes one."""
+    import sys
+    import tempfile
+
+    from edgebench.limits import run_limited
+
+    with tempfile.TemporaryDirectory(prefix="edgebench-quantize-") as tmp:
+        request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        request.write_text(json.dumps({
+            "src": str(src), "dst": str(dst), "scheme": scheme,
+            "images": [str(p) for p in images], "hw": list(hw),
+            "keep_head_float": keep_head_float, "progress": progress}))
+        done = run_limited([sys.executable, "-m", "edgebench.plugins.quantize_litert",
+                            str(request), str(result)],
+                           f"quantizing {src.name} to {scheme} with ai-edge-quantizer",
+                           time_s=QUANTIZE_TIME_S, stream=progress)
+        answer: dict[str, Any] = json.loads(result.read_text()) if result.is_file() else {}
+    if "error" in answer:
+        raise CaseError(str(answer["error"]))
+    if done.returncode != 0 or "recipe" not in answer:
+        lines = [ln for ln in (done.stderr + "\n" + done.stdout).splitlines() if ln.strip()]
+        raise CaseError(f"quantizing {src.name} to {scheme} with ai-edge-quantizer failed "
+                        f"(exit {done.returncode}): "
+                        f"{lines[-1].strip() if lines else 'see the output above'}")
+    return str(answer["recipe"]), [str(k) for k in answer["kept"]]
+
+
+def _worker(request_path: Path, result_path: Path) -> int:
+    """(In the child.) Read the request, quantize, write {"recipe", "kept"} or {"error"}."""
+    request = json.loads(request_path.read_text())
+    src, scheme = Path(request["src"]), str(request["scheme"])
+    try:
+        images = [Path(p) for p in request["images"]]
+        hw = (int(request["hw"][0]), int(request["hw"][1]))
+        samples = (calibration_samples(src, images, hw, progress=bool(request["progress"]))
+                   if images else None)
+        kept = head_tail_scopes(src) if request["keep_head_float"] else []
+        recipe = quantize_tflite(src, Path(request["dst"]), scheme, samples, kept)
+    except CaseError as exc:
+        result_path.write_text(json.dumps({"error": str(exc)}))
+        return 1
+    except Exception as exc:  # the quantizer raises bare errors on unknown graphs
+        result_path.write_text(json.dumps({
+            "error": f"ai-edge-quantizer could not make {scheme} from {src.name}: "
+                     f"{type(exc).__name__}: {exc}"}))
+        return 1
+    result_path.write_text(json.dumps({"recipe": recipe, "kept": kept}))
+    return 0
+
+
 @hookimpl
 def edgebench_register_compressors(register: Register) -> None:
     for cls in (LiteRTInt8, LiteRTDynamic, LiteRTW8A16, LiteRTFp16):
         register(cls)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_worker(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -117,7 +117,12 @@ def calibrate(model_path: Path, input_name: str, images: Sequence[Path], hw: tup
               cache: Path, *, progress: bool) -> None:
     """Activation ranges (min/max over the images) into ORT's calibration cache file, so
     every QDQ variant of the model reuses one calibration (``quantize_static`` writes the
-    cache as it quantizes; the model it writes here is thrown away)."""
+    cache as it quantizes; the model it writes here is thrown away).
+
+    Runs in this process, not under the converter limits (:mod:`edgebench.limits`): the
+    reader letterboxes one image at a time and ORT's MinMax calibrater keeps per-tensor
+    ranges, so memory follows the model, not the calibration count (measured on the embedded
+    model at 320 px, ORT 1.32: peak RSS 259, 266 and 284 MiB for 8, 32 and 96 images)."""
     from onnxruntime.quantization import quantize_static
 
     reader = CalibrationReader(input_name, images, hw, progress=progress)
