@@ -465,6 +465,14 @@ def load_coco(instances: Path, *, limit: int | None = None) -> Dataset:
     roots.insert(0, instances.parent.parent / "images" / split)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:
+        bbox = ann.get("bbox")
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) for v in bbox)
+                or not isinstance(ann.get("area"), (int, float)) or "iscrowd" not in ann
+                or "image_id" not in ann):
+            raise UserError(f"{instances}: annotation {ann.get('id')} lacks an image_id, a "
+                            "bbox of 4 numbers, an area or iscrowd, which pycocotools needs "
+                            "to score against the file.")
         if ann.get("category_id") not in cat_index:
             raise UserError(f"{instances}: annotation {ann.get('id')} has category "
                             f"{ann.get('category_id')}, which is not in categories.")

@@ -152,6 +152,30 @@ def test_coco_missing_image_and_bad_box(yolo_root: Path, tmp_path: Path) -> None
         load_dataset(instances)
 
 
+def test_coco_refusals(yolo_root: Path, tmp_path: Path) -> None:
+    """What pycocotools cannot score, and a file whose image size disagrees with the image."""
+    instances = to_coco(yolo_root, tmp_path / "coco")
+    data = json.loads(instances.read_text())
+    del data["annotations"][0]["area"]
+    instances.write_text(json.dumps(data))
+    with pytest.raises(UserError) as info:
+        load_dataset(instances)
+    assert str(info.value) == (f"{instances}: annotation 1 lacks an image_id, a bbox of 4 "
+                               "numbers, an area or iscrowd, which pycocotools needs to score "
+                               "against the file.")
+    data = json.loads(to_coco(yolo_root, tmp_path / "coco2").read_text())
+    first = data["images"][0]
+    first["width"], first["height"] = first["height"], first["width"]
+    instances = tmp_path / "coco2" / "annotations" / "instances_val.json"
+    instances.write_text(json.dumps(data))
+    with pytest.raises(UserError) as info:
+        load_dataset(instances)
+    assert str(info.value) == (
+        f"{instances} says image {first['file_name']} is {first['width']}x{first['height']} "
+        f"but it is {first['height']}x{first['width']} (after EXIF orientation), so boxes and "
+        "detections would be in different frames; correct its width and height in the file.")
+
+
 def test_not_a_dataset_file(tmp_path: Path) -> None:
     f = tmp_path / "x.txt"
     f.write_text("hi")
