@@ -185,3 +185,31 @@ def test_not_a_dataset_file(tmp_path: Path) -> None:
     j.write_text("{}")
     with pytest.raises(UserError, match="not a COCO instances file"):
         load_dataset(j)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("channels: 1\n", "{yaml} has 'channels: 1'; edgebench evaluates 3-channel (colour) "
+                      "datasets only."),
+    ("nc: 3\n", "{yaml} has 4 'names' but 'nc: 3'; make them match."),
+])
+def test_data_yaml_refusals(yolo_root: Path, tmp_path: Path, extra: str, message: str) -> None:
+    root = copy_of(yolo_root, tmp_path)
+    yaml = root / "data.yaml"
+    yaml.write_text("\n".join(line for line in yaml.read_text().splitlines()
+                              if not line.startswith("nc:")) + "\n" + extra)
+    with pytest.raises(UserError) as info:
+        load_dataset(yaml)
+    assert str(info.value) == message.format(yaml=yaml)
+
+
+def test_data_yaml_names_with_gaps_and_missing_split(tmp_path: Path) -> None:
+    yaml = tmp_path / "data.yaml"
+    yaml.write_text("val: images\nnames: {0: a, 2: c}\n")
+    with pytest.raises(UserError) as info:
+        load_dataset(yaml)
+    assert str(info.value) == f"{yaml} 'names' must number classes 0..n-1 without gaps."
+    yaml.write_text("val: nowhere\nnames: [a]\n")
+    with pytest.raises(UserError) as info:
+        load_dataset(yaml)
+    assert str(info.value) == (f"{yaml}: the 'val' images {(tmp_path / 'nowhere').resolve()} "
+                               "do not exist.")
