@@ -3,19 +3,16 @@
 The device returns raw outputs; everything here runs on the host. Decoding and NMS follow
 Ultralytics (``ultralytics.utils.nms.non_max_suppression``: candidates above ``conf``,
 multi-label, class-offset greedy NMS at ``iou``, at most ``max_det``); mAP comes from
-pycocotools' ``COCOeval`` (not computed here), so the numbers are the reference tool's.
+pycocotools' ``COCOeval`` in :mod:`edgebench.coco`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import Dataset
 from .preprocess import Letterbox
 from .records import Fidelity, Tolerance
 
@@ -129,68 +126,6 @@ def decode(out: np.ndarray, box: Letterbox, *, conf: float, iou: float, max_det:
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
     return Detections(boxes.astype(np.float64), scores.astype(np.float64),
                       classes.astype(np.int64))
-
-
-@dataclass(frozen=True)
-class MapResult:
-    map50_95: float
-    map50: float
-    per_class_map50_95: dict[str, float]
-    per_class_map50: dict[str, float]
-    detections: int
-
-
-def coco_map(dataset: Dataset, detections: Sequence[Detections]) -> MapResult:
-    """mAP50-95 and mAP50 (and per class) with pycocotools' COCOeval."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images: list[dict[str, object]] = []
-    annotations: list[dict[str, object]] = []
-    results: list[dict[str, object]] = []
-    for image_id, (image, det) in enumerate(zip(dataset.images, detections), 1):
-        images.append({"id": image_id, "width": image.width, "height": image.height,
-                       "file_name": image.path.name})
-        assert image.truth is not None
-        for (x1, y1, x2, y2), cls in zip(image.truth.boxes, image.truth.classes):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": cls + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
-        for (x1, y1, x2, y2), score, cls in zip(det.boxes, det.scores, det.classes):
-            results.append({"image_id": image_id, "category_id": int(cls) + 1,
-                            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                            "score": float(score)})
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(dataset.class_names)]
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        if not results:
-            return MapResult(0.0, 0.0, {n: 0.0 for n in dataset.class_names},
-                             {n: 0.0 for n in dataset.class_names}, 0)
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, iouType="bbox")
-        ev.params.maxDets = [1, 10, 300]  # YOLO keeps up to 300 per image, as Ultralytics
-        ev.evaluate()
-        ev.accumulate()
-    # precision[T, R, K, A, M]: IoU thresholds, recall points, classes, areas (0 = all),
-    # max detections (-1 = 300). The averages are summarize()'s, which would use 100.
-    precision = ev.eval["precision"]
-
-    def per_class(t_slice: slice | int) -> dict[str, float]:
-        out = {}
-        for k, name in enumerate(dataset.class_names):
-            p = precision[t_slice, :, k, 0, -1]
-            p = p[p > -1]
-            out[name] = float(p.mean()) if p.size else 0.0
-        return out
-
-    def mean(p: np.ndarray) -> float:
-        valid = p[p > -1]
-        return float(valid.mean()) if valid.size else 0.0
-
-    return MapResult(mean(precision[:, :, :, 0, -1]), mean(precision[0, :, :, 0, -1]),
-                     per_class(slice(None)), per_class(0), len(results))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -14,12 +14,13 @@ from .accuracy import (
     Detections,
     canonical,
     check_tolerance,
-    coco_map,
     decode,
     head_problem,
     output_fidelity,
 )
+from .coco import coco_map
 from .datasets import Dataset
+from .errors import UserError
 from .preprocess import Letterbox, image_tensor
 from .records import Accuracy, Status, Tolerance
 
@@ -50,6 +51,10 @@ def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
         arrays, boxes = {}, []
         for i, image in enumerate(dataset.images):
             arrays[str(i)], box = image_tensor(image.path, input_hw)
+            if box.orig_hw != (image.height, image.width):  # labels would be in another frame
+                raise UserError(f"{image.path} decodes to {box.orig_hw[1]}x{box.orig_hw[0]} "
+                                f"pixels but its header says {image.width}x{image.height} "
+                                "after EXIF orientation; re-save the image.")
             boxes.append(box)
         tmp = folder / f".batch-{time.time_ns()}.npz"
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
@@ -108,7 +113,8 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
     dataset = batch.dataset
     base = Accuracy(status=Status.SKIPPED, reason=None, dataset=dataset.name,
                     images=len(dataset.images), labelled=dataset.labelled,
-                    conf=settings.conf, iou=settings.iou, library=_library())
+                    conf=settings.conf, iou=settings.iou, library=_library(),
+                    left_out={str(lo.path): lo.reason for lo in dataset.left_out})
     canon, problem = canonical_outputs(batch, outputs, boxes_normalised)
     if not all(np.isfinite(o).all() for o in canon):
         return _replace(base, status=Status.FAILED,
@@ -143,6 +149,9 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
         result = coco_map(dataset, detections)
         no_check = None if fidelity is not None else (
             f"no agreement check: {reference_problem or 'no float reference'}")
+        if result.map50_95 is None:
+            no_map = "the evaluated images hold no ground-truth box, so there is no mAP"
+            no_check = f"{no_map}; {no_check}" if no_check else no_map
         return _replace(base, status=Status.OK, reason=no_check, map50_95=result.map50_95,
                         map50=result.map50,
                         per_class_map50_95=result.per_class_map50_95,

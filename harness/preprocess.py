@@ -44,14 +44,60 @@ def letterbox(image_bgr: np.ndarray, new_hw: tuple[int, int]) -> tuple[np.ndarra
     return padded, Letterbox(ratio=r, pad_left=left, pad_top=top, orig_hw=(h, w))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image as BGR uint8; raise :class:`UserError` when it cannot be decoded."""
+def decode_image(path: Path) -> np.ndarray | None:
+    """An image as (H, W, 3) BGR uint8 as Ultralytics' ``imread`` decodes it, or ``None``.
+
+    From ``ultralytics/utils/patches.py`` (8.4): the file's bytes go to ``cv2.imdecode``
+    with ``IMREAD_COLOR``, which applies EXIF orientation (``cv2.imread`` cannot read an
+    EXIF-rotated TIFF); a TIFF is decoded page by page and its first colour page kept;
+    AVIF/HEIC/HEIF go through PIL (EXIF-aware); 16-bit data keep their high byte; grey and
+    alpha images become 3-channel BGR.
+    """
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except OSError:
+        return None
+    if not data.size:
+        return None
+    image = None
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        ok, frames = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+        if ok and frames and frames[0].ndim == 3:
+            image = frames[0][..., :3]
+    if image is None and suffix in (".avif", ".heic", ".heif"):
+        image = _decode_pil(path)
+    if image is None:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    if image.dtype == np.uint16:
+        image = (image.astype(np.uint16) >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _decode_pil(path: Path) -> np.ndarray | None:
+    import cv2
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im, ImageOps.exif_transpose(im) as upright:
+            return np.asarray(cv2.cvtColor(np.asarray(upright.convert("RGB")),
+                                           cv2.COLOR_RGB2BGR))
+    except Exception:
+        return None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """:func:`decode_image`, raising :class:`UserError` when the file cannot be decoded."""
+    image = decode_image(path)
     if image is None:
         raise UserError(f"{path} is not an image OpenCV can read.")
-    return np.asarray(image, dtype=np.uint8)
+    return image
 
 
 def to_tensor(letterboxed_bgr: np.ndarray) -> np.ndarray:

@@ -222,7 +222,10 @@ class Accuracy:
     """mAP of the outputs the device produced, and their fidelity to the float reference.
 
     ``status`` is ``skipped`` (with the reason) when the model is not a YOLOv8 detection
-    head; mAP is ``None`` on unlabelled data, where only fidelity is measured.
+    head; mAP is ``None`` on unlabelled data, where only fidelity is measured, and when the
+    evaluated images hold no ground-truth box. Per-class figures list only the classes with
+    ground truth in the evaluated images (pycocotools gives the others no AP); the means are
+    over these classes.
     """
 
     status: Status
@@ -240,6 +243,10 @@ class Accuracy:
     library: str = ""
     fidelity: Fidelity | None = None
     host_seconds: float | None = None
+    left_out: Mapping[str, str] = field(default_factory=dict)
+    """Images of the evaluated range left out (path -> why: corrupt, truncated, a label file
+    Ultralytics rejects), as Ultralytics' dataset scan leaves them out; ``images`` counts
+    the others."""
 
 
 @dataclass(frozen=True)

@@ -356,7 +356,7 @@ class Session:
         self._entered: dict[str, Device] = {}
         self._errors: list[BaseException] = []
         self._references: dict[tuple[str, str], tuple[Reference | None, str | None]] = {}
-        self.dataset = load_dataset(matrix.data).first(matrix.images)
+        self.dataset = load_dataset(matrix.data, limit=matrix.images)
 
     def close(self) -> None:
         self._tmp.cleanup()

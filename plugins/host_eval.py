@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgebench.accuracy import AccuracySettings, canonical, coco_map, decode
+from edgebench.accuracy import AccuracySettings, canonical, decode
+from edgebench.coco import coco_map
 from edgebench.datasets import Dataset, load_yolo
+from edgebench.errors import UserError
 from edgebench.preprocess import Letterbox, image_tensor
 
 
@@ -69,7 +71,11 @@ def map_of_outputs(outputs: Sequence[Any], data: EvalSet, settings: AccuracySett
     dets = [decode(canonical(o, data.hw, boxes_normalised), lb, conf=settings.conf,
                    iou=settings.iou, max_det=settings.max_det)
             for o, lb in zip(outputs, data.letterboxes)]
-    return float(coco_map(data.dataset, dets).map50_95)
+    result = coco_map(data.dataset, dets).map50_95
+    if result is None:
+        raise UserError(f"{data.dataset.name} holds no ground-truth box in the images "
+                        "evaluated, so there is no mAP to compare; use labelled images.")
+    return result
 
 
 def median_latencies_ms(runners: Sequence[Any], *, rounds: int = 5,

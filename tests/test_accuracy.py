@@ -11,12 +11,12 @@ import pytest
 from edgebench.accuracy import (
     Detections,
     canonical,
-    coco_map,
     decode,
     detection_agreement,
     head_problem,
     nms,
 )
+from edgebench.coco import coco_map
 from edgebench.datasets import Dataset, EvalImage, GroundTruth
 from edgebench.preprocess import Letterbox, letterbox
 

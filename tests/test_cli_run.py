@@ -239,7 +239,8 @@ def test_class_count_mismatch_is_an_error_before_any_run(
 
     data = generate_shapes(tmp_path / "d", seed=1, n_train=1, n_val=2)
     text = data.read_text()
-    data.write_text(text.replace("3: star", "3: star\n  4: hexagon"))
+    # nc too: names and nc that disagree are refused earlier, as Ultralytics refuses them
+    data.write_text(text.replace("3: star", "3: star\n  4: hexagon").replace("nc: 4", "nc: 5"))
     err = _error(capsys, ["run", "-o", str(tmp_path / "out"), "--data", str(data)])
     assert "predicts 4 classes but the dataset" in err and "has 5" in err
     assert not list((tmp_path / "out").glob("*/report.json"))

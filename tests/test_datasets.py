@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgebench.datasets import load_dataset
+from edgebench.datasets import GroundTruth, load_dataset
 from edgebench.errors import UserError
 from edgebench.shapes import CLASS_NAMES, generate_shapes
 
@@ -89,37 +89,53 @@ def test_empty_dir(tmp_path: Path) -> None:
         load_dataset(tmp_path)
 
 
-def test_image_without_label(yolo_root: Path, tmp_path: Path) -> None:
+def test_image_without_label_is_background(yolo_root: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """As Ultralytics: an image without a label file is a background image, with a warning."""
     root = copy_of(yolo_root, tmp_path)
     victim = sorted((root / "labels" / "val").iterdir())[2]
     victim.unlink()
-    with pytest.raises(UserError, match=rf"has no label file .*{victim.name}"):
-        load_dataset(root / "data.yaml")
+    ds = load_dataset(root / "data.yaml")
+    image = next(im for im in ds.images if im.path.stem == victim.stem)
+    assert image.truth == GroundTruth((), ()) and len(ds.images) == 6 and not ds.left_out
+    assert ("1 images have no label file and count as background images without objects "
+            f"(as in Ultralytics): {image.path}") in capsys.readouterr().err
 
 
-def test_out_of_range_class(yolo_root: Path, tmp_path: Path) -> None:
+def test_out_of_range_class_leaves_the_image_out(yolo_root: Path, tmp_path: Path) -> None:
     root = copy_of(yolo_root, tmp_path)
     label = sorted((root / "labels" / "val").iterdir())[1]
     label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
-    n = len(label.read_text().splitlines())
-    with pytest.raises(UserError, match=rf"{label.name}:{n} has class 7, outside"):
-        load_dataset(root / "data.yaml")
+    ds = load_dataset(root / "data.yaml")
+    assert len(ds.images) == 5
+    (lo,) = ds.left_out
+    assert lo.path.stem == label.stem
+    assert lo.reason == f"label {label}: class 7 exceeds the dataset's 4 classes (0-3)"
 
 
-def test_box_outside_image(yolo_root: Path, tmp_path: Path) -> None:
+def test_box_past_the_edge_is_clipped(yolo_root: Path, tmp_path: Path) -> None:
+    """Ultralytics checks the xywh values (at most 1.01), not the corners, and its validator
+    clips the boxes to the image."""
     root = copy_of(yolo_root, tmp_path)
     label = sorted((root / "labels" / "val").iterdir())[0]
     label.write_text("0 0.95 0.5 0.3 0.2\n")
-    with pytest.raises(UserError, match=rf"{label.name}:1 has a box outside the image"):
-        load_dataset(root / "data.yaml")
+    ds = load_dataset(root / "data.yaml")
+    image = next(im for im in ds.images if im.path.stem == label.stem)
+    assert image.truth is not None
+    ((x1, y1, x2, y2),) = image.truth.boxes
+    assert x1 == pytest.approx(0.8 * image.width) and x2 == image.width
+    assert (y1, y2) == pytest.approx((0.4 * image.height, 0.6 * image.height))
+    label.write_text("0 1.02 0.5 0.3 0.2\n")
+    (lo,) = load_dataset(root / "data.yaml").left_out
+    assert lo.reason.startswith(f"label {label}: non-normalized or out of bounds coordinates")
 
 
-def test_malformed_label(yolo_root: Path, tmp_path: Path) -> None:
+def test_malformed_label_leaves_the_image_out(yolo_root: Path, tmp_path: Path) -> None:
     root = copy_of(yolo_root, tmp_path)
     label = sorted((root / "labels" / "val").iterdir())[0]
     label.write_text("0 0.5 0.5\n")
-    with pytest.raises(UserError, match="a YOLO label line is"):
-        load_dataset(root / "data.yaml")
+    (lo,) = load_dataset(root / "data.yaml").left_out
+    assert lo.reason == f"label {label}: labels require 5 columns, 3 columns detected"
 
 
 def test_coco_missing_image_and_bad_box(yolo_root: Path, tmp_path: Path) -> None:
@@ -136,6 +152,30 @@ def test_coco_missing_image_and_bad_box(yolo_root: Path, tmp_path: Path) -> None
         load_dataset(instances)
 
 
+def test_coco_refusals(yolo_root: Path, tmp_path: Path) -> None:
+    """What pycocotools cannot score, and a file whose image size disagrees with the image."""
+    instances = to_coco(yolo_root, tmp_path / "coco")
+    data = json.loads(instances.read_text())
+    del data["annotations"][0]["area"]
+    instances.write_text(json.dumps(data))
+    with pytest.raises(UserError) as info:
+        load_dataset(instances)
+    assert str(info.value) == (f"{instances}: annotation 1 lacks an image_id, a bbox of 4 "
+                               "numbers, an area or iscrowd, which pycocotools needs to score "
+                               "against the file.")
+    data = json.loads(to_coco(yolo_root, tmp_path / "coco2").read_text())
+    first = data["images"][0]
+    first["width"], first["height"] = first["height"], first["width"]
+    instances = tmp_path / "coco2" / "annotations" / "instances_val.json"
+    instances.write_text(json.dumps(data))
+    with pytest.raises(UserError) as info:
+        load_dataset(instances)
+    assert str(info.value) == (
+        f"{instances} says image {first['file_name']} is {first['width']}x{first['height']} "
+        f"but it is {first['height']}x{first['width']} (after EXIF orientation), so boxes and "
+        "detections would be in different frames; correct its width and height in the file.")
+
+
 def test_not_a_dataset_file(tmp_path: Path) -> None:
     f = tmp_path / "x.txt"
     f.write_text("hi")
@@ -145,3 +185,31 @@ def test_not_a_dataset_file(tmp_path: Path) -> None:
     j.write_text("{}")
     with pytest.raises(UserError, match="not a COCO instances file"):
         load_dataset(j)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("channels: 1\n", "{yaml} has 'channels: 1'; edgebench evaluates 3-channel (colour) "
+                      "datasets only."),
+    ("nc: 3\n", "{yaml} has 4 'names' but 'nc: 3'; make them match."),
+])
+def test_data_yaml_refusals(yolo_root: Path, tmp_path: Path, extra: str, message: str) -> None:
+    root = copy_of(yolo_root, tmp_path)
+    yaml = root / "data.yaml"
+    yaml.write_text("\n".join(line for line in yaml.read_text().splitlines()
+                              if not line.startswith("nc:")) + "\n" + extra)
+    with pytest.raises(UserError) as info:
+        load_dataset(yaml)
+    assert str(info.value) == message.format(yaml=yaml)
+
+
+def test_data_yaml_names_with_gaps_and_missing_split(tmp_path: Path) -> None:
+    yaml = tmp_path / "data.yaml"
+    yaml.write_text("val: images\nnames: {0: a, 2: c}\n")
+    with pytest.raises(UserError) as info:
+        load_dataset(yaml)
+    assert str(info.value) == f"{yaml} 'names' must number classes 0..n-1 without gaps."
+    yaml.write_text("val: nowhere\nnames: [a]\n")
+    with pytest.raises(UserError) as info:
+        load_dataset(yaml)
+    assert str(info.value) == (f"{yaml}: the 'val' images {(tmp_path / 'nowhere').resolve()} "
+                               "do not exist.")

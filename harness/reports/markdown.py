@@ -77,6 +77,20 @@ def render_markdown(report: RunReport) -> str:
         lines += ["", "## Accuracy notes", ""]
         lines += [f"- `{r.case.id}`: accuracy **{r.accuracy.status.value}**: "
                   f"{r.accuracy.reason}" for r in qualified if r.accuracy is not None]
+    left_out: dict[tuple[str, int], dict[str, str]] = {}
+    for r in report.cases:
+        if r.accuracy is not None and r.accuracy.left_out:
+            key = (r.accuracy.dataset, r.accuracy.images)
+            left_out.setdefault(key, dict(r.accuracy.left_out))
+    if left_out:
+        lines += ["", "## Images left out", "",
+                  "Corrupt or unreadable images (and images whose label file Ultralytics "
+                  "rejects) are left out of the accuracy figures, as Ultralytics' val() "
+                  "leaves them out:", ""]
+        for (dataset, kept), images in left_out.items():
+            lines.append(f"- `{dataset}`: {len(images)} of {kept + len(images)} images "
+                         "left out:")
+            lines += [f"  - `{path}`: {why}" for path, why in sorted(images.items())]
     noted = [r for r in report.cases if r.notes]
     if noted:
         lines += ["", "## Notes", ""]
