@@ -12,18 +12,36 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def static_batch(input_shape: Sequence[int] | None) -> int:
-    """Images per inference of a model whose NCHW input has ``input_shape``: its first
-    dimension when static (> 0), else 1 (a symbolic batch runs one image at a time)."""
-    if not input_shape or int(input_shape[0]) < 1:
+def static_batch(input_shape: Sequence[Any] | None) -> int:
+    """Images per inference of a model whose NCHW (or NHWC) input has ``input_shape``: its
+    first dimension when static (a number > 0), else 1 (a symbolic batch, ``-1``, ``None``
+    or a name such as ONNX Runtime's ``"batch"``, runs one image at a time)."""
+    if input_shape is None or len(input_shape) == 0:
         return 1
-    return int(input_shape[0])
+    try:
+        first = int(input_shape[0])
+    except (TypeError, ValueError):
+        return 1
+    return first if first > 0 else 1
+
+
+def run_per_image(run: Callable[[np.ndarray], np.ndarray], tensors: Sequence[np.ndarray],
+                  size: int) -> list[np.ndarray]:
+    """``run`` (one model output for one input) on ``tensors`` (each (1, 3, H, W)) grouped
+    ``size`` at a time by :func:`groups`, its output split back per image (each (1, ...)):
+    for host-side evaluation of a model with a static batch of ``size``."""
+    if size == 1:
+        return [run(t) for t in tensors]
+    outputs = [[run(np.concatenate([tensors[i] for i in group]))]
+               for group in groups(len(tensors), size)]
+    return [per[0] for per in split_outputs(outputs, size, len(tensors))]
 
 
 def groups(images: int, size: int) -> list[list[int]]:

@@ -100,6 +100,36 @@ def test_per_image_latency_is_the_per_batch_figure_over_the_batch() -> None:
         per_image(one, 0)
 
 
+def test_calibration_and_host_evaluation_feed_a_static_batch(tmp_path: Path) -> None:
+    """int8 calibration and the host-side mAP of compression steps feed a batch-B model B
+    images at a time (an ONNX Runtime session of a batch-2 model refuses one image)."""
+    from edgebench.plugins.calibration import CalibrationReader
+
+    images = sorted((embedded_val_yaml().parent / "images" / "val").glob("*.png"))[:3]
+    one = CalibrationReader("images", images, (64, 64), progress=False)
+    two = CalibrationReader("images", images, (64, 64), progress=False, batch=2)
+    singles = [one.get_next() for _ in range(4)]
+    pairs = [two.get_next() for _ in range(3)]
+    assert len(one) == 3 and singles[-1] is None and len(two) == 2 and pairs[-1] is None
+    assert [p["images"].shape for p in pairs[:2]] == [(2, 3, 64, 64)] * 2  # type: ignore[index]
+    grouped = np.concatenate([p["images"] for p in pairs[:2]])  # type: ignore[index]
+    expected = [s["images"][0] for s in singles[:3]] + [singles[2]["images"][0]]  # type: ignore[index]
+    np.testing.assert_array_equal(grouped, np.stack(expected))
+    from edgebench.batching import run_per_image
+
+    calls: list[int] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x.reshape(len(x), -1).sum(axis=1)[:, None, None]
+
+    tensors = [s["images"] for s in singles[:3]]  # type: ignore[index]
+    outputs = run_per_image(model, tensors, 2)
+    assert calls == [2, 2] and len(outputs) == 3
+    for got, x in zip(outputs, tensors):
+        np.testing.assert_array_equal(got, model(x))
+
+
 class _OneImageBackend:
     name = "oneimage"
     max_batch = 1
@@ -224,7 +254,8 @@ def batch_run(batch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFa
     try:
         models = [str(batch_models[n]) for n in sorted(batch_models)]
         assert main(["run", *[a for m in models for a in ("-m", m)], "-b", "onnxruntime",
-                     "-b", "litert", "-b", "ncnn", "--warmup", "1", "-n", "5",
+                     "-b", "litert", "-b", "ncnn", "--compress", "int8:calibration=8",
+                     "--warmup", "1", "-n", "5",
                      "-o", str(root / "out")]) == 0
     finally:
         if old is None:
@@ -232,7 +263,7 @@ def batch_run(batch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFa
         else:
             os.environ["EDGEBENCH_CACHE"] = old
     (report,) = (root / "out").glob("*/report.json")
-    cases = {(c["case"]["model"], c["case"]["backend"]): c
+    cases = {(c["case"]["model"], "+".join((c["case"]["backend"], *c["case"]["pipeline"]))): c
              for c in json.loads(report.read_text())["cases"]}
     labels = {f"{p.stem}@{sha256_file(p)[:8]}": name for name, p in batch_models.items()}
     assert {model for model, _ in cases} == set(labels)
@@ -273,6 +304,14 @@ def test_batch_models_per_batch_and_per_image_latency_and_mAP_as_ultralytics(
         fid = cases[(model, "onnxruntime")]["accuracy"]["fidelity"]
         assert fid["reference"].startswith("onnxruntime ") and model in fid["reference"]
         assert fid["detection_agreement"] == 1.0 and fid["within_tolerance"] is True
+    # int8 calibrated on a batch-B model (B images per calibration input)
+    for model, backend, size in measured:
+        int8 = cases[(model, f"{backend}+int8:calibration=8")]
+        fp32 = cases[(model, backend)]
+        assert int8["status"] == "ok", int8["reason"]
+        assert int8["artifact"]["input_shape"] == [size, 3, 320, 320]
+        assert int8["latency"]["batch"] == size
+        assert abs(int8["accuracy"]["map50_95"] - fp32["accuracy"]["map50_95"]) < 0.03
     # a .tflite given alone has no float reference (as for batch 1): said so, mAP still
     assert "no float reference" in cases[("shapes_b2.tflite", "litert")]["accuracy"][
         "reason"]
@@ -284,11 +323,12 @@ def test_ncnn_refuses_a_static_batch_before_any_conversion(
         batch_run: tuple[dict[Any, Any], Path, str]) -> None:
     cases, cache, markdown = batch_run
     for model, size in (("shapes_b2.onnx", 2), ("shapes_b4.onnx", 4)):
-        case = cases[(model, "ncnn")]
-        assert case["status"] == "skipped" and case["artifact"] is None
-        assert case["reason"] == (
-            f"ncnn runs one image per inference but {model} has a static batch of {size}; "
-            "export the model with batch=1 for ncnn")
+        for backend in ("ncnn", "ncnn+int8:calibration=8"):
+            case = cases[(model, backend)]
+            assert case["status"] == "skipped" and case["artifact"] is None
+            assert case["reason"] == (
+                f"ncnn runs one image per inference but {model} has a static batch of "
+                f"{size}; export the model with batch=1 for ncnn")
     exported = [json.loads(p.read_text()) for p in cache.glob("exports/*/artifact.json")]
     assert not [e for e in exported if e.get("format") == "ncnn"]  # pnnx never ran
     assert "ncnn runs one image per inference" in markdown
