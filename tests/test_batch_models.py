@@ -130,6 +130,25 @@ def test_calibration_and_host_evaluation_feed_a_static_batch(tmp_path: Path) -> 
         np.testing.assert_array_equal(got, model(x))
 
 
+def test_a_changed_static_batch_is_not_compared_as_a_latency_change() -> None:
+    """A batch-2 model's sample is one inference of two images: set against a batch-1
+    model's it would read as a 2x regression."""
+    from edgebench.compare import Thresholds, Verdict, compare_case
+    from edgebench.records import Case, CaseResult, RunSettings, Status
+
+    case = Case(id="m|fp32|onnxruntime|local|tauto", model="m@aaaa", backend="onnxruntime",
+                device="local", settings=RunSettings())
+    samples = [10 * MS + k * 1000 for k in range(50)]
+    one = CaseResult(case=case, status=Status.OK, latency=latency_stats(samples))
+    two = CaseResult(case=case, status=Status.OK,
+                     latency=latency_stats([2 * s for s in samples], batch=2))
+    compared = compare_case("m", one, two, Thresholds())
+    assert compared.verdict is Verdict.NOT_COMPARABLE and compared.reasons == (
+        "static batch 1 -> 2: a latency sample is one inference of the whole batch, so the "
+        "two do not compare",)
+    assert compare_case("m", two, two, Thresholds()).verdict is Verdict.UNCHANGED
+
+
 class _OneImageBackend:
     name = "oneimage"
     max_batch = 1
