@@ -256,6 +256,11 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
                                         and cur.status is Status.FAILED) else \
             Verdict.NOT_COMPARABLE
         return CaseComparison(key, verdict, reasons=(why,), fingerprint_changes=changes)
+    if base.latency.batch != cur.latency.batch:  # a sample is one inference of the batch
+        return CaseComparison(key, Verdict.NOT_COMPARABLE, reasons=(
+            f"static batch {base.latency.batch} -> {cur.latency.batch}: a latency sample is "
+            "one inference of the whole batch, so the two do not compare",),
+            fingerprint_changes=changes)
     b = np.asarray(base.latency.samples_ns, dtype=np.float64) / 1e6
     c = np.asarray(cur.latency.samples_ns, dtype=np.float64) / 1e6
     rb, rc = base.latency.repeat_medians_ms, cur.latency.repeat_medians_ms

@@ -75,6 +75,9 @@ class Backend(Protocol):
     #     by the input size (LiteRT exports), False when in pixels, None to detect.
     # ``option_defaults`` / ``option_choices`` (class attributes): its runner options, see
     #     :func:`resolve_options`.
+    # ``max_batch`` (class attribute, ``int | None``): the largest static batch (images per
+    #     inference) its runtime runs; a model with a larger one is skipped before any
+    #     conversion, with one sentence (``runner.refuse_batch``). ``None`` or absent: any.
     # ``tolerance(artifact, runtime) -> Tolerance | None``: how far its outputs may be from
     #     the float reference before the case fails (the agreement check). Without it the
     #     core applies :data:`edgebench.accuracy.FP32_TOLERANCE` to uncompressed artifacts.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from .accuracy import (
     head_problem,
     output_fidelity,
 )
+from .batching import group_tensors, split_outputs
 from .coco import coco_map
 from .datasets import Dataset
-from .errors import UserError
+from .errors import CaseError, UserError
 from .preprocess import Letterbox, image_tensor
 from .records import Accuracy, Status, Tolerance
 
@@ -33,10 +35,14 @@ class AccuracyBatch:
     input_name: str
     input_hw: tuple[int, int]
     tensors: Path
-    """``.npz`` with keys ``"0" .. "N-1"``, each (1, 3, H, W) float32."""
+    """``.npz`` with keys ``"0" .. "N-1"``, each (1, 3, H, W) float32; with a ``batch`` > 1,
+    keys ``"0" .. "K-1"``, each (batch, 3, H, W): see :func:`batched`."""
     timing_input: Path
-    """``.npz`` with the first image under the model's input name: the timed loop's input."""
+    """``.npz`` with the first image (the first ``batch`` images) under the model's input
+    name: the timed loop's input."""
     letterboxes: tuple[Letterbox, ...]
+    batch: int = 1
+    """Images per inference (the model's static batch); outputs are split back per image."""
 
 
 def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
@@ -73,6 +79,29 @@ def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
     return AccuracyBatch(dataset, input_name, input_hw, tensors, timing, letterboxes)
 
 
+def batched(batch: AccuracyBatch, size: int) -> AccuracyBatch:
+    """``batch`` for a model with a static batch of ``size``: the accuracy tensors grouped
+    ``size`` images to an input (:func:`edgebench.batching.groups`: in order, the last
+    group padded) and the timed input the first group, in the timing input's dtype. Cached
+    next to ``batch``'s files; ``batch`` itself for ``size`` 1."""
+    if size == batch.batch:
+        return batch
+    if batch.batch != 1:
+        raise ValueError(f"cannot regroup a batch of {batch.batch} into {size}")
+    tensors = batch.tensors.with_name(f"{batch.tensors.stem}-b{size}.npz")
+    timing = batch.timing_input.with_name(f"{batch.timing_input.stem}-b{size}.npz")
+    if not tensors.exists():
+        group_tensors(batch.tensors, size, tensors)
+    if not timing.exists():
+        with np.load(batch.timing_input) as single, np.load(tensors) as grouped:
+            dtype = single[batch.input_name].dtype
+            first = grouped["0"].astype(dtype)
+        tmp = timing.with_name(f".{timing.stem}-{time.time_ns()}.npz")
+        np.savez(tmp, **{batch.input_name: first})  # type: ignore[arg-type]
+        tmp.replace(timing)
+    return dataclasses.replace(batch, tensors=tensors, timing_input=timing, batch=size)
+
+
 @dataclass(frozen=True)
 class Reference:
     """The float reference's outputs on a batch, decoded once."""
@@ -84,7 +113,10 @@ class Reference:
 
 def canonical_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                       boxes_normalised: bool | None) -> tuple[list[np.ndarray], str | None]:
-    """Per image, the head output in canonical layout; or the raw outputs and why not."""
+    """Per image, the head output in canonical layout; or the raw outputs and why not.
+    ``outputs``: per input of ``batch.tensors`` (per group of ``batch.batch`` images), its
+    outputs. Raises ``ValueError`` when batched outputs cannot be split per image."""
+    outputs = split_outputs(outputs, batch.batch, len(batch.letterboxes))
     first = outputs[0]
     problem = (f"the model has {len(first)} outputs; a YOLOv8 detection head has one"
                if len(first) != 1 else head_problem(first[0].shape, batch.input_hw))
@@ -95,7 +127,12 @@ def canonical_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
 
 def make_reference(name: str, batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                    settings: AccuracySettings) -> Reference:
-    canon, problem = canonical_outputs(batch, outputs, None)
+    """The reference's outputs (per input of ``batch.tensors``) decoded per image; raises
+    :class:`CaseError` when batched outputs cannot be split per image."""
+    try:
+        canon, problem = canonical_outputs(batch, outputs, None)
+    except ValueError as exc:
+        raise CaseError(f"its outputs cannot be split per image: {exc}") from None
     detections = None if problem else [
         decode(o, lb, conf=settings.agreement_conf, iou=settings.iou, max_det=settings.max_det)
         for o, lb in zip(canon, batch.letterboxes)]
@@ -115,7 +152,11 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                     images=len(dataset.images), labelled=dataset.labelled,
                     conf=settings.conf, iou=settings.iou, library=_library(),
                     left_out={str(lo.path): lo.reason for lo in dataset.left_out})
-    canon, problem = canonical_outputs(batch, outputs, boxes_normalised)
+    try:
+        canon, problem = canonical_outputs(batch, outputs, boxes_normalised)
+    except ValueError as exc:
+        return _replace(base, status=Status.FAILED,
+                        reason=f"the batched outputs cannot be split per image: {exc}")
     if not all(np.isfinite(o).all() for o in canon):
         return _replace(base, status=Status.FAILED,
                         reason="the outputs of the accuracy pass hold NaN or infinity")

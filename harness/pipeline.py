@@ -328,8 +328,10 @@ def committed_pytorch(source: Artifact) -> Artifact | None:
 
 def torch_reference(source: Artifact, tensors: Path) -> tuple[str, list[list[Any]]]:
     """The ``.pt`` run by PyTorch (Ultralytics' model, fused, fp32, CPU) on every tensor of
-    ``tensors`` (``"0".."N-1"``), in a subprocess so torch never loads into the harness.
-    Cached by the content of both. Returns (a description, per image its outputs)."""
+    ``tensors`` (``"0".."N-1"``, each (B, 3, H, W): one image, or a group of a static
+    batch), in a subprocess so torch never loads into the harness. Cached by the content of
+    both. Returns (a description, per tensor its outputs, each with the tensor's batch
+    axis)."""
     import numpy as np
 
     key = hashlib.sha256(f"{source.sha256}:{sha256_file(tensors)}".encode()).hexdigest()[:24]

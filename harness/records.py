@@ -146,6 +146,8 @@ class LatencyStats:
     max_ms: float
     median_ci95_ms: tuple[float, float]
     throughput_ips: float
+    """Inferences per second at the median (1000 / ``p50_ms``); for a batch of ``batch``
+    images that is batches per second (see ``images_per_s``)."""
     gflops_per_s: float | None = None
     peak_share: float | None = None
     repeat_medians_ms: tuple[float, ...] = ()
@@ -157,6 +159,15 @@ class LatencyStats:
     cpu_p50_ms: float | None = None
     repeat_cpu_medians_ms: tuple[float, ...] = ()
     """One median CPU time per repeat, next to ``repeat_medians_ms``."""
+    batch: int = 1
+    """Images per timed inference: the model's static batch (1 for a dynamic batch). The
+    samples and every figure above are per inference, i.e. per batch of ``batch`` images."""
+    per_image_p50_ms: float | None = None
+    """``p50_ms / batch``: the median time of one image in a batched inference."""
+    per_image_median_ci95_ms: tuple[float, float] | None = None
+    """``median_ci95_ms`` divided by ``batch``."""
+    images_per_s: float | None = None
+    """Images per second at the median: ``batch * 1000 / p50_ms``."""
 
 
 @dataclass(frozen=True)

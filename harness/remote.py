@@ -48,7 +48,9 @@ class RunnerOutcome:
     """The runner's result JSON (see ``edgebench_agent.measure``), checked by
     :func:`check_result`."""
     outputs: list[list[np.ndarray]] | None
-    """Per accuracy image, the model's outputs in order; ``None`` without an accuracy pass."""
+    """Per accuracy input (an image, or a group of a static batch: see
+    :mod:`edgebench.batching`), the model's outputs in order; ``None`` without an accuracy
+    pass."""
 
 
 def _sha256(path: Path) -> str:

@@ -50,7 +50,7 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
         gflops=previous.artifact.gflops if previous.artifact else None,
         peak_gflops=peak_gflops,
         cpu_samples_ns=(*old.cpu_samples_ns, *cur.cpu_samples_ns)
-        if old.cpu_samples_ns and cur.cpu_samples_ns else ())
+        if old.cpu_samples_ns and cur.cpu_samples_ns else (), batch=old.batch)
     cpu_medians = (*old.repeat_cpu_medians_ms, cur.cpu_p50_ms) \
         if old.repeat_cpu_medians_ms and cur.cpu_p50_ms is not None else ()
     latency = dataclasses.replace(pooled, repeat_medians_ms=(*old.repeat_medians_ms,

@@ -21,11 +21,19 @@ import pluggy
 
 from . import __version__
 from .accuracy import FP32_TOLERANCE, AccuracySettings, tolerance_problems
+from .batching import static_batch
 from .config import Matrix, device_scheme
 from .contracts import Backend, Device, NativeRunner
 from .datasets import load_dataset
 from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
-from .evaluation import AccuracyBatch, Reference, evaluate, make_reference, prepare_batch
+from .evaluation import (
+    AccuracyBatch,
+    Reference,
+    batched,
+    evaluate,
+    make_reference,
+    prepare_batch,
+)
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
 from .pipeline import cache_root, load_source, torch_reference
@@ -51,7 +59,7 @@ from .repeats import combine
 from .reports.writer import ReportWriter, utc_now
 from .resume import combined_start, split
 from .retry import ConnectionLost, Retrier, RetryPolicy, connected
-from .stats import latency_stats
+from .stats import latency_stats, per_image
 from .variants import ModelVariant, Variants
 
 ProgressCallback = Callable[[CaseResult], None]
@@ -95,6 +103,20 @@ def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
                           for n, r in registry.of(PluginKind.BACKEND).items())
         raise UserError(f"no backend is usable on this host ({hints or 'none installed'}).")
     return usable
+
+
+def refuse_batch(backend: Backend, model: Artifact) -> None:
+    """Raise :class:`CaseSkipped` (one sentence: the batch and what to do) when ``model``
+    has a static batch larger than the backend's declared ``max_batch`` (see
+    :class:`~edgebench.contracts.Backend`); backends that declare none run any batch."""
+    limit = getattr(backend, "max_batch", None)
+    size = static_batch(model.input_shape)
+    if limit is None or size <= limit:
+        return
+    runs = "one image" if limit == 1 else f"at most {limit} images"
+    raise CaseSkipped(f"{backend.name} runs {runs} per inference but {Path(model.path).name} "
+                      f"has a static batch of {size}; export the model with batch={limit} for "
+                      f"{backend.name}")
 
 
 def model_label(artifact: Artifact) -> str:
@@ -265,6 +287,8 @@ class CaseExecutor:
         temp_before = agent.temperature()
         measured = native.measure(device, plan.artifact, plan.batch.timing_input,
                                   plan.case.settings, info)
+        measured = dataclasses.replace(measured, latency=per_image(measured.latency,
+                                                                   plan.batch.batch))
         temp_after = agent.temperature()
         if temp_before is not None:
             info = dataclasses.replace(info, temperature_c=temp_before)
@@ -284,7 +308,8 @@ class CaseExecutor:
             raw["samples_ns"], warmup_ns=raw.get("warmup_ns", ()),
             init_ns=raw["init_ns"], first_inference_ns=raw["first_inference_ns"],
             gflops=plan.artifact.gflops, peak_gflops=info.peak_gflops_estimate(),
-            cpu_samples_ns=raw.get("cpu_samples_ns", ()))
+            cpu_samples_ns=raw.get("cpu_samples_ns", ()),
+            batch=plan.batch.batch if plan.batch is not None else 1)
         before, after = raw.get("rss_before_load_bytes"), raw.get("rss_after_load_bytes")
         memory = MemoryStats(
             rss_baseline_bytes=raw.get("rss_baseline_bytes"),
@@ -394,10 +419,12 @@ class Session:
         error, skip, notes = variant.error, variant.skip, variant.notes
         try:
             if variant.source is not None:
+                refuse_batch(backend, variant.source)  # before any conversion
                 artifact = backend.export(variant.source, Path(self._tmp.name),
                                           imgsz=self.matrix.imgsz)
                 artifact, notes = self.variants.format_variant(artifact, variant)
-                batch = self._batch_for(artifact)
+                refuse_batch(backend, artifact)  # a format whose batch only its backend reads
+                batch = batched(self._batch_for(artifact), static_batch(artifact.input_shape))
                 reference = self._reference_for(variant.source, batch)
         except ModelDataMismatch:
             raise
@@ -475,9 +502,9 @@ class Session:
         name = (f"onnxruntime {importlib.metadata.version('onnxruntime')} on the host, "
                 f"graph optimisations off, {Path(onnx_source.path).name}")
         # the timing input keyed by the ONNX's own input name (the batch may be another
-        # backend's, e.g. LiteRT's serving_default_args_0)
-        own = prepare_batch(batch.dataset, onnx_source.input_name or "images", batch.input_hw,
-                            cache_root())
+        # backend's, e.g. LiteRT's serving_default_args_0), as many images as the batch's
+        own = batched(prepare_batch(batch.dataset, onnx_source.input_name or "images",
+                                    batch.input_hw, cache_root()), batch.batch)
         job = RunnerJob(runner=ort.cls().runner(), model=Path(onnx_source.path),
                         model_key=onnx_source.sha256[:16], inputs=own.timing_input,
                         accuracy_inputs=batch.tensors,

@@ -8,6 +8,7 @@ least 95 % binomial probability (exact for n <= 1000, normal approximation above
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -73,11 +74,14 @@ def latency_stats(
     gflops: float | None = None,
     peak_gflops: float | None = None,
     cpu_samples_ns: Sequence[int] = (),
+    batch: int = 1,
 ) -> LatencyStats:
     """Summarise per-iteration samples (nanoseconds) of one case.
 
     ``gflops`` is the model's cost of one inference; when known, the achieved GFLOP/s at the
-    median is reported, and its share of ``peak_gflops`` when that is known too.
+    median is reported, and its share of ``peak_gflops`` when that is known too. ``batch``:
+    images per inference (a model with a static batch); the per-image figures are added by
+    :func:`per_image`.
     """
     if len(samples_ns) == 0:
         raise ValueError("no timed samples")
@@ -87,7 +91,7 @@ def latency_stats(
     lo, hi = median_ci_ranks(len(ordered))
     gflops_per_s = gflops / (p50 / 1e3) if gflops and p50 > 0 else None
     peak_share = gflops_per_s / peak_gflops if gflops_per_s and peak_gflops else None
-    return LatencyStats(
+    return per_image(LatencyStats(
         samples_ns=tuple(int(s) for s in samples_ns),
         warmup_ns=tuple(int(s) for s in warmup_ns),
         init_ns=int(init_ns),
@@ -107,4 +111,19 @@ def latency_stats(
         cpu_samples_ns=tuple(int(s) for s in cpu_samples_ns),
         cpu_p50_ms=float(np.median(cpu_samples_ns)) / NS_PER_MS if len(cpu_samples_ns)
         else None,
-    )
+    ), batch)
+
+
+def per_image(stats: LatencyStats, batch: int) -> LatencyStats:
+    """``stats`` of inferences of ``batch`` images each, with the per-image figures: the
+    median and its interval divided by ``batch`` (every image of a batch finishes when the
+    batch does, so this is the cost of an image, not the wait for one) and
+    ``images_per_s = batch * 1000 / p50_ms``. Also for stats made elsewhere (a native tool's
+    summary). Raises ``ValueError`` for a batch below 1."""
+    if batch < 1:
+        raise ValueError(f"a batch holds at least one image, not {batch}")
+    lo, hi = stats.median_ci95_ms
+    return dataclasses.replace(
+        stats, batch=batch, per_image_p50_ms=stats.p50_ms / batch,
+        per_image_median_ci95_ms=(lo / batch, hi / batch),
+        images_per_s=batch * 1e3 / stats.p50_ms if stats.p50_ms > 0 else 0.0)

@@ -88,8 +88,9 @@ def _gflops(model: Any, imgsz: int) -> float | None:
 
 
 def predict(weights: Path, tensors: Path, out: Path) -> None:
-    """Run the ``.pt`` with PyTorch on every tensor of ``tensors``; save the outputs as
-    ``"<image>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``."""
+    """Run the ``.pt`` with PyTorch on every tensor of ``tensors`` (one image, or a group
+    of a static batch: PyTorch takes any batch); save the outputs as
+    ``"<tensor>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``."""
     _safe_loading()
     import numpy as np
     import torch

@@ -65,22 +65,38 @@ class CalibrationReader:
     """ONNX Runtime's ``CalibrationDataReader`` over the calibration images."""
 
     def __init__(self, input_name: str, images: Sequence[Path], hw: tuple[int, int], *,
-                 progress: bool) -> None:
+                 progress: bool, batch: int = 1) -> None:
+        """``batch``: the model's static batch; the images are fed that many at a time
+        (:func:`edgebench.batching.groups`: the last group padded with repeats, which leave
+        min/max ranges unchanged)."""
         self.input_name = input_name
         self.images = list(images)
         self.hw = hw
         self.progress = progress
+        self.batch = batch
         self._it: Iterator[Any] | None = None
 
     def get_next(self) -> dict[str, Any] | None:
         if self._it is None:
-            self._it = tensors(self.images, self.hw, progress=self.progress,
-                               what="calibrating")
+            self._it = self._inputs()
         batch = next(self._it, None)
         return None if batch is None else {self.input_name: batch}
+
+    def _inputs(self) -> Iterator[Any]:
+        each = tensors(self.images, self.hw, progress=self.progress, what="calibrating")
+        if self.batch == 1:
+            yield from each
+            return
+        import numpy as np
+
+        from edgebench.batching import groups
+
+        loaded = list(each)
+        for group in groups(len(loaded), self.batch):
+            yield np.concatenate([loaded[i] for i in group])
 
     def rewind(self) -> None:
         self._it = None
 
     def __len__(self) -> int:
-        return len(self.images)
+        return -(-len(self.images) // self.batch)

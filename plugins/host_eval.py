@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.accuracy import AccuracySettings, canonical, decode
+from edgebench.batching import run_per_image, static_batch
 from edgebench.coco import coco_map
 from edgebench.datasets import Dataset, load_yolo
 from edgebench.errors import UserError
@@ -33,6 +34,13 @@ class EvalSet:
 def eval_set(dataset: Dataset, hw: tuple[int, int]) -> EvalSet:
     pairs = [image_tensor(image.path, hw) for image in dataset.images]
     return EvalSet(dataset, tuple(t for t, _ in pairs), tuple(b for _, b in pairs), hw)
+
+
+def first_input(data: EvalSet, batch: int) -> Any:
+    """The first ``batch`` images of ``data`` as one input (a model's static batch)."""
+    import numpy as np
+
+    return np.concatenate([data.tensors[i % len(data.tensors)] for i in range(batch)])
 
 
 def held_out_train(data_yaml: Path, count: int) -> Dataset:
@@ -61,8 +69,9 @@ def onnx_map(model: Path | str | Any, data: EvalSet, *,
     """mAP50-95 of the model (a path or an open session) on ``data``."""
     settings = settings or AccuracySettings()
     sess: Any = model if hasattr(model, "run") else session(model)
-    name = sess.get_inputs()[0].name
-    outputs = [sess.run(None, {name: t})[0] for t in data.tensors]
+    spec = sess.get_inputs()[0]
+    outputs = run_per_image(lambda x: sess.run(None, {spec.name: x})[0], data.tensors,
+                            static_batch(spec.shape))
     return map_of_outputs(outputs, data, settings, boxes_normalised=boxes_normalised)
 
 
@@ -131,5 +140,5 @@ def tflite_map(model: TfliteModel, data: EvalSet, *,
                settings: AccuracySettings | None = None) -> float:
     """mAP50-95 of a LiteRT model (boxes divided by the input size, as Ultralytics'
     ``format='litert'`` writes them) on ``data``."""
-    outputs = [model.run(t) for t in data.tensors]
+    outputs = run_per_image(model.run, data.tensors, static_batch(model.input["shape"]))
     return map_of_outputs(outputs, data, settings or AccuracySettings(), boxes_normalised=True)

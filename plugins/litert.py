@@ -40,6 +40,8 @@ class LiteRTBackend:
     install_hint: ClassVar[str] = ("pip install 'edgebench[litert]' (ai-edge-litert; or "
                                    "tflite-runtime where numpy < 2)")
     boxes_normalised: ClassVar[bool | None] = True
+    max_batch: ClassVar[int | None] = None
+    """Any static batch (a batch-2 Ultralytics export runs as one (2, 3, H, W) input)."""
     option_defaults: ClassVar[Mapping[str, Any]] = {"runtime": "auto", "xnnpack": True}
     option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "runtime": ("auto", "ai-edge-litert", "tflite-runtime")}

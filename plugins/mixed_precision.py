@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgebench.accuracy import head_problem
+from edgebench.batching import static_batch
 from edgebench.contracts import CompressionContext
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
@@ -231,12 +232,13 @@ def search(src: Path, input_name: str | None, images: Sequence[Path], held: Any,
            hw: tuple[int, int], options: Mapping[str, Any], out: Path, *,
            progress: bool) -> dict[str, Any]:
     """Run the search into ``out`` (``model.onnx``); return the artifact.json content."""
-    from .host_eval import eval_set, median_latencies_ms, onnx_map, session
+    from .host_eval import eval_set, first_input, median_latencies_ms, onnx_map, session
 
     graph = named_model(src)
+    batch = static_batch(session(src).get_inputs()[0].shape)
     cache = out / "calibration.json"
     calibrate(src, input_name or graph.graph.input[0].name, images, hw, cache,
-              progress=progress)
+              progress=progress, batch=batch)
     data = eval_set(held, hw)
     work = out / "candidate.onnx"
     every = [n.name for n in graph.graph.node]
@@ -248,9 +250,9 @@ def search(src: Path, input_name: str | None, images: Sequence[Path], held: Any,
         return onnx_map(work, data)
 
     blocks = blocks_of(graph, str(options["granularity"]))
-    first = session(src).run(None, {graph.graph.input[0].name: data.tensors[0]})
+    first = session(src).run(None, {graph.graph.input[0].name: first_input(data, batch)})
     problem = (f"it has {len(first)} outputs" if len(first) != 1
-               else head_problem(first[0].shape, hw))
+               else head_problem(first[0][:1].shape, hw))
     if problem:
         raise CaseError(f"mixed measures mAP on a YOLOv8 detection head, and {problem}")
     fp32_map = onnx_map(src, data)
@@ -262,7 +264,7 @@ def search(src: Path, input_name: str | None, images: Sequence[Path], held: Any,
                  activations=str(options["activations"]))
     work.unlink(missing_ok=True)
     fp32, mixed = session(src), session(out / "model.onnx")
-    x = data.tensors[0]
+    x = first_input(data, batch)
     name = fp32.get_inputs()[0].name
     ms = median_latencies_ms([lambda: fp32.run(None, {name: x}),
                               lambda: mixed.run(None, {name: x})], rounds=5, per_round=10)

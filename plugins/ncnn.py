@@ -49,6 +49,8 @@ class NcnnBackend:
     runtime_modules: ClassVar[tuple[str, ...]] = ("ncnn",)
     install_hint: ClassVar[str] = "pip install 'edgebench[ncnn]'"
     boxes_normalised: ClassVar[bool | None] = False
+    max_batch: ClassVar[int | None] = 1
+    """ncnn's ``Mat`` has no batch axis (c, h, w): one image per inference."""
     option_defaults: ClassVar[Mapping[str, Any]] = {
         "fp16_storage": False, "fp16_arithmetic": False, "packing": True, "vulkan": "auto"}
     option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"vulkan": ("auto", "on", "off")}

@@ -20,6 +20,8 @@ class OnnxRuntimeBackend:
     formats: ClassVar[tuple[str, ...]] = ("onnx",)
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     install_hint: ClassVar[str] = "pip install 'edgebench[onnxruntime]'"
+    max_batch: ClassVar[int | None] = None
+    """Any static batch: the runner feeds the model's own input shape."""
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:

@@ -80,11 +80,18 @@ def signature_input(path: Path) -> tuple[str, str, tuple[int, ...]]:
 
 def calibration_samples(path: Path, images: list[Path], hw: tuple[int, int], *,
                         progress: bool) -> dict[str, list[dict[str, Any]]]:
-    """The images in the model's own input layout (NCHW from litert-torch, else NHWC)."""
+    """The images in the model's own input layout (NCHW from litert-torch, else NHWC),
+    as many per sample as the model's static batch (:func:`edgebench.batching.groups`)."""
+    import numpy as np
+
+    from edgebench.batching import groups, static_batch
+
     key, name, shape = signature_input(path)
     nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3
-    samples = [{name: t.transpose(0, 2, 3, 1) if nhwc else t}
-               for t in tensors(images, hw, progress=progress, what="calibration images")]
+    each = list(tensors(images, hw, progress=progress, what="calibration images"))
+    grouped = [np.concatenate([each[i] for i in group])
+               for group in groups(len(each), static_batch(shape))]
+    samples = [{name: t.transpose(0, 2, 3, 1) if nhwc else t} for t in grouped]
     return {key: samples}
 
 

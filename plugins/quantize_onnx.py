@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgebench.batching import static_batch
 from edgebench.contracts import CompressionContext
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
@@ -114,10 +115,11 @@ def head_tail_nodes(model: Any) -> list[str]:
 
 
 def calibrate(model_path: Path, input_name: str, images: Sequence[Path], hw: tuple[int, int],
-              cache: Path, *, progress: bool) -> None:
+              cache: Path, *, progress: bool, batch: int = 1) -> None:
     """Activation ranges (min/max over the images) into ORT's calibration cache file, so
     every QDQ variant of the model reuses one calibration (``quantize_static`` writes the
-    cache as it quantizes; the model it writes here is thrown away).
+    cache as it quantizes; the model it writes here is thrown away). ``batch``: the
+    model's static batch (images fed that many at a time).
 
     Runs in this process, not under the converter limits (:mod:`edgebench.limits`): the
     reader letterboxes one image at a time and ORT's MinMax calibrater keeps per-tensor
@@ -125,7 +127,7 @@ def calibrate(model_path: Path, input_name: str, images: Sequence[Path], hw: tup
     model at 320 px, ORT 1.32: peak RSS 259, 266 and 284 MiB for 8, 32 and 96 images)."""
     from onnxruntime.quantization import quantize_static
 
-    reader = CalibrationReader(input_name, images, hw, progress=progress)
+    reader = CalibrationReader(input_name, images, hw, progress=progress, batch=batch)
     with _quiet():
         quantize_static(str(model_path), str(cache.with_suffix(".probe.onnx")), reader,
                         calibration_cache_path=str(cache))
@@ -218,7 +220,7 @@ class OnnxInt8:
             kept = head_tail_nodes(graph) if options["keep_head_float"] else []
             cache = out / "calibration.json"
             calibrate(src, model.input_name or graph.graph.input[0].name, images, hw, cache,
-                      progress=context.progress)
+                      progress=context.progress, batch=static_batch(model.input_shape))
             quantize_qdq(graph, out / "model.onnx", cache, exclude=kept,
                          per_channel=bool(options["per_channel"]),
                          activations=str(options["activations"]))

@@ -46,8 +46,10 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _label(r: CaseResult) -> str:
+    batch = r.latency.batch if r.latency is not None else 1
     return f"{r.case.model.split('@')[0]} {'+'.join(r.case.pipeline) or 'fp32'} " \
-           f"{r.case.backend} @{r.case.device} t{r.case.settings.threads or 'auto'}"
+           f"{r.case.backend} @{r.case.device} t{r.case.settings.threads or 'auto'}" \
+           + (f" batch {batch}" if batch > 1 else "")
 
 
 def latency_boxplot(cases: Sequence[CaseResult]) -> str:
@@ -140,6 +142,11 @@ def render_html(report: RunReport) -> str:
              f"{report.schema_version}, state <b>{e(report.state.value)}</b>, started "
              f"{e(report.created_at)}, finished {e(report.finished_at or '–')}.</p>",
              "<h2>Summary</h2>", _table(report)]
+    if any(r.latency is not None and r.latency.batch > 1 for r in report.cases):
+        parts.append("<p class=muted>Batch: a model with a static batch of B runs B images "
+                     "per inference; its latency figures (and the plots) are per inference "
+                     "(per batch), with the median per image (p50 / B) and images/s "
+                     "(B / p50) in brackets.</p>")
     rows = tradeoffs(report)
     if rows:
         head = [c.strip() for c in TRADEOFF_HEADER.split("\n")[0].strip("|").split("|")]

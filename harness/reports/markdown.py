@@ -26,8 +26,12 @@ def result_row(r: CaseResult) -> str:
     cells = [r.case.model, pipeline, r.case.backend, r.case.device, str(threads), r.status.value]
     if lat is not None:
         lo, hi = lat.median_ci95_ms
-        cells += [_ms(lat.p50_ms), f"{lo:.2f}–{hi:.2f}", _ms(lat.p90_ms), _ms(lat.p99_ms),
-                  _ms(lat.cpu_p50_ms), f"{lat.throughput_ips:.1f}", str(lat.n)]
+        p50, rate = _ms(lat.p50_ms), f"{lat.throughput_ips:.1f}"
+        if lat.batch > 1 and lat.per_image_p50_ms is not None and lat.images_per_s is not None:
+            p50 += f" (batch {lat.batch}: {lat.per_image_p50_ms:.2f}/image)"
+            rate += f" ({lat.images_per_s:.1f} images/s)"
+        cells += [p50, f"{lo:.2f}–{hi:.2f}", _ms(lat.p90_ms), _ms(lat.p99_ms),
+                  _ms(lat.cpu_p50_ms), rate, str(lat.n)]
     else:
         cells += ["–"] * 7
     cells += [_mib(mem.peak_rss_bytes if mem else None),
@@ -67,6 +71,11 @@ def render_markdown(report: RunReport) -> str:
     if any(r.latency is not None and r.latency.cpu_p50_ms is not None for r in report.cases):
         lines += ["", "CPU p50: the median CPU time of the runner process (all its threads) "
                   "per inference; busy neighbours stretch the wall times, hardly this."]
+    batched = [r for r in report.cases if r.latency is not None and r.latency.batch > 1]
+    if batched:
+        lines += ["", "Batch: a model with a static batch of B runs B images per inference; "
+                  "its latency figures are per inference (per batch), with the median per "
+                  "image (p50 / B) and images/s (B / p50) in brackets."]
     lines += tradeoff_markdown(report)
     problems = [r for r in report.cases if r.status is not Status.OK]
     if problems:

@@ -41,6 +41,10 @@ def to_pytest_benchmark(report: RunReport) -> str:
             "pipeline": "+".join(r.case.pipeline) or "fp32",
             "threads": r.case.settings.threads,
         }
+        if r.latency.batch > 1:  # the stats are per inference of the whole batch
+            extra["batch"] = r.latency.batch
+            extra["per_image_p50_ms"] = r.latency.per_image_p50_ms
+            extra["images_per_s"] = r.latency.images_per_s
         if r.runtime:
             extra["runtime"] = f"{r.runtime.name} {r.runtime.version}"
         if r.memory and r.memory.peak_rss_bytes:
