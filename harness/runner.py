@@ -20,7 +20,7 @@ import numpy as np
 import pluggy
 
 from . import __version__
-from .accuracy import FP32_TOLERANCE, AccuracySettings, tolerance_problems
+from .accuracy import AccuracySettings, precision_tolerance, tolerance_problems
 from .config import Matrix, device_scheme
 from .contracts import Backend, Device, NativeRunner
 from .datasets import load_dataset
@@ -28,8 +28,10 @@ from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
 from .evaluation import AccuracyBatch, Reference, evaluate, make_reference, prepare_batch
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
+from .input_size import input_hw
 from .pipeline import cache_root, load_source, torch_reference
 from .plugin_manager import PluginKind, Registry
+from .precision import with_precision
 from .records import (
     SCHEMA_VERSION,
     Accuracy,
@@ -102,10 +104,13 @@ def model_label(artifact: Artifact) -> str:
 
 
 def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
-            threads: int | None, options: Mapping[str, Any] | None = None) -> str:
+            threads: int | None, options: Mapping[str, Any] | None = None,
+            precision: str | None = None) -> str:
     """``model|pipeline|backend|device|tN``, plus ``|key=value,...`` for backend options
-    the run set (so two option variants of one backend are two cases)."""
-    parts = [model, "+".join(pipeline) or "fp32", backend, device, f"t{threads or 'auto'}"]
+    the run set (so two option variants of one backend are two cases). An uncompressed
+    model's pipeline field is its precision read from the graph (``fp32`` when unknown)."""
+    parts = [model, "+".join(pipeline) or precision or "fp32", backend, device,
+             f"t{threads or 'auto'}"]
     if options:
         parts.append(",".join(f"{k}={v}" for k, v in sorted(options.items())))
     return "|".join(parts)
@@ -114,14 +119,15 @@ def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
 def backend_tolerance(backend: Backend, artifact: Artifact | None,
                       runtime: RuntimeInfo | None) -> Tolerance | None:
     """The agreement tolerance the backend declares for this artifact and runtime setup;
-    backends that declare none get the fp32 tolerance for uncompressed artifacts."""
+    backends that declare none get the one of the artifact's precision for uncompressed
+    artifacts (:func:`edgebench.accuracy.precision_tolerance`)."""
     if artifact is None:
         return None
     declare = getattr(backend, "tolerance", None)
     if callable(declare):
         declared = declare(artifact, runtime)
         return declared if isinstance(declared, Tolerance) else None
-    return None if artifact.pipeline else FP32_TOLERANCE
+    return None if artifact.pipeline else precision_tolerance(artifact.precision)
 
 
 def agreement_verdict(result: CaseResult) -> CaseResult:
@@ -397,6 +403,7 @@ class Session:
                 artifact = backend.export(variant.source, Path(self._tmp.name),
                                           imgsz=self.matrix.imgsz)
                 artifact, notes = self.variants.format_variant(artifact, variant)
+                artifact = with_precision(artifact)
                 batch = self._batch_for(artifact)
                 reference = self._reference_for(variant.source, batch)
         except ModelDataMismatch:
@@ -406,11 +413,13 @@ class Session:
         except (UserError, CaseError) as exc:
             error = str(exc)
         pipeline = tuple(step.label for step in variant.pipeline.steps)
+        precision = artifact.precision if artifact is not None else (
+            variant.source.precision if variant.source is not None else None)
         plans = []
         for uri in self.matrix.devices:
             for settings in self.matrix.all_settings:
                 case = Case(id=case_id(label, pipeline, name, uri, settings.threads,
-                                       settings.backend_options.get(name)),
+                                       settings.backend_options.get(name), precision),
                             model=label, backend=name, device=uri, settings=settings,
                             pipeline=pipeline)
                 plans.append(CasePlan(case, backend, artifact, batch, *reference,
@@ -419,9 +428,7 @@ class Session:
 
     def _batch_for(self, artifact: Artifact) -> AccuracyBatch:
         """The dataset letterboxed to the artifact's input size (cached)."""
-        shape = artifact.input_shape or (1, 3, -1, -1)
-        size = self.matrix.imgsz or 640
-        hw = (int(shape[2]) if shape[2] > 0 else size, int(shape[3]) if shape[3] > 0 else size)
+        hw = input_hw(artifact.input_shape, self.matrix.imgsz, artifact.imgsz)
         return prepare_batch(self.dataset, artifact.input_name or "images", hw, cache_root())
 
     def _reference_for(self, source: Artifact, batch: AccuracyBatch
