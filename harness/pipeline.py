@@ -279,9 +279,10 @@ def onnx_to_ncnn(source: Artifact, *, imgsz: ImgSz | None, fp16_weights: bool = 
 def fp16_as_fp32(src: Path, dst: Path) -> None:
     """Write ``src`` with every float16 tensor made float32: initializers (exactly: every
     fp16 value is a float32 value), ``Constant`` values, ``Cast(to=float16)`` targets and the
-    graph's input, output and value types. What pnnx needs to read an ONNX converted to fp16
-    (it fails on fp16 graphs); the weights keep their fp16 values, and pnnx ``fp16=1`` stores
-    them as fp16 again."""
+    graph's input, output and value types; the ``Cast`` nodes that then cast float32 to
+    float32 (the converter's casts at fp32 graph I/O) are removed. What pnnx needs to read an
+    ONNX converted to fp16 (it fails on fp16 graphs and on those casts); the weights keep
+    their fp16 values, and pnnx ``fp16=1`` stores them as fp16 again."""
     import numpy as np
     import onnx
     from onnx import TensorProto, numpy_helper
@@ -306,7 +307,34 @@ def fp16_as_fp32(src: Path, dst: Path) -> None:
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
+    _drop_float_casts(graph)
     onnx.save(model, str(dst))
+
+
+def _drop_float_casts(graph: Any) -> None:
+    """Remove ``Cast(to=float)`` nodes whose input is already float32 (a graph input, an
+    initializer or a value typed float32), joining their input and output tensors."""
+    from onnx import TensorProto
+
+    floats = {v.name for v in [*graph.input, *graph.value_info]
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    floats |= {i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT}
+    inputs = {v.name for v in graph.input}
+    outputs = {v.name for v in graph.output}
+    for node in list(graph.node):
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type != "Cast" or to != TensorProto.FLOAT or node.input[0] not in floats:
+            continue
+        src, dst = node.input[0], node.output[0]
+        if dst in outputs and src in inputs:
+            continue  # input straight to output: keep it
+        graph.node.remove(node)
+        old, new = (src, dst) if dst in outputs else (dst, src)
+        for other in graph.node:
+            for names in (other.input, other.output):
+                for i, name in enumerate(names):
+                    if name == old:
+                        names[i] = new
 
 
 def _distribution_version(name: str) -> str:
