@@ -28,7 +28,7 @@ from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
 from .evaluation import AccuracyBatch, Reference, evaluate, make_reference, prepare_batch
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
-from .input_size import input_hw
+from .input_size import ImgSz, input_hw
 from .pipeline import cache_root, load_source, torch_reference
 from .plugin_manager import PluginKind, Registry
 from .precision import with_precision
@@ -128,6 +128,18 @@ def backend_tolerance(backend: Backend, artifact: Artifact | None,
         declared = declare(artifact, runtime)
         return declared if isinstance(declared, Tolerance) else None
     return None if artifact.pipeline else precision_tolerance(artifact.precision)
+
+
+def size_notes(artifact: Artifact, imgsz: ImgSz | None, fed: tuple[int, int]
+               ) -> tuple[str, ...]:
+    """A note when the input size was guessed: symbolic height/width, no ``--imgsz`` and no
+    size recorded in the model (Ultralytics' default 640 is used, as its predict does)."""
+    shape = artifact.input_shape
+    symbolic = shape is None or len(shape) != 4 or shape[2] <= 0 or shape[3] <= 0
+    if not symbolic or imgsz is not None or artifact.imgsz is not None:
+        return ()
+    return (f"input size {fed[0]}x{fed[1]} is Ultralytics' default: the model declares no "
+            "size; pass the size it was trained at with --imgsz",)
 
 
 def agreement_verdict(result: CaseResult) -> CaseResult:
@@ -405,6 +417,7 @@ class Session:
                 artifact, notes = self.variants.format_variant(artifact, variant)
                 artifact = with_precision(artifact)
                 batch = self._batch_for(artifact)
+                notes += size_notes(artifact, self.matrix.imgsz, batch.input_hw)
                 reference = self._reference_for(variant.source, batch)
         except ModelDataMismatch:
             raise

@@ -3,6 +3,7 @@ from the graph (ONNX Runtime's own float16 converter and quantizer as the makers
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,44 @@ def test_labels() -> None:
     assert label_precision({"fp16"}, {"fp32"}) == "fp16"
     assert label_precision({"fp16", "int8"}) == "mixed"
     assert label_precision(set()) is None
+
+
+def _dynamic_conv(path: Path, metadata: dict[str, str]) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, "h", "w"])
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    model = helper.make_model(helper.make_graph([helper.make_node("Conv", ["images", "w"],
+                                                                  ["y"])], "g", [x], [y], [w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in metadata.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("metadata,flags,fed,note", [
+    ({}, [], [1, 3, 640, 640], True),
+    ({}, ["--imgsz", "64,96"], [1, 3, 64, 96], False),
+    ({"imgsz": "[96, 64]"}, [], [1, 3, 96, 64], False)])
+def test_symbolic_size_comes_from_imgsz_then_metadata_else_640_with_a_note(
+        metadata: dict[str, str], flags: list[str], fed: list[int], note: bool,
+        tmp_path: Path) -> None:
+    import json
+
+    model = _dynamic_conv(tmp_path / "dyn.onnx", metadata)
+    assert main(["run", "-m", str(model), "-b", "onnxruntime", "--no-accuracy", "-n", "2",
+                 "--warmup", "0", "--images", "1", "-o", str(tmp_path / "out"), *flags]) == 0
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    (case,) = json.loads(report.read_text())["cases"]
+    assert case["status"] == "ok"
+    expected = ("input size 640x640 is Ultralytics' default: the model declares no size; "
+                "pass the size it was trained at with --imgsz")
+    assert (expected in case["notes"]) is note
+    # the inputs the run letterboxed, cached as tensors/<dataset>-<H>x<W>
+    tensors = Path(os.environ["EDGEBENCH_CACHE"]) / "tensors"
+    assert any(d.name.endswith(f"-{fed[2]}x{fed[3]}") for d in tensors.iterdir())
