@@ -142,6 +142,18 @@ def size_notes(artifact: Artifact, imgsz: ImgSz | None, fed: tuple[int, int]
             "size; pass the size it was trained at with --imgsz",)
 
 
+def precision_notes(artifact: Artifact, source: Artifact) -> tuple[str, ...]:
+    """A note when an uncompressed conversion changed the precision its graph holds (e.g. a
+    converter that wrote fp16 weights for an fp32 model): the case is labelled and judged
+    by the artifact's own precision, and this says where it came from."""
+    made = artifact.precision
+    given = source.precision or ("fp32" if source.format == "pt" else None)
+    if artifact.pipeline or made is None or given is None or made == given:
+        return ()
+    return (f"the {artifact.format} model holds {made} weights, its source "
+            f"{Path(source.path).name} {given} ({artifact.converter or 'converted'})",)
+
+
 def agreement_verdict(result: CaseResult) -> CaseResult:
     """Fail a case whose outputs are outside its tolerance, with the figures: a conversion
     that changed the model is not benchmarked silently. The measurements are kept."""
@@ -418,6 +430,7 @@ class Session:
                 artifact = with_precision(artifact)
                 batch = self._batch_for(artifact)
                 notes += size_notes(artifact, self.matrix.imgsz, batch.input_hw)
+                notes += precision_notes(artifact, variant.source)
                 reference = self._reference_for(variant.source, batch)
         except ModelDataMismatch:
             raise
