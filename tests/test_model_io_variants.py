@@ -173,17 +173,27 @@ def test_non_square_exports_of_a_pt(subset: Path, tmp_path: Path) -> None:
         assert cases[backend]["artifact"]["input_shape"] == [1, 3, 256, 320]
 
 
-@pytest.mark.parametrize("kind,backend,fmt", [("rect-onnx", "onnxruntime", None),
-                                              ("rect-ncnn", "ncnn", "ncnn"),
+def test_non_square_onnx_given_directly(io_models: dict[str, Path], subset: Path,
+                                        oracle: dict[str, float], tmp_path: Path) -> None:
+    """Ultralytics' 256x320 .onnx passed with -m: run as is, and through pnnx to ncnn at
+    its own size (no --imgsz); LiteRT cannot be made from it."""
+    cases = run(io_models["rect-onnx"], "onnxruntime,ncnn,litert", tmp_path, subset)
+    for backend in ("onnxruntime", "ncnn"):
+        check_case(cases[backend], "fp32", oracle["rect-onnx"])
+        assert cases[backend]["artifact"]["input_shape"] == [1, 3, 256, 320]
+    assert cases["litert"]["status"] == "skipped"
+    assert cases["litert"]["reason"] == LITERT_FROM_ONNX
+
+
+@pytest.mark.parametrize("kind,backend,fmt", [("rect-ncnn", "ncnn", "ncnn"),
                                               ("rect-litert", "litert", "tflite")])
-def test_non_square_files_given_directly(kind: str, backend: str, fmt: str | None,
+def test_non_square_files_given_directly(kind: str, backend: str, fmt: str,
                                          io_models: dict[str, Path], subset: Path,
                                          oracle: dict[str, float], tmp_path: Path) -> None:
-    """Ultralytics' 256x320 .onnx, ncnn model (metadata.yaml imgsz: [256, 320]) and .tflite
-    passed with -m: the size is read from the file, whatever --imgsz says."""
+    """Ultralytics' 256x320 ncnn model (metadata.yaml imgsz: [256, 320]) and .tflite passed
+    with -m: the size is read from the model, not --imgsz or a square default."""
     cases = run(io_models[kind], backend, tmp_path, subset)
-    check_case(cases[backend], "fp32", oracle[kind],
-               "reference" if fmt is None else NO_REFERENCE.format(fmt=fmt))
+    check_case(cases[backend], "fp32", oracle[kind], NO_REFERENCE.format(fmt=fmt))
     assert cases[backend]["artifact"]["input_shape"] == [1, 3, 256, 320]
 
 
