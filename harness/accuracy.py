@@ -214,6 +214,18 @@ FP16_TOLERANCE = Tolerance(
 """fp16 storage or arithmetic (ncnn's fp16 options, fp16 weights)."""
 
 
+def precision_tolerance(precision: str | None) -> Tolerance | None:
+    """The agreement tolerance of an uncompressed artifact of ``precision`` (read from its
+    graph, see :mod:`edgebench.precision`): fp32 (or unknown) -> :data:`FP32_TOLERANCE`,
+    fp16 -> :data:`FP16_TOLERANCE`; int8 and mixed -> ``None`` (judged by their mAP, as
+    compressed artifacts are)."""
+    if precision in (None, "fp32"):
+        return FP32_TOLERANCE
+    if precision == "fp16":
+        return FP16_TOLERANCE
+    return None
+
+
 def check_tolerance(fidelity: Fidelity, tolerance: Tolerance | None,
                     reference: Sequence[np.ndarray]) -> Fidelity:
     """``fidelity`` with the tolerance and whether the outputs are within it."""

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeats", type=int,
                      help="runner processes per case, interleaved with the other cases; the "
                           "gate tests on their medians (1; nightly: 5)")
-    run.add_argument("--imgsz", type=int,
-                     help="input size for .pt exports and dynamic-shape models")
+    run.add_argument("--imgsz", metavar="N|H,W",
+                     help="input size for .pt exports and dynamic-shape models: one side, or "
+                          "height,width as Ultralytics orders them (e.g. 256,320)")
     run.add_argument("--timeout", type=float, help="per-case timeout, s (600)")
     run.add_argument("--cooldown", type=float, help="pause before each case, s (0)")
     run.add_argument("--max-temperature", type=float,
@@ -193,6 +194,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _imgsz_flag(text: str | None) -> object:
+    from .input_size import IMGSZ_EXPECT, parse_imgsz
+
+    if text is None:
+        return None
+    try:
+        return parse_imgsz(text)
+    except ValueError:
+        raise UserError(f"--imgsz must be {IMGSZ_EXPECT}; got {text!r}.") from None
+
+
 def run_flags(args: argparse.Namespace) -> dict[str, object]:
     """The flags of ``run`` as matrix options; ``None`` where not given."""
     return {
@@ -200,7 +212,8 @@ def run_flags(args: argparse.Namespace) -> dict[str, object]:
         "baseline_model": args.baseline_model,
         "backends": _split(args.backend) or None,
         "devices": _split(args.device) or None,
-        "data": args.data, "images": args.images, "imgsz": args.imgsz, "output": args.output,
+        "data": args.data, "images": args.images, "imgsz": _imgsz_flag(args.imgsz),
+        "output": args.output,
         "warmup": args.warmup, "warmup_s": args.warmup_s, "iterations": args.iterations,
         "min_duration_s": args.min_duration,
         "threads": tuple(args.threads) if args.threads else None, "repeats": args.repeats,

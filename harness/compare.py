@@ -237,6 +237,10 @@ def fingerprint_changes(base: CaseResult, cur: CaseResult, *, same_model: bool =
         changes.append(f"{cur.runtime.name} {base.runtime.version} -> {cur.runtime.version}")
     if base.case.settings != cur.case.settings:
         changes.append("run settings differ")
+    before = base.artifact.precision if base.artifact is not None else None
+    after = cur.artifact.precision if cur.artifact is not None else None
+    if before and after and before != after:
+        changes.append(f"precision {before} -> {after}")
     return tuple(changes)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from .accuracy import AccuracySettings
 from .errors import UserError
+from .input_size import ImgSz
 from .records import RunSettings
 from .redaction import redact
 
@@ -30,8 +31,9 @@ class Matrix:
     """Empty means every backend usable on this host."""
     devices: tuple[str, ...] = ("local",)
     settings: RunSettings = field(default_factory=RunSettings)
-    imgsz: int | None = None
-    """Input size for models with a dynamic input (and for .pt exports)."""
+    imgsz: ImgSz | None = None
+    """Input size for models with a dynamic input (and for .pt exports): one side, or
+    (height, width)."""
     output_dir: Path = Path("edgebench-results")
     disabled_plugins: tuple[str, ...] = ()
     data: Path | None = None

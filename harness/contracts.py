@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from .input_size import ImgSz
 from .records import (
     Artifact,
     DeviceInfo,
@@ -48,8 +49,9 @@ class Backend(Protocol):
     install_hint: ClassVar[str]
     """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
 
-    def export(self, source: Artifact, workdir: Path, *, imgsz: int | None) -> Artifact:
-        """Produce this backend's format from ``source`` into ``workdir``.
+    def export(self, source: Artifact, workdir: Path, *, imgsz: ImgSz | None) -> Artifact:
+        """Produce this backend's format from ``source`` into ``workdir``, at ``imgsz`` (one
+        side or (height, width); ``None``: the model's own size) where the format is made.
 
         Return ``source`` itself when it is already in a runnable format. Raise
         :class:`edgebench.errors.UserError` when the format cannot be made from it.

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .input_size import IMGSZ_EXPECT, parse_imgsz
 
 
 @dataclass(frozen=True)
 class Option:
     table: str
-    kind: str  # "int", "float", "bool", "str", "path", "str-list", "path-list", "int-list"
+    kind: str  # "int", "float", "bool", "str", "path", "imgsz", "str-list", "path-list",
+    # "int-list"
     default: Any
     check: Callable[[Any], bool] | None = None
     expect: str = ""
@@ -47,7 +49,7 @@ OPTIONS: dict[str, Option] = {
     "data": Option("run", "path", None, flag="--data"),
     "train_data": Option("run", "path", None, flag="--train-data"),
     "images": Option("run", "int", None, _ge(1), ">= 1", "--images"),
-    "imgsz": Option("run", "int", None, _ge(32), ">= 32", "--imgsz"),
+    "imgsz": Option("run", "imgsz", None, flag="--imgsz"),
     "output": Option("run", "path", Path("edgebench-results"), flag="--output"),
     # [settings]: how each case is measured
     "warmup": Option("settings", "int", 10, _ge(0), ">= 0", "--warmup"),
@@ -172,6 +174,12 @@ class MatrixFile:
 
     def _check(self, option: Option, table: str, key: str, value: Any) -> Any:
         kind = option.kind
+        if kind == "imgsz":
+            try:
+                return parse_imgsz(value)
+            except ValueError:
+                raise self._error(table, key, f"must be {IMGSZ_EXPECT} (e.g. 320 or "
+                                              f"[256, 320]), got {value!r}") from None
         if kind.endswith("-list"):
             items = value if isinstance(value, list) else [value]
             single = kind.removesuffix("-list")

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .input_size import declared_hw
+from .precision import onnx_precision
+
+_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 2: "uint8", 3: "int8"}
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,13 @@ class OnnxInfo:
     output_shapes: tuple[tuple[int | str, ...], ...]
     gflops: float | None
     opset: int | None
+    input_dtype: str = "float32"
+    """The input's element type, as numpy names it (``float16`` after an fp16 conversion
+    with ``keep_io_types=False``)."""
+    imgsz: tuple[int, int] | None = None
+    """The size Ultralytics recorded (``metadata_props`` ``imgsz``), (height, width)."""
+    precision: str | None = None
+    """See :func:`edgebench.precision.onnx_precision`."""
 
 
 def _dims(value_info) -> tuple[int | str, ...]:  # type: ignore[no-untyped-def]
@@ -46,12 +57,16 @@ def inspect_onnx(path: Path) -> OnnxInfo:
         raise UserError(f"{path} takes an input of shape {list(shape)}, which is not an image "
                         "batch (N, 3, H, W); export the detector with an image input.")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    meta = {p.key: p.value for p in model.metadata_props}
     return OnnxInfo(
         input_name=inputs[0].name,
         input_shape=shape,
         output_shapes=tuple(_dims(o) for o in model.graph.output),
         gflops=_count_gflops(model),
         opset=opset,
+        input_dtype=_DTYPES.get(inputs[0].type.tensor_type.elem_type, "other"),
+        imgsz=declared_hw(meta.get("imgsz")),
+        precision=onnx_precision(model),
     )
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CaseError, CaseSkipped, UserError
+from .input_size import ImgSz, declared_hw, hw, imgsz_arg, input_hw
 from .limits import run_limited
 from .onnx_info import inspect_onnx
+from .precision import artifact_precision
 from .records import Artifact
 
 SOURCE_FORMATS = {".onnx": "onnx", ".pt": "pt", ".tflite": "tflite", ".param": "ncnn"}
@@ -74,7 +76,7 @@ def load_source(path: Path) -> Artifact:
         raise UserError(f"model file {path} does not exist; pass an existing .onnx or .pt.")
     if path.is_dir() and os.access(path, os.R_OK) and any(path.glob("*.param")):
         return Artifact(path=str(path.resolve()), format="ncnn", sha256=sha256_file(path),
-                        size_bytes=size_bytes(path))
+                        size_bytes=size_bytes(path), precision=artifact_precision(path, "ncnn"))
     if not path.is_file() or not os.access(path, os.R_OK):
         raise UserError(f"model file {path} is not a readable file; check its permissions.")
     fmt = SOURCE_FORMATS.get(path.suffix.lower())
@@ -88,7 +90,7 @@ def load_source(path: Path) -> Artifact:
     if fmt == "onnx":
         return describe_onnx(path)
     return Artifact(path=str(path.resolve()), format=fmt, sha256=sha256_file(path),
-                    size_bytes=path.stat().st_size)
+                    size_bytes=path.stat().st_size, precision=artifact_precision(path, fmt))
 
 
 def describe_onnx(path: Path, *, source: Artifact | None = None) -> Artifact:
@@ -104,6 +106,8 @@ def describe_onnx(path: Path, *, source: Artifact | None = None) -> Artifact:
         gflops=info.gflops,
         source_sha256=source.sha256 if source else None,
         pipeline=source.pipeline if source else (),
+        imgsz=info.imgsz,
+        precision=info.precision,
     )
 
 
@@ -145,23 +149,26 @@ def cached_export(source: Artifact, fmt: str, options: dict[str, object],
 
 def exported_artifact(path: Path, fmt: str, source: Artifact, meta: dict[str, Any]
                       ) -> Artifact:
-    """Describe an export: content hash, size, input (NCHW, as the harness feeds it)."""
+    """Describe an export: content hash, size, input (NCHW, as the harness feeds it; from
+    ``meta["imgsz"]``, one side or ``[height, width]``), precision read from the graph."""
     if fmt == "onnx":
         described = describe_onnx(path, source=source)
         return dataclasses.replace(described, converter=meta.get("converter"))
-    imgsz = meta.get("imgsz")
+    size = declared_hw(meta.get("imgsz"))
     return Artifact(path=str(path), format=fmt, sha256=sha256_file(path),
                     size_bytes=size_bytes(path), input_name=meta.get("input_name"),
-                    input_shape=(1, 3, int(imgsz), int(imgsz)) if imgsz else None,
+                    input_shape=(1, 3, *size) if size else None,
                     gflops=meta.get("gflops"), source_sha256=source.sha256,
-                    pipeline=source.pipeline, converter=meta.get("converter"))
+                    pipeline=source.pipeline, converter=meta.get("converter"), imgsz=size,
+                    precision=artifact_precision(path, fmt))
 
 
 def export_with_ultralytics(
-    source: Artifact, fmt: str, workdir: Path, *, imgsz: int | None
+    source: Artifact, fmt: str, workdir: Path, *, imgsz: ImgSz | None
 ) -> Artifact:
     """Export a ``.pt`` with Ultralytics (``format=fmt``: onnx, litert, ncnn) in a
-    subprocess, cached by content hash.
+    subprocess, cached by content hash; at ``imgsz`` (one side or (height, width)), else
+    at the checkpoint's training size.
 
     Raises :class:`CaseSkipped` when the source is not a ``.pt`` (nothing to export from),
     :class:`CaseError` when the export itself fails. ``workdir`` is unused (the cache is
@@ -171,17 +178,19 @@ def export_with_ultralytics(
     if source.format != "pt":
         raise CaseSkipped(f"cannot make {produced} from a {source.format} model with "
                           "Ultralytics; pass the .pt it came from")
-    options: dict[str, object] = {"imgsz": imgsz, "tool": "ultralytics"}
+    size = hw(imgsz)
+    options: dict[str, object] = {"imgsz": list(size) if size and size[0] != size[1]
+                                  else size[0] if size else None, "tool": "ultralytics"}
     path, meta = cached_export(source, fmt, options,
                                lambda out: _run_export(Path(source.path), fmt, imgsz, out))
     return exported_artifact(path, produced, source, meta)
 
 
-def _run_export(weights: Path, fmt: str, imgsz: int | None, out: Path) -> None:
+def _run_export(weights: Path, fmt: str, imgsz: ImgSz | None, out: Path) -> None:
     argv = [sys.executable, "-m", "edgebench.ultralytics_export", "--weights", str(weights),
             "--format", fmt, "--out", str(out)]
     if imgsz:
-        argv += ["--imgsz", str(imgsz)]
+        argv += ["--imgsz", imgsz_arg(imgsz)]
     _run_tool(argv, f"exporting {weights.name} to {fmt} with Ultralytics")
 
 
@@ -214,10 +223,15 @@ def pnnx_binary() -> Path | None:
     return None
 
 
-def onnx_to_ncnn(source: Artifact, *, imgsz: int | None, fp16_weights: bool = False
+def onnx_to_ncnn(source: Artifact, *, imgsz: ImgSz | None, fp16_weights: bool = False
                  ) -> Artifact:
     """Convert an ONNX model to an ncnn model directory (``model.ncnn.param`` + ``.bin``)
-    with pnnx, cached by content hash. fp32 weights unless ``fp16_weights``.
+    with pnnx, cached by content hash. The input shape given to pnnx is the model's, with a
+    symbolic batch set to 1 and symbolic height and width from ``imgsz`` or the model's
+    recorded size (:func:`edgebench.input_size.input_hw`). A graph with float16 tensors
+    (weights or I/O) is given to pnnx as float32 (:func:`fp16_as_fp32`; ncnn's I/O is
+    float32). fp32 weights unless ``fp16_weights`` or the ONNX's own weights are fp16 (kept
+    fp16, so the conversion neither claims nor loses a precision the model has).
 
     Raises :class:`CaseSkipped` when pnnx is not installed.
     """
@@ -225,16 +239,20 @@ def onnx_to_ncnn(source: Artifact, *, imgsz: int | None, fp16_weights: bool = Fa
     if binary is None:
         raise CaseSkipped("making an ncnn model from an .onnx needs the pnnx converter: "
                           f"{PNNX_INSTALL} (or pass the .pt, or an ncnn model)")
-    shape = [d if d > 0 else (imgsz or 640) for d in (source.input_shape or (1, 3, -1, -1))]
+    shape = [1, 3, *input_hw(source.input_shape, imgsz, source.imgsz)]
+    fp16_weights = fp16_weights or source.precision == "fp16"
     version = _distribution_version("pnnx")
     options: dict[str, object] = {"tool": "pnnx", "version": version, "shape": shape,
-                                  "fp16": fp16_weights}
+                                  "fp16": fp16_weights, "upcast": "fp16-to-fp32-v1"}
 
     def produce(out: Path) -> None:
         work = out / "work"
         work.mkdir()
         model = work / "model.onnx"
-        shutil.copyfile(source.path, model)
+        if source.precision in ("fp16", "mixed"):
+            fp16_as_fp32(Path(source.path), model)  # pnnx reads fp32 ONNX graphs only
+        else:
+            shutil.copyfile(source.path, model)
         target = out / "model_ncnn_model"
         target.mkdir()
         _run_tool([str(binary), str(model), f"inputshape=[{','.join(map(str, shape))}]f32",
@@ -247,13 +265,74 @@ def onnx_to_ncnn(source: Artifact, *, imgsz: int | None, fp16_weights: bool = Fa
         shutil.rmtree(work)
         (target / "edgebench.json").write_text(json.dumps({"input_shape": shape}))
         (out / "artifact.json").write_text(json.dumps({
-            "file": target.name, "format": "ncnn", "imgsz": shape[2] if shape[2] == shape[3]
-            else None, "gflops": source.gflops, "input_name": "in0",
+            "file": target.name, "format": "ncnn", "imgsz": shape[2:], "gflops": source.gflops,
+            "input_name": "in0",
             "converter": f"pnnx {version} from ONNX" + (" (fp16 weights)" if fp16_weights
                                                         else "")}))
 
     path, meta = cached_export(source, "ncnn", options, produce)
     return exported_artifact(path, "ncnn", source, meta)
+
+
+def fp16_as_fp32(src: Path, dst: Path) -> None:
+    """Write ``src`` with every float16 tensor made float32: initializers (exactly: every
+    fp16 value is a float32 value), ``Constant`` values, ``Cast(to=float16)`` targets and the
+    graph's input, output and value types; the ``Cast`` nodes that then cast float32 to
+    float32 (the converter's casts at fp32 graph I/O) are removed. What pnnx needs to read an
+    ONNX converted to fp16 (it fails on fp16 graphs and on those casts); the weights keep
+    their fp16 values, and pnnx ``fp16=1`` stores them as fp16 again."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+
+    def upcast(tensor: onnx.TensorProto) -> None:
+        if tensor.data_type == TensorProto.FLOAT16:
+            tensor.CopyFrom(numpy_helper.from_array(
+                numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
+
+    for init in graph.initializer:
+        upcast(init)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                upcast(attr.t)
+            elif (node.op_type == "Cast" and attr.name == "to"
+                  and attr.i == TensorProto.FLOAT16):
+                attr.i = TensorProto.FLOAT
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    _drop_float_casts(graph)
+    onnx.save(model, str(dst))
+
+
+def _drop_float_casts(graph: Any) -> None:
+    """Remove ``Cast(to=float)`` nodes whose input is already float32 (a graph input, an
+    initializer or a value typed float32), joining their input and output tensors."""
+    from onnx import TensorProto
+
+    floats = {v.name for v in [*graph.input, *graph.value_info]
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    floats |= {i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT}
+    inputs = {v.name for v in graph.input}
+    outputs = {v.name for v in graph.output}
+    for node in list(graph.node):
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type != "Cast" or to != TensorProto.FLOAT or node.input[0] not in floats:
+            continue
+        src, dst = node.input[0], node.output[0]
+        if dst in outputs and src in inputs:
+            continue  # input straight to output: keep it
+        graph.node.remove(node)
+        old, new = (src, dst) if dst in outputs else (dst, src)
+        for other in graph.node:
+            for names in (other.input, other.output):
+                for i, name in enumerate(names):
+                    if name == old:
+                        names[i] = new
 
 
 def _distribution_version(name: str) -> str:
@@ -270,7 +349,7 @@ def _distribution_version(name: str) -> str:
 ASSETS = Path(__file__).parent / "assets"
 
 
-def prebuilt_export(source: Artifact, fmt: str, imgsz: int | None) -> Artifact | None:
+def prebuilt_export(source: Artifact, fmt: str, imgsz: ImgSz | None) -> Artifact | None:
     """A committed export of the embedded model (``harness/assets/*.json`` manifests), so
     the default run needs only the runtimes, not torch and the converters.
 
@@ -289,7 +368,8 @@ def prebuilt_export(source: Artifact, fmt: str, imgsz: int | None) -> Artifact |
             continue
         entry = files[fmt]
         static = all(d > 0 for d in (source.input_shape or (-1,)))
-        if not static and imgsz not in (None, entry.get("imgsz", data.get("imgsz"))):
+        made_at = declared_hw(entry.get("imgsz", data.get("imgsz")))
+        if not static and hw(imgsz) not in (None, made_at):
             continue  # --imgsz applies to dynamic-shape sources only, as for ONNX Runtime
         path = ASSETS / entry["name"]
         if not path.exists() or sha256_file(path) != entry["sha256"]:

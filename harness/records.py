@@ -92,6 +92,12 @@ class Artifact:
     pipeline: tuple[str, ...] = ()
     converter: str | None = None
     """What produced it from its source: tool and version (``None``: used as given)."""
+    imgsz: tuple[int, int] | None = None
+    """The input size (height, width) the model records (Ultralytics' ``imgsz`` metadata,
+    the export size), used for its symbolic input dims when ``--imgsz`` is not given."""
+    precision: str | None = None
+    """``fp32`` / ``fp16`` / ``int8`` / ``mixed``, read from the graph (weight and I/O types;
+    see :mod:`edgebench.precision`); ``None``: not readable (a ``.pt``: fp32)."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pluggy
 
 from . import __version__
-from .accuracy import FP32_TOLERANCE, AccuracySettings, tolerance_problems
+from .accuracy import AccuracySettings, precision_tolerance, tolerance_problems
 from .batching import static_batch
 from .config import Matrix, device_scheme
 from .contracts import Backend, Device, NativeRunner
@@ -36,8 +36,10 @@ from .evaluation import (
 )
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
+from .input_size import ImgSz, input_hw
 from .pipeline import cache_root, load_source, torch_reference
 from .plugin_manager import PluginKind, Registry
+from .precision import with_precision
 from .records import (
     SCHEMA_VERSION,
     Accuracy,
@@ -124,10 +126,13 @@ def model_label(artifact: Artifact) -> str:
 
 
 def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
-            threads: int | None, options: Mapping[str, Any] | None = None) -> str:
+            threads: int | None, options: Mapping[str, Any] | None = None,
+            precision: str | None = None) -> str:
     """``model|pipeline|backend|device|tN``, plus ``|key=value,...`` for backend options
-    the run set (so two option variants of one backend are two cases)."""
-    parts = [model, "+".join(pipeline) or "fp32", backend, device, f"t{threads or 'auto'}"]
+    the run set (so two option variants of one backend are two cases). An uncompressed
+    model's pipeline field is its precision read from the graph (``fp32`` when unknown)."""
+    parts = [model, "+".join(pipeline) or precision or "fp32", backend, device,
+             f"t{threads or 'auto'}"]
     if options:
         parts.append(",".join(f"{k}={v}" for k, v in sorted(options.items())))
     return "|".join(parts)
@@ -136,14 +141,39 @@ def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
 def backend_tolerance(backend: Backend, artifact: Artifact | None,
                       runtime: RuntimeInfo | None) -> Tolerance | None:
     """The agreement tolerance the backend declares for this artifact and runtime setup;
-    backends that declare none get the fp32 tolerance for uncompressed artifacts."""
+    backends that declare none get the one of the artifact's precision for uncompressed
+    artifacts (:func:`edgebench.accuracy.precision_tolerance`)."""
     if artifact is None:
         return None
     declare = getattr(backend, "tolerance", None)
     if callable(declare):
         declared = declare(artifact, runtime)
         return declared if isinstance(declared, Tolerance) else None
-    return None if artifact.pipeline else FP32_TOLERANCE
+    return None if artifact.pipeline else precision_tolerance(artifact.precision)
+
+
+def size_notes(artifact: Artifact, imgsz: ImgSz | None, fed: tuple[int, int]
+               ) -> tuple[str, ...]:
+    """A note when the input size was guessed: symbolic height/width, no ``--imgsz`` and no
+    size recorded in the model (Ultralytics' default 640 is used, as its predict does)."""
+    shape = artifact.input_shape
+    symbolic = shape is None or len(shape) != 4 or shape[2] <= 0 or shape[3] <= 0
+    if not symbolic or imgsz is not None or artifact.imgsz is not None:
+        return ()
+    return (f"input size {fed[0]}x{fed[1]} is Ultralytics' default: the model declares no "
+            "size; pass the size it was trained at with --imgsz",)
+
+
+def precision_notes(artifact: Artifact, source: Artifact) -> tuple[str, ...]:
+    """A note when an uncompressed conversion changed the precision its graph holds (e.g. a
+    converter that wrote fp16 weights for an fp32 model): the case is labelled and judged
+    by the artifact's own precision, and this says where it came from."""
+    made = artifact.precision
+    given = source.precision or ("fp32" if source.format == "pt" else None)
+    if artifact.pipeline or made is None or given is None or made == given:
+        return ()
+    return (f"the {artifact.format} model holds {made} weights, its source "
+            f"{Path(source.path).name} {given} ({artifact.converter or 'converted'})",)
 
 
 def agreement_verdict(result: CaseResult) -> CaseResult:
@@ -424,7 +454,10 @@ class Session:
                                           imgsz=self.matrix.imgsz)
                 artifact, notes = self.variants.format_variant(artifact, variant)
                 refuse_batch(backend, artifact)  # a format whose batch only its backend reads
+                artifact = with_precision(artifact)
                 batch = batched(self._batch_for(artifact), static_batch(artifact.input_shape))
+                notes += size_notes(artifact, self.matrix.imgsz, batch.input_hw)
+                notes += precision_notes(artifact, variant.source)
                 reference = self._reference_for(variant.source, batch)
         except ModelDataMismatch:
             raise
@@ -433,11 +466,13 @@ class Session:
         except (UserError, CaseError) as exc:
             error = str(exc)
         pipeline = tuple(step.label for step in variant.pipeline.steps)
+        precision = artifact.precision if artifact is not None else (
+            variant.source.precision if variant.source is not None else None)
         plans = []
         for uri in self.matrix.devices:
             for settings in self.matrix.all_settings:
                 case = Case(id=case_id(label, pipeline, name, uri, settings.threads,
-                                       settings.backend_options.get(name)),
+                                       settings.backend_options.get(name), precision),
                             model=label, backend=name, device=uri, settings=settings,
                             pipeline=pipeline)
                 plans.append(CasePlan(case, backend, artifact, batch, *reference,
@@ -446,9 +481,7 @@ class Session:
 
     def _batch_for(self, artifact: Artifact) -> AccuracyBatch:
         """The dataset letterboxed to the artifact's input size (cached)."""
-        shape = artifact.input_shape or (1, 3, -1, -1)
-        size = self.matrix.imgsz or 640
-        hw = (int(shape[2]) if shape[2] > 0 else size, int(shape[3]) if shape[3] > 0 else size)
+        hw = input_hw(artifact.input_shape, self.matrix.imgsz, artifact.imgsz)
         return prepare_batch(self.dataset, artifact.input_name or "images", hw, cache_root())
 
     def _reference_for(self, source: Artifact, batch: AccuracyBatch

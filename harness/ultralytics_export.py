@@ -2,8 +2,10 @@
 
 Runs in its own process so that Ultralytics' offline settings apply before it is imported,
 and so that torch never loads into the harness. Writes the exported file (or directory) and
-``artifact.json`` (``{"file": name, "format": F, "imgsz": N, "gflops": G, "input_name": I,
-"converter": tools and versions}``) into ``--out``. With ``--predict TENSORS.npz`` it runs
+``artifact.json`` (``{"file": name, "format": F, "imgsz": [H, W], "gflops": G,
+"input_name": I, "converter": tools and versions}``) into ``--out``. ``--imgsz`` is one side
+or ``H,W``; without it, the checkpoint's training size (``train_args.imgsz``, one side or a
+pair), else Ultralytics' 640. With ``--predict TENSORS.npz`` it runs
 the ``.pt`` itself on those tensors instead (the float reference of a ``.pt`` source).
 """
 
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .input_size import ImgSz, declared_hw, hw, parse_imgsz
 from .ultralytics_offline import ultralytics_offline_env
 
 
@@ -36,28 +39,31 @@ def _safe_loading() -> None:
     torch.serialization.add_safe_globals([C2fSplit])
 
 
-def export(weights: Path, fmt: str, out: Path, imgsz: int | None) -> Path:
+def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
     _safe_loading()
     from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
 
     model = YOLO(str(weights), task="detect")
     if imgsz is None:
         train_args = getattr(model, "ckpt", None) or {}
-        imgsz = int((train_args.get("train_args") or {}).get("imgsz", 640))
-    gflops = _gflops(model, imgsz)
+        trained = declared_hw((train_args.get("train_args") or {}).get("imgsz"))
+        imgsz = (trained[0] if trained[0] == trained[1] else trained) if trained else 640
+    size = hw(imgsz)
+    assert size is not None
+    gflops = _gflops(model, list(size))
     staged = out / "source.pt"
     shutil.copy2(weights, staged)  # Ultralytics writes next to the weights
     model = YOLO(str(staged), task="detect")
-    produced = Path(model.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False,
+    produced = Path(model.export(format=fmt, imgsz=list(size), batch=1, dynamic=False,
                                  simplify=True, device="cpu", verbose=False))
     staged.unlink()
     input_name = {"onnx": "images", "ncnn": "in0", "litert": "serving_default_args_0"}.get(fmt)
     if fmt == "ncnn":
         (produced / "model_ncnn.py").unlink(missing_ok=True)  # a test script, absolute paths
         (produced / "edgebench.json").write_text(json.dumps(
-            {"input_shape": [1, 3, imgsz, imgsz]}))
+            {"input_shape": [1, 3, *size]}))
     (out / "artifact.json").write_text(json.dumps(
-        {"file": produced.name, "format": fmt, "imgsz": imgsz, "gflops": gflops,
+        {"file": produced.name, "format": fmt, "imgsz": list(size), "gflops": gflops,
          "input_name": input_name, "converter": converter(fmt)}))
     return produced
 
@@ -77,7 +83,7 @@ def converter(fmt: str) -> str:
     return f"Ultralytics format={fmt!r}: " + ", ".join(parts)
 
 
-def _gflops(model: Any, imgsz: int) -> float | None:
+def _gflops(model: Any, imgsz: list[int]) -> float | None:
     try:
         from ultralytics.utils.torch_utils import get_flops
 
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--format")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--imgsz", type=int)
+    parser.add_argument("--imgsz", type=parse_imgsz, help="N or H,W")
     parser.add_argument("--predict", type=Path, metavar="TENSORS_NPZ",
                         help="run the .pt on these tensors instead (the float reference)")
     args = parser.parse_args(argv)

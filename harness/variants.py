@@ -23,6 +23,7 @@ from .compression import (
 from .config import Matrix
 from .contracts import CompressionContext
 from .errors import CaseError, CaseSkipped, UserError
+from .input_size import hw
 from .pipeline import committed_pytorch
 from .plugin_manager import Registry
 from .records import Artifact
@@ -65,7 +66,8 @@ class Variants:
         self.workdir = workdir
         self.pipelines: tuple[CompressionPipeline, ...] = (
             UNCOMPRESSED, *resolve_pipelines(matrix.compress, registry))
-        self.imgsz = matrix.imgsz or 320
+        size = hw(matrix.imgsz)
+        self.imgsz = max(size) if size else 320  # the training / calibration size
         self.train_data = train_data_of(matrix) if matrix.compress else None
         self._models: dict[tuple[str, str], ModelVariant] = {}
         self._checked: list[str] = []

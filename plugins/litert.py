@@ -21,12 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.accuracy import FP32_TOLERANCE
+from edgebench.accuracy import precision_tolerance
 from edgebench.contracts import resolve_options
 from edgebench.errors import CaseError, CaseSkipped
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.input_size import ImgSz
 from edgebench.pipeline import export_with_ultralytics, prebuilt_export
 from edgebench.records import Artifact, DeviceInfo, RunSettings, RuntimeInfo, Tolerance
+from edgebench.tflite_info import tflite_input, tflite_precision
+
+__all__ = ["LiteRTBackend", "describe_tflite", "tflite_input"]
 
 EXPORT_HINT = "pip install 'edgebench[export]'"
 
@@ -52,18 +56,19 @@ class LiteRTBackend:
             return f"neither ai-edge-litert nor tflite-runtime is installed: {cls.install_hint}"
         return None
 
-    def export(self, source: Artifact, workdir: Path, *, imgsz: int | None) -> Artifact:
+    def export(self, source: Artifact, workdir: Path, *, imgsz: ImgSz | None) -> Artifact:
         if source.format == "tflite":
             return describe_tflite(source)
         if source.format == "pt":
             if importlib.util.find_spec("litert_torch") is None:
                 raise CaseSkipped("making a .tflite from a .pt needs litert-torch (Ultralytics "
                                   f"format='litert'): {EXPORT_HINT}")
-            return export_with_ultralytics(source, "litert", workdir, imgsz=imgsz)
+            return describe_tflite(export_with_ultralytics(source, "litert", workdir,
+                                                           imgsz=imgsz))
         if source.format == "onnx":
             prebuilt = prebuilt_export(source, "tflite", imgsz)
             if prebuilt is not None:
-                return prebuilt
+                return describe_tflite(prebuilt)
             raise CaseSkipped(
                 "a .tflite cannot be made from an .onnx here: that needs onnx2tf and "
                 "TensorFlow, which edgebench does not install; pass the .pt it came from "
@@ -81,16 +86,19 @@ class LiteRTBackend:
         return None
 
     def tolerance(self, artifact: Artifact, runtime: RuntimeInfo | None) -> Tolerance | None:
-        """fp32 (XNNPACK runs fp32 on every CPU unless told to force fp16); compressed
-        artifacts are judged by their mAP, not held to the fp32 tolerance."""
-        return None if artifact.pipeline else FP32_TOLERANCE
+        """The tolerance of the model's precision read from its graph (XNNPACK runs fp32 on
+        every CPU unless told to force fp16; fp16 weights are judged by the fp16 one);
+        compressed artifacts are judged by their mAP, not held to a float tolerance."""
+        return None if artifact.pipeline else precision_tolerance(artifact.precision)
 
 
 # -- reading a .tflite's input on the host (no runtime needed) ---------------------------
 
 
 def describe_tflite(source: Artifact) -> Artifact:
-    """``source`` with the model's input name and shape (NCHW, as the harness feeds it)."""
+    """``source`` with the model's input name, shape (NCHW, as the harness feeds it; the
+    flatbuffer's, not the size it was asked to be exported at), that size as ``imgsz`` and
+    the precision of its weights (:func:`edgebench.tflite_info.tflite_precision`)."""
     import dataclasses
 
     try:
@@ -100,64 +108,10 @@ def describe_tflite(source: Artifact) -> Artifact:
             from None
     if len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3):
         shape = (shape[0], shape[3], shape[1], shape[2])  # NHWC: the runner transposes
-    return dataclasses.replace(source, input_name=name, input_shape=shape)
-
-
-def tflite_input(path: Path) -> tuple[str, tuple[int, ...]]:
-    """Name and shape of the first input of the first subgraph, read from the flatbuffer
-    (schema: Model.subgraphs[0].inputs[0] -> SubGraph.tensors[i].shape / .name)."""
-    buf = path.read_bytes()
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ValueError("no TFL3 identifier")
-
-    def table(pos: int) -> tuple[int, int, int]:
-        vtable = pos - struct.unpack_from("<i", buf, pos)[0]
-        vsize = struct.unpack_from("<H", buf, vtable)[0]
-        return pos, vtable, vsize
-
-    def field(tab: tuple[int, int, int], index: int) -> int | None:
-        pos, vtable, vsize = tab
-        if 4 + 2 * index >= vsize:
-            return None
-        offset = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
-        return pos + offset if offset else None
-
-    def deref(at: int) -> int:
-        return at + struct.unpack_from("<I", buf, at)[0]
-
-    def vector(at: int) -> tuple[int, int]:
-        start = deref(at)
-        return start + 4, struct.unpack_from("<I", buf, start)[0]
-
-    model = table(deref(0))
-    subgraphs_at = field(model, 2)
-    if subgraphs_at is None:
-        raise ValueError("no subgraphs")
-    start, count = vector(subgraphs_at)
-    if not count:
-        raise ValueError("no subgraphs")
-    subgraph = table(deref(start))
-    inputs_at, tensors_at = field(subgraph, 1), field(subgraph, 0)
-    if inputs_at is None or tensors_at is None:
-        raise ValueError("no inputs")
-    istart, icount = vector(inputs_at)
-    if not icount:
-        raise ValueError("no inputs")
-    index = struct.unpack_from("<i", buf, istart)[0]
-    tstart, tcount = vector(tensors_at)
-    if not 0 <= index < tcount:
-        raise ValueError("input tensor index out of range")
-    tensor = table(deref(tstart + 4 * index))
-    shape_at, name_at = field(tensor, 0), field(tensor, 3)
-    shape: tuple[int, ...] = ()
-    if shape_at is not None:
-        sstart, scount = vector(shape_at)
-        shape = struct.unpack_from(f"<{scount}i", buf, sstart)
-    name = ""
-    if name_at is not None:
-        nstart, ncount = vector(name_at)
-        name = buf[nstart:nstart + ncount].decode("utf-8", "replace")
-    return name, tuple(int(d) for d in shape)
+    size = (shape[2], shape[3]) if len(shape) == 4 and shape[2] > 0 and shape[3] > 0 else None
+    return dataclasses.replace(source, input_name=name, input_shape=shape,
+                               imgsz=size or source.imgsz,
+                               precision=tflite_precision(Path(source.path)))
 
 
 @hookimpl

@@ -10,7 +10,7 @@ Request options: ``runtime`` (``auto``, ``ai-edge-litert``, ``tflite-runtime``),
 Threads: the request's, else every core the process may use (the interpreter's own default
 is 1 thread). The host always sends NCHW float32; an NHWC model (onnx2tf exports) gets it
 transposed, an int8/int16 model gets it quantized (and its outputs dequantized), as
-Ultralytics does.
+Ultralytics does, an fp16-input model gets it as float16 (its fp16 outputs go back as float32).
 """
 
 from __future__ import annotations
@@ -146,6 +146,10 @@ def load(runtime, request, inputs):
             result.append(y)
         return result
 
+    def fetch_float32():  # fp16 outputs as float32, for decoding
+        return [y.astype(np.float32) if y.dtype.kind == "f" and y.dtype.itemsize != 4 else y
+                for y in fetch()]
+
     bound = feed(array)
     index = spec["index"]
 
@@ -157,7 +161,7 @@ def load(runtime, request, inputs):
     def predict(x):
         interpreter.set_tensor(index, feed(x))
         interpreter.invoke()
-        return fetch()
+        return fetch_float32()
 
     delegated = None
     if xnnpack:

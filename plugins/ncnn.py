@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.accuracy import FP16_TOLERANCE, FP32_TOLERANCE
+from edgebench.accuracy import FP16_TOLERANCE, precision_tolerance
 from edgebench.contracts import resolve_options
 from edgebench.errors import CaseError, CaseSkipped
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.input_size import ImgSz, declared_hw, hw
 from edgebench.pipeline import (
     cached_export,
     export_with_ultralytics,
@@ -61,7 +62,7 @@ class NcnnBackend:
             return f"ncnn is not installed: {cls.install_hint}"
         return None
 
-    def export(self, source: Artifact, workdir: Path, *, imgsz: int | None) -> Artifact:
+    def export(self, source: Artifact, workdir: Path, *, imgsz: ImgSz | None) -> Artifact:
         if source.format == "ncnn":
             return stage_ncnn(source, imgsz)
         if source.format == "pt":
@@ -86,20 +87,22 @@ class NcnnBackend:
         return None
 
     def tolerance(self, artifact: Artifact, runtime: RuntimeInfo | None) -> Tolerance | None:
-        """fp32, or the fp16 tolerance when fp16 storage or arithmetic was on (or the weights
-        are fp16); compressed artifacts are judged by their mAP instead."""
+        """The tolerance of the weights' precision read from the ``.bin`` (fp32, fp16; int8
+        and mixed: none), or the fp16 one when fp16 storage or arithmetic was on for an fp32
+        model; compressed artifacts are judged by their mAP instead."""
         if artifact.pipeline:
             return None
         details = runtime.details if runtime is not None else {}
         fp16 = any(details.get(k) == "on" for k in ("fp16_storage", "fp16_arithmetic"))
-        return FP16_TOLERANCE if fp16 or "fp16" in (artifact.converter or "") else \
-            FP32_TOLERANCE
+        declared = precision_tolerance(artifact.precision)
+        return FP16_TOLERANCE if fp16 and declared is not None else declared
 
 
-def stage_ncnn(source: Artifact, imgsz: int | None) -> Artifact:
+def stage_ncnn(source: Artifact, imgsz: ImgSz | None) -> Artifact:
     """An ncnn model given by the user as a directory artifact in the cache: its ``.param``,
-    its ``.bin`` and ``edgebench.json`` (input shape, from Ultralytics' ``metadata.yaml`` when
-    there is one). A ``.param`` whose ``.bin`` is missing fails the case."""
+    its ``.bin`` and ``edgebench.json`` (input shape [1, 3, H, W], from Ultralytics'
+    ``metadata.yaml`` when there is one, else from ``imgsz``). A ``.param`` whose ``.bin`` is
+    missing fails the case."""
     given = Path(source.path)
     if given.is_dir():
         params = sorted(given.glob("*.param"))
@@ -113,8 +116,10 @@ def stage_ncnn(source: Artifact, imgsz: int | None) -> Artifact:
     if not weights.is_file():
         raise CaseError(f"{param.name} has no weights: {weights.name} is not next to it "
                         "(ncnn needs both files)")
-    size = _declared_size(param.parent) or imgsz
-    options: dict[str, object] = {"bin": sha256_file(weights), "imgsz": size}
+    size = _declared_size(param.parent) or hw(imgsz)
+    options: dict[str, object] = {
+        "bin": sha256_file(weights),
+        "imgsz": (size[0] if size[0] == size[1] else list(size)) if size else None}
 
     def produce(out: Path) -> None:
         target = out / "model_ncnn_model"
@@ -123,17 +128,18 @@ def stage_ncnn(source: Artifact, imgsz: int | None) -> Artifact:
         shutil.copyfile(weights, target / "model.ncnn.bin")
         if size:
             (target / "edgebench.json").write_text(json.dumps(
-                {"input_shape": [1, 3, size, size]}))
+                {"input_shape": [1, 3, *size]}))
         (out / "artifact.json").write_text(json.dumps(
-            {"file": target.name, "format": "ncnn", "imgsz": size}))
+            {"file": target.name, "format": "ncnn", "imgsz": list(size) if size else None}))
 
     path, meta = cached_export(source, "ncnn-staged", options, produce)
     artifact = exported_artifact(path, "ncnn", source, meta)
     return dataclasses.replace(artifact, converter=None)
 
 
-def _declared_size(folder: Path) -> int | None:
-    """The square input size in Ultralytics' ``metadata.yaml`` next to the model, if any."""
+def _declared_size(folder: Path) -> tuple[int, int] | None:
+    """The input size (height, width) in Ultralytics' ``metadata.yaml`` next to the model
+    (``imgsz: [H, W]`` or one side), if any."""
     meta = folder / "metadata.yaml"
     if not meta.is_file():
         return None
@@ -144,9 +150,7 @@ def _declared_size(folder: Path) -> int | None:
         size = data.get("imgsz") if isinstance(data, dict) else None
     except yaml.YAMLError:
         return None
-    if isinstance(size, list) and len(size) == 2 and size[0] == size[1]:
-        size = size[0]
-    return int(size) if isinstance(size, int) else None
+    return declared_hw(size)
 
 
 @hookimpl

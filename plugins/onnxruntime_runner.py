@@ -22,6 +22,18 @@ def import_runtime(request):
     return onnxruntime
 
 
+ORT_DTYPES = {"tensor(float16)": "float16", "tensor(float)": "float32",
+              "tensor(double)": "float64"}
+"""ONNX Runtime's input type names -> numpy's: the host sends float32, the runner feeds the
+model's own float type (an fp16-I/O model takes float16)."""
+
+
+def as_float32(outputs):
+    """Float outputs as float32 (an fp16-I/O model returns float16), for decoding."""
+    return [o.astype("float32") if o.dtype.kind == "f" and o.dtype.itemsize != 4 else o
+            for o in outputs]
+
+
 def load(ort, request, inputs):
     options = request.get("options", {})
     so = ort.SessionOptions()
@@ -58,15 +70,16 @@ def load(ort, request, inputs):
             raise agent.RunnerFailure(
                 "load", "input %r has shape %s but the model accepts %s"
                 % (spec.name, list(array.shape), expected))
-        feeds[spec.name] = array
+        feeds[spec.name] = array.astype(ORT_DTYPES.get(spec.type, array.dtype), copy=False)
     output_names = [o.name for o in session.get_outputs()]
     (input_name,) = feeds
+    input_dtype = feeds[input_name].dtype
 
     def infer():
         return session.run(output_names, feeds)
 
     def predict(array):
-        return session.run(output_names, {input_name: array})
+        return as_float32(session.run(output_names, {input_name: array.astype(input_dtype)}))
 
     return agent.Loaded(
         infer,
@@ -77,6 +90,7 @@ def load(ort, request, inputs):
         details={
             "intra_op_num_threads": so.intra_op_num_threads or "runtime default",
             "graph_optimization_level": level,
+            "input_dtype": str(input_dtype),
             "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
         },

@@ -97,7 +97,7 @@ class NcnnFp16:
                 "to fp16 at load when fp16 storage is on)"
             (out / "artifact.json").write_text(json.dumps({
                 "file": target.name, "format": "ncnn",
-                "imgsz": (declared.get("input_shape") or [None] * 4)[2],
+                "imgsz": (declared.get("input_shape") or [None] * 4)[2:],  # [h, w]
                 "input_name": model.input_name, "gflops": model.gflops,
                 "converter": ((weights_from.converter or "ncnn model") + "; fp16 storage"
                               + (" + arithmetic" if options["arithmetic"] else "")),

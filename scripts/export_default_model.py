@@ -43,7 +43,7 @@ def main() -> int:
                 shutil.copyfile(exported, target)
             manifest["files"][key] = {
                 "name": name, "sha256": sha256_file(target), "bytes": size_bytes(target),
-                "imgsz": imgsz, "input_name": artifact.input_name,
+                "imgsz": [imgsz, imgsz], "input_name": artifact.input_name,  # (h, w)
                 "from": manifest["files"]["pt"]["name"], "converter": artifact.converter,
                 "command": "scripts/export_default_model.py"}
             print(f"{name}: {manifest['files'][key]['bytes']} bytes, {artifact.converter}")

@@ -12,6 +12,7 @@ from edgebench.compare import Thresholds, Verdict, compare_reports, render_compa
 from edgebench.records import (
     SCHEMA_VERSION,
     Accuracy,
+    Artifact,
     Case,
     CaseResult,
     DeviceInfo,
@@ -133,6 +134,19 @@ def test_changed_fingerprint_is_compared_but_flagged() -> None:
     assert "model m@aaaa -> m@bbbb" in text and "onnxruntime 1.20 -> 1.21" in text
     assert "governor performance -> powersave" in text
     assert "⚠" in render_comparison(comp)
+
+
+def test_a_changed_precision_is_compared_but_flagged() -> None:
+    """The same model file name that now holds fp16 weights (the graph says so) is still
+    compared with last night's fp32 case, and the change is named."""
+    base, cur = result(noisy(20, seed=1)), result(noisy(20, seed=2), model="m@bbbb")
+    art = Artifact(path="m.onnx", format="onnx", sha256="a" * 64, size_bytes=1)
+    base = dataclasses.replace(base, artifact=dataclasses.replace(art, precision="fp32"))
+    cur = dataclasses.replace(cur, artifact=dataclasses.replace(art, precision="fp16"),
+                              case=dataclasses.replace(cur.case, id="m@bbbb|fp16|onnxruntime|"
+                                                                    "local|tauto"))
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert "precision fp32 -> fp16" in case.fingerprint_changes
 
 
 def test_render_lists_regressions_first() -> None:

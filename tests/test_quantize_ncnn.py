@@ -17,6 +17,7 @@ from edgebench.plugin_manager import collect_registry, make_plugin_manager
 from edgebench.plugins import host_eval
 from edgebench.plugins.ncnn import NcnnBackend
 from edgebench.plugins.quantize_ncnn import NcnnFp16, NcnnInt8
+from edgebench.precision import artifact_precision
 
 pytest.importorskip("ncnn")
 __all__ = ["onnx_source", "small_yaml", "val_set"]  # fixtures
@@ -44,6 +45,7 @@ def test_fp16_halves_the_weights_and_turns_fp16_on_in_the_runner(
     assert declared == {"input_shape": [1, 3, 320, 320], "fp16_storage": True,
                         "fp16_arithmetic": True}
     assert art.size_bytes < fp32.size_bytes * 0.6  # fp16 weights
+    assert fp32.precision == "fp32" and artifact_precision(folder, "ncnn") == "fp16"
     result, outputs = outputs_of(tmp_path, folder, val_set)
     details = result["runtime"]["details"]
     assert details["fp16_storage"] == "on" and details["fp16_arithmetic"] == "on"

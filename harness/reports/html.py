@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
-from .markdown import HEADER, result_row
+from .markdown import HEADER, pipeline_label, result_row
 from .tradeoffs import TRADEOFF_HEADER, tradeoff_cells, tradeoffs
 
 CSS = """
@@ -47,7 +47,7 @@ def _figure(width: float, height: float) -> Any:
 
 def _label(r: CaseResult) -> str:
     batch = r.latency.batch if r.latency is not None else 1
-    return f"{r.case.model.split('@')[0]} {'+'.join(r.case.pipeline) or 'fp32'} " \
+    return f"{r.case.model.split('@')[0]} {pipeline_label(r)} " \
            f"{r.case.backend} @{r.case.device} t{r.case.settings.threads or 'auto'}" \
            + (f" batch {batch}" if batch > 1 else "")
 

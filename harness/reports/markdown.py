@@ -19,11 +19,18 @@ def _ms(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "–"
 
 
+def pipeline_label(r: CaseResult) -> str:
+    """The compression pipeline, or for an uncompressed model its precision read from the
+    graph (``fp32`` when unknown), as in the case id."""
+    precision = r.artifact.precision if r.artifact is not None else None
+    return "+".join(r.case.pipeline) or precision or "fp32"
+
+
 def result_row(r: CaseResult) -> str:
     lat, mem, art = r.latency, r.memory, r.artifact
-    pipeline = "+".join(r.case.pipeline) or "fp32"
     threads = r.case.settings.threads or "auto"
-    cells = [r.case.model, pipeline, r.case.backend, r.case.device, str(threads), r.status.value]
+    cells = [r.case.model, pipeline_label(r), (art.precision if art else None) or "–",
+             r.case.backend, r.case.device, str(threads), r.status.value]
     if lat is not None:
         lo, hi = lat.median_ci95_ms
         p50, rate = _ms(lat.p50_ms), f"{lat.throughput_ips:.1f}"
@@ -50,10 +57,11 @@ def _score(value: float | None) -> str:
 
 
 HEADER = (
-    "| model | pipeline | backend | device | threads | status | p50 ms | median 95% CI | "
+    "| model | pipeline | precision | backend | device | threads | status | p50 ms | "
+    "median 95% CI | "
     "p90 ms | p99 ms | CPU p50 ms | inf/s | n | peak RSS MiB | load Δ MiB | size MiB | "
     "mAP50-95 | mAP50 | agreement | max abs diff |\n"
-    "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     "---:|"
 )
 

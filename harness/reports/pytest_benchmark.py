@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..records import RunReport, Status
+from .markdown import pipeline_label
 
 
 def _stats(samples_s: list[float]) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def to_pytest_benchmark(report: RunReport) -> str:
         name = r.case.id.replace("|", "-").replace("@", "-")
         extra: dict[str, Any] = {
             "edgebench_case": r.case.id, "backend": r.case.backend, "device": r.case.device,
-            "pipeline": "+".join(r.case.pipeline) or "fp32",
+            "pipeline": pipeline_label(r),
             "threads": r.case.settings.threads,
         }
         if r.latency.batch > 1:  # the stats are per inference of the whole batch

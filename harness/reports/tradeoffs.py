@@ -44,6 +44,11 @@ def baseline_id(case_id: str) -> str:
     return "|".join(parts)
 
 
+def _without_pipeline(case_id: str) -> str:
+    parts = case_id.split("|")
+    return "|".join(parts[:1] + parts[2:])
+
+
 def _map(r: CaseResult) -> float | None:
     return r.accuracy.map50_95 if r.accuracy is not None else None
 
@@ -54,11 +59,13 @@ def tradeoffs(report: RunReport) -> list[Tradeoff]:
     measured = [r for r in report.cases if r.status is Status.OK and r.latency is not None]
     if not any(r.case.pipeline for r in report.cases):
         return []
-    by_id = {r.case.id: r for r in measured}
+    # the uncompressed case of the same model, backend, device and settings (its id names
+    # its precision, fp32 or what its graph holds)
+    baselines = {_without_pipeline(r.case.id): r for r in measured if not r.case.pipeline}
     rows = []
     for r in measured:
         assert r.latency is not None
-        base = by_id.get(baseline_id(r.case.id))
+        base = baselines.get(_without_pipeline(r.case.id))
         speedup = map_delta = size_ratio = None
         if base is not None and base.latency is not None:
             speedup = base.latency.p50_ms / r.latency.p50_ms
