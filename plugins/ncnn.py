@@ -112,13 +112,16 @@ def stage_ncnn(source: Artifact, imgsz: int | None) -> Artifact:
         raise CaseError(f"{param.name} has no weights: {weights.name} is not next to it "
                         "(ncnn needs both files)")
     size = _declared_size(param.parent) or imgsz
-    options: dict[str, object] = {"bin": sha256_file(weights), "imgsz": size}
+    options: dict[str, object] = {"bin": sha256_file(weights), "imgsz": size,
+                                  "metadata": (param.parent / "metadata.yaml").is_file()}
 
     def produce(out: Path) -> None:
         target = out / "model_ncnn_model"
         target.mkdir()
         shutil.copyfile(param, target / "model.ncnn.param")
         shutil.copyfile(weights, target / "model.ncnn.bin")
+        if (param.parent / "metadata.yaml").is_file():  # task, class names: how to read it
+            shutil.copyfile(param.parent / "metadata.yaml", target / "metadata.yaml")
         if size:
             (target / "edgebench.json").write_text(json.dumps(
                 {"input_shape": [1, 3, size, size]}))
