@@ -82,13 +82,14 @@ def head_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                  boxes_normalised: bool | None, metadata: ModelMetadata | None = None
                  ) -> tuple[list[np.ndarray], HeadLayout | None, str | None]:
     """Per image, the head output in canonical form (see :func:`heads.canonical_head`) and
-    its layout; or the raw outputs flattened, no layout, and why not."""
+    its layout; or the raw outputs flattened, no layout, and why not (an RT-DETR: its
+    canonical rows, its layout, and why it is not scored)."""
     layout, problem = head_layout([np.shape(o) for o in outputs[0]], batch.input_hw, metadata)
     if layout is None:
         return ([np.concatenate([np.ravel(o) for o in per]) for per in outputs], None,
                 problem)
     return ([canonical_head(per, layout, batch.input_hw, boxes_normalised) for per in outputs],
-            layout, None)
+            layout, problem)
 
 
 def canonical_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
@@ -137,8 +138,9 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                                         max_det=settings.max_det)
         head = layout is not None and reference.detections is not None
         try:
-            if head and "detections" in (layout.kind if layout else "",
-                                         reference.layout.kind if reference.layout else ""):
+            kinds = (layout.kind if layout else "",
+                     reference.layout.kind if reference.layout else "")
+            if head and ("detections" in kinds or "rtdetr" in kinds):
                 fidelity = detections_fidelity(reference.name, reference.outputs, canon,
                                                reference.detections or [], fidelity_dets,
                                                batch.letterboxes)

@@ -39,8 +39,8 @@ ANCHOR_STRIDES = ((8, 16, 32), (8, 16, 32, 64), (4, 8, 16, 32))
 OBB_REASON = ("the model is an oriented-box (OBB) model: its rotated boxes have no box mAP "
               "against axis-aligned labels, so edgebench measures its latency and memory only")
 RTDETR_REASON = ("the model is an RT-DETR (RTDETRDecoder head), which edgebench does not "
-                 "decode (it expects a stretched, not letterboxed, input and normalised "
-                 "boxes), so it measures its latency and memory only")
+                 "decode: it takes a stretched, not letterboxed, input (Ultralytics' "
+                 "RTDETRPredictor), so edgebench measures its latency and memory only")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class HeadLayout:
     """How to read a model's outputs (see the module docstring)."""
 
     kind: str
-    """``"anchors"`` (needs NMS) or ``"detections"`` (rows after NMS / end-to-end)."""
+    """``"anchors"`` (needs NMS), ``"detections"`` (rows after NMS / end-to-end) or
+    ``"rtdetr"`` (rows of centre x, y, w, h normalised to the input, score, class; Ultralytics
+    8.4's RT-DETR export, decoded only to compare it with its reference, never scored)."""
     task: str
     """``detect``, ``segment`` or ``pose``."""
     classes: int | None
@@ -77,13 +79,20 @@ def head_layout(shapes: Sequence[Sequence[int]], input_hw: tuple[int, int],
                 metadata: ModelMetadata | None) -> tuple[HeadLayout | None, str | None]:
     """The layout of outputs of ``shapes`` (per output, batch first) for an ``input_hw``
     input, using the model's own ``metadata`` where it has any; or ``(None, why not)``.
+    An RT-DETR gives both: a layout to compare it with its reference, and why it is not
+    scored.
 
     Without metadata: one output is a detector (4 + nc channels per anchor, or 6 columns per
     detection row); two outputs, the second (1, nm, h, w), a segmentation model.
     """
     task = _task(metadata)
     if metadata is not None and metadata.head == "RTDETRDecoder":
-        return None, RTDETR_REASON
+        # not scored, but its rows are compared with the reference's on their own terms
+        rt_shape = tuple(int(d) for d in shapes[0]) if len(shapes) == 1 else ()
+        nc_rt = len(metadata.names) if metadata.names else None
+        layout = HeadLayout("rtdetr", "detect", nc_rt, 0, True, True) \
+            if len(rt_shape) == 3 and rt_shape[0] == 1 and rt_shape[2] == 6 else None
+        return layout, RTDETR_REASON
     if task == "obb":
         return None, OBB_REASON
     if task is not None and task not in ("detect", "segment", "pose"):
@@ -176,6 +185,13 @@ def canonical_head(outputs: Sequence[np.ndarray], layout: HeadLayout,
         return canonical(np.ascontiguousarray(out), input_hw, boxes_normalised)[
             :4 + layout.classes]
     rows = np.array(out[:, :6], dtype=np.float32)
+    if layout.kind == "rtdetr":  # RTDETRValidator.postprocess: xywh2xyxy * input size
+        h, w = input_hw
+        xy, wh = rows[:, :2].copy(), rows[:, 2:4].copy()
+        rows[:, :2], rows[:, 2:4] = xy - wh / 2, xy + wh / 2
+        rows[:, [0, 2]] *= w
+        rows[:, [1, 3]] *= h
+        return rows
     scoring = rows[:, 4] > 0
     if scoring.any() and np.abs(rows[scoring, :4]).max() <= 1.5:
         h, w = input_hw

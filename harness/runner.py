@@ -478,7 +478,8 @@ class Session:
         """A model whose class count (from its metadata or its head) is not the dataset's
         cannot be scored on it: :class:`ModelDataMismatch` before anything runs."""
         layout = reference.layout
-        if not self.dataset.labelled or layout is None or layout.classes is None:
+        if (not self.dataset.labelled or layout is None or layout.classes is None
+                or layout.kind == "rtdetr"):  # not scored: its classes do not matter
             return
         nc, n_data = layout.classes, len(self.dataset.class_names)
         if nc != n_data:

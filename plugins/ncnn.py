@@ -70,6 +70,8 @@ class NcnnBackend:
             return export_with_ultralytics(source, "ncnn", workdir, imgsz=imgsz)
         if source.format == "onnx":
             prebuilt = prebuilt_export(source, "ncnn", imgsz)
+            if prebuilt is None:
+                _refuse_post_nms(source)
             return prebuilt if prebuilt is not None else onnx_to_ncnn(source, imgsz=imgsz)
         raise CaseSkipped(f"ncnn runs ncnn models; a {source.format} model cannot be "
                           "converted to one here")
@@ -92,6 +94,20 @@ class NcnnBackend:
         fp16 = any(details.get(k) == "on" for k in ("fp16_storage", "fp16_arithmetic"))
         return FP16_TOLERANCE if fp16 or "fp16" in (artifact.converter or "") else \
             FP32_TOLERANCE
+
+
+def _refuse_post_nms(source: Artifact) -> None:
+    """An ONNX exported with NMS in the graph (``nms=True``) or the end-to-end head has TopK
+    (and NonMaxSuppression), which ncnn lacks (Ultralytics itself drops the end-to-end
+    branch for ncnn): refused before pnnx spends its time on it."""
+    from edgebench.model_metadata import read_metadata
+
+    meta = read_metadata(Path(source.path))
+    if meta is not None and meta.post_nms:
+        how = "NMS built in (nms=True)" if meta.nms else "the end-to-end (NMS-free) head"
+        raise CaseSkipped(f"ncnn cannot run {Path(source.path).name}: it was exported with "
+                          f"{how}, whose TopK ncnn lacks; export it without nms=True/False "
+                          "or pass the .pt (Ultralytics exports ncnn without that branch)")
 
 
 def stage_ncnn(source: Artifact, imgsz: int | None) -> Artifact:
