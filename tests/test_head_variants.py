@@ -166,7 +166,7 @@ def test_edgebench_run_every_family(models: dict[str, Path], tmp_path: Path) -> 
             "--warmup", "1"]
     for path in onnx.values():
         argv += ["-m", str(path)]
-    assert main(argv) == 0
+    code = main(argv)
     cases = _cases(tmp_path)
     assert len(cases) == len(onnx)
     by_file = {}
@@ -186,6 +186,7 @@ def test_edgebench_run_every_family(models: dict[str, Path], tmp_path: Path) -> 
                                              "only "), case["reason"]
         else:
             assert case["status"] == "ok", (label, case.get("reason"))
+    assert code == (1 if any(c["status"] == "failed" for c in cases.values()) else 0)
 
     for label, path in onnx.items():
         acc = by_file[sha256_file(path)]["accuracy"]
