@@ -82,8 +82,8 @@ def head_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                  boxes_normalised: bool | None, metadata: ModelMetadata | None = None
                  ) -> tuple[list[np.ndarray], HeadLayout | None, str | None]:
     """Per image, the head output in canonical form (see :func:`heads.canonical_head`) and
-    its layout; or the raw outputs flattened, no layout, and why not (an RT-DETR: its
-    canonical rows, its layout, and why it is not scored)."""
+    its layout; or the raw outputs flattened, no layout, and why not (an RT-DETR or OBB
+    model: its canonical form, its layout, and why it is not scored)."""
     layout, problem = head_layout([np.shape(o) for o in outputs[0]], batch.input_hw, metadata)
     if layout is None:
         return ([np.concatenate([np.ravel(o) for o in per]) for per in outputs], None,

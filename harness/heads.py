@@ -50,7 +50,8 @@ class HeadLayout:
     kind: str
     """``"anchors"`` (needs NMS), ``"detections"`` (rows after NMS / end-to-end) or
     ``"rtdetr"`` (rows of centre x, y, w, h normalised to the input, score, class; Ultralytics
-    8.4's RT-DETR export, decoded only to compare it with its reference, never scored)."""
+    8.4's RT-DETR export) or ``"obb"`` (an anchor head whose boxes are rotated): these two are
+    read only to compare them with their reference, never scored."""
     task: str
     """``detect``, ``segment`` or ``pose``."""
     classes: int | None
@@ -60,6 +61,11 @@ class HeadLayout:
     anchors_last: bool = True
     """Anchors layout: anchors on the last axis (``(1, C, A)``), else ``(1, A, C)``."""
     from_metadata: bool = False
+
+    @property
+    def scored(self) -> bool:
+        """Its boxes are axis-aligned boxes: it gets a box mAP."""
+        return self.kind in ("anchors", "detections")
 
     def describe(self) -> str:
         what = {"segment": " mask coefficients", "pose": " keypoint values"}.get(self.task, "")
@@ -94,6 +100,14 @@ def head_layout(shapes: Sequence[Sequence[int]], input_hw: tuple[int, int],
             if len(rt_shape) == 3 and rt_shape[0] == 1 and rt_shape[2] == 6 else None
         return layout, RTDETR_REASON
     if task == "obb":
+        # not scored; read like an anchor head (4 + nc + 1 angle) to compare it with its
+        # reference: boxes (denormalised where the backend normalises) and class scores
+        obb = tuple(int(d) for d in shapes[0]) if len(shapes) == 1 else ()
+        nc_obb = len(metadata.names) if metadata is not None and metadata.names else 0
+        counts_obb = anchor_counts(input_hw)
+        if nc_obb and len(obb) == 3 and obb[0] == 1 and (obb[1] in counts_obb) != (
+                obb[2] in counts_obb) and 4 + nc_obb + 1 in (obb[1], obb[2]):
+            return HeadLayout("obb", "obb", nc_obb, 1, obb[2] in counts_obb, True), OBB_REASON
         return None, OBB_REASON
     if task is not None and task not in ("detect", "segment", "pose"):
         return None, f"the model is an Ultralytics {task} model, which predicts no boxes"
@@ -178,7 +192,7 @@ def canonical_head(outputs: Sequence[np.ndarray], layout: HeadLayout,
     """
     out = np.asarray(outputs[0], dtype=np.float32)
     out = out.reshape(out.shape[-2:]) if out.ndim == 3 else out
-    if layout.kind == "anchors":
+    if layout.kind in ("anchors", "obb"):
         if not layout.anchors_last:
             out = out.T
         assert layout.classes is not None
@@ -220,8 +234,10 @@ def decode_rows(rows: np.ndarray, box: Letterbox, *, conf: float, max_det: int) 
 def decode_head(layout: HeadLayout, canon: Sequence[np.ndarray],
                 letterboxes: Sequence[Letterbox], *, conf: float, iou: float, max_det: int,
                 multi_label: bool = True) -> list[Detections]:
-    """Detections of every image from canonical outputs (see :func:`canonical_head`)."""
-    if layout.kind == "anchors":
+    """Detections of every image from canonical outputs (see :func:`canonical_head`); an
+    OBB's as axis-aligned boxes of its rotated boxes' centre and sides (for the agreement
+    check only)."""
+    if layout.kind in ("anchors", "obb"):
         return [decode(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
                 for o, lb in zip(canon, letterboxes)]
     return [decode_rows(o, lb, conf=conf, max_det=max_det) for o, lb in zip(canon, letterboxes)]

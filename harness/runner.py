@@ -479,7 +479,7 @@ class Session:
         cannot be scored on it: :class:`ModelDataMismatch` before anything runs."""
         layout = reference.layout
         if (not self.dataset.labelled or layout is None or layout.classes is None
-                or layout.kind == "rtdetr"):  # not scored: its classes do not matter
+                or not layout.scored):  # not scored: its classes do not matter
             return
         nc, n_data = layout.classes, len(self.dataset.class_names)
         if nc != n_data:

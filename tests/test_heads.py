@@ -28,7 +28,9 @@ def test_layouts_with_metadata() -> None:
     seg_e2e = head_layout([(1, 300, 38), (1, 32, 80, 80)], HW, meta(task="segment",
                                                                     head="Segment26"))
     assert seg_e2e[0] is not None and seg_e2e[0].kind == "detections"
-    assert head_layout([(1, 9, A)], HW, meta(task="obb", head="OBB")) == (None, OBB_REASON)
+    obb, why = head_layout([(1, 9, A)], HW, meta(task="obb", head="OBB"))
+    assert why == OBB_REASON and obb is not None and (obb.kind, obb.classes) == ("obb", 4)
+    assert head_layout([(1, 12, A)], HW, meta(task="obb", head="OBB")) == (None, OBB_REASON)
     assert head_layout([(1, 300, 6)], HW, meta(head="RTDETRDecoder"))[1] == RTDETR_REASON
     # the head's class names the task even when the task field says detect
     assert head_layout([(1, 40, A), (1, 32, 80, 80)], HW, meta(head="Segment"))[0] is not None
