@@ -72,6 +72,10 @@ class HeadLayout:
         extra = f" + {self.extra}{what}" if self.extra else ""
         if self.kind == "anchors":
             return f"{self.task} head, 4 box + {self.classes} class{extra} channels per anchor"
+        if self.kind == "obb":
+            return f"OBB head, 4 box + {self.classes} class + 1 angle channels per anchor"
+        if self.kind == "rtdetr":
+            return "RT-DETR rows, cx cy w h (normalised) score class"
         return f"{self.task} detections after NMS, x1 y1 x2 y2 score class{extra} per row"
 
 
@@ -85,8 +89,8 @@ def head_layout(shapes: Sequence[Sequence[int]], input_hw: tuple[int, int],
                 metadata: ModelMetadata | None) -> tuple[HeadLayout | None, str | None]:
     """The layout of outputs of ``shapes`` (per output, batch first) for an ``input_hw``
     input, using the model's own ``metadata`` where it has any; or ``(None, why not)``.
-    An RT-DETR gives both: a layout to compare it with its reference, and why it is not
-    scored.
+    An RT-DETR or OBB model gives both: a layout to compare it with its reference, and why
+    it is not scored.
 
     Without metadata: one output is a detector (4 + nc channels per anchor, or 6 columns per
     detection row); two outputs, the second (1, nm, h, w), a segmentation model.

@@ -65,3 +65,15 @@ def test_rows_decode_without_nms_and_normalised_rows() -> None:
     det = decode_rows(canon, Letterbox(0.5, 0, 10, (620, 640)), conf=0.25, max_det=300)
     assert len(det.scores) == 2 and det.classes.tolist() == [2, 2]
     assert np.allclose(det.boxes[0], [64, 44, 320, 300])
+
+
+def test_obb_boxes_denormalised_for_the_agreement_check() -> None:
+    """A LiteRT OBB output has its boxes divided by the input size; its canonical form (for
+    comparing it with the PyTorch reference) is in pixels, the angle left out."""
+    layout = head_layout([(1, 9, A)], HW, meta(task="obb", head="OBB"))[0]
+    assert layout is not None
+    raw = np.zeros((1, 9, A), np.float32)
+    raw[0, :4] = 0.5
+    raw[0, 8] = 1.2  # the angle
+    canon = canonical_head([raw], layout, HW, True)
+    assert canon.shape == (8, A) and np.allclose(canon[:4], 160.0)
