@@ -13,16 +13,15 @@ import numpy as np
 from .accuracy import (
     AccuracySettings,
     Detections,
-    canonical,
     check_tolerance,
-    decode,
-    head_problem,
     output_fidelity,
 )
 from .batching import group_tensors, split_outputs
 from .coco import coco_map
 from .datasets import Dataset
 from .errors import CaseError, UserError
+from .heads import HeadLayout, canonical_head, decode_head, detections_fidelity, head_layout
+from .model_metadata import ModelMetadata
 from .preprocess import Letterbox, image_tensor
 from .records import Accuracy, Status, Tolerance
 
@@ -109,43 +108,61 @@ class Reference:
     name: str
     outputs: list[np.ndarray]  # canonical head outputs (or raw first outputs), per image
     detections: list[Detections] | None
+    layout: HeadLayout | None = None
+    """How its outputs were read (``None``: not a detection head; see ``heads.py``)."""
+
+
+def head_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
+                 boxes_normalised: bool | None, metadata: ModelMetadata | None = None
+                 ) -> tuple[list[np.ndarray], HeadLayout | None, str | None]:
+    """Per image, the head output in canonical form (see :func:`heads.canonical_head`) and
+    its layout; or the raw outputs flattened, no layout, and why not (an RT-DETR or OBB
+    model: its canonical form, its layout, and why it is not scored). ``outputs``: per input
+    of ``batch.tensors`` (per group of ``batch.batch`` images), its outputs; raises
+    ``ValueError`` when batched outputs cannot be split per image."""
+    outputs = split_outputs(outputs, batch.batch, len(batch.letterboxes))
+    layout, problem = head_layout([np.shape(o) for o in outputs[0]], batch.input_hw, metadata)
+    if layout is None:
+        return ([np.concatenate([np.ravel(o) for o in per]) for per in outputs], None,
+                problem)
+    return ([canonical_head(per, layout, batch.input_hw, boxes_normalised) for per in outputs],
+            layout, problem)
 
 
 def canonical_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
-                      boxes_normalised: bool | None) -> tuple[list[np.ndarray], str | None]:
+                      boxes_normalised: bool | None,
+                      metadata: ModelMetadata | None = None
+                      ) -> tuple[list[np.ndarray], str | None]:
     """Per image, the head output in canonical layout; or the raw outputs and why not.
-    ``outputs``: per input of ``batch.tensors`` (per group of ``batch.batch`` images), its
-    outputs. Raises ``ValueError`` when batched outputs cannot be split per image."""
-    outputs = split_outputs(outputs, batch.batch, len(batch.letterboxes))
-    first = outputs[0]
-    problem = (f"the model has {len(first)} outputs; a YOLOv8 detection head has one"
-               if len(first) != 1 else head_problem(first[0].shape, batch.input_hw))
-    if problem:
-        return [np.concatenate([np.ravel(o) for o in per]) for per in outputs], problem
-    return [canonical(per[0], batch.input_hw, boxes_normalised) for per in outputs], None
+    Raises ``ValueError`` when batched outputs cannot be split per image."""
+    canon, _, problem = head_outputs(batch, outputs, boxes_normalised, metadata)
+    return canon, problem
 
 
 def make_reference(name: str, batch: AccuracyBatch, outputs: list[list[np.ndarray]],
-                   settings: AccuracySettings) -> Reference:
+                   settings: AccuracySettings, metadata: ModelMetadata | None = None
+                   ) -> Reference:
     """The reference's outputs (per input of ``batch.tensors``) decoded per image; raises
     :class:`CaseError` when batched outputs cannot be split per image."""
     try:
-        canon, problem = canonical_outputs(batch, outputs, None)
+        canon, layout, _ = head_outputs(batch, outputs, None, metadata)
     except ValueError as exc:
         raise CaseError(f"its outputs cannot be split per image: {exc}") from None
-    detections = None if problem else [
-        decode(o, lb, conf=settings.agreement_conf, iou=settings.iou, max_det=settings.max_det)
-        for o, lb in zip(canon, batch.letterboxes)]
-    return Reference(name, canon, detections)
+    detections = None if layout is None else decode_head(
+        layout, canon, batch.letterboxes, conf=settings.agreement_conf, iou=settings.iou,
+        max_det=settings.max_det)
+    return Reference(name, canon, detections, layout)
 
 
 def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
              settings: AccuracySettings, *, reference: Reference | None,
              reference_problem: str | None = None,
              boxes_normalised: bool | None = None,
-             tolerance: Tolerance | None = None) -> Accuracy:
+             tolerance: Tolerance | None = None,
+             metadata: ModelMetadata | None = None) -> Accuracy:
     """mAP (labelled data) and fidelity (when a reference exists) of a case's outputs;
-    the fidelity is checked against ``tolerance`` (see ``Fidelity.within_tolerance``)."""
+    the fidelity is checked against ``tolerance`` (see ``Fidelity.within_tolerance``).
+    ``metadata``: the model's own (task, class names, ...), for reading its head."""
     t0 = time.perf_counter()
     dataset = batch.dataset
     base = Accuracy(status=Status.SKIPPED, reason=None, dataset=dataset.name,
@@ -153,7 +170,7 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
                     conf=settings.conf, iou=settings.iou, library=_library(),
                     left_out={str(lo.path): lo.reason for lo in dataset.left_out})
     try:
-        canon, problem = canonical_outputs(batch, outputs, boxes_normalised)
+        canon, layout, problem = head_outputs(batch, outputs, boxes_normalised, metadata)
     except ValueError as exc:
         return _replace(base, status=Status.FAILED,
                         reason=f"the batched outputs cannot be split per image: {exc}")
@@ -163,38 +180,46 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
     fidelity = None
     if reference is not None:
         fidelity_dets: list[Detections] = []
-        if problem is None:
-            fidelity_dets = [decode(o, lb, conf=settings.agreement_conf, iou=settings.iou,
-                                    max_det=settings.max_det)
-                             for o, lb in zip(canon, batch.letterboxes)]
+        if layout is not None:
+            fidelity_dets = decode_head(layout, canon, batch.letterboxes,
+                                        conf=settings.agreement_conf, iou=settings.iou,
+                                        max_det=settings.max_det)
+        head = layout is not None and reference.detections is not None
         try:
-            fidelity = output_fidelity(reference.name, reference.outputs, canon,
-                                       reference.detections or [], fidelity_dets,
-                                       head=problem is None and reference.detections is not None,
-                                       agreement_conf=settings.agreement_conf)
+            kinds = (layout.kind if layout else "",
+                     reference.layout.kind if reference.layout else "")
+            if head and ("detections" in kinds or "rtdetr" in kinds):
+                fidelity = detections_fidelity(reference.name, reference.outputs, canon,
+                                               reference.detections or [], fidelity_dets,
+                                               batch.letterboxes)
+            else:
+                fidelity = output_fidelity(reference.name, reference.outputs, canon,
+                                           reference.detections or [], fidelity_dets,
+                                           head=head, agreement_conf=settings.agreement_conf)
             fidelity = check_tolerance(fidelity, tolerance, reference.outputs)
         except ValueError as exc:
             problem = problem or f"outputs differ in shape from the reference: {exc}"
-    if problem:
+    if problem or layout is None:
         return _replace(base, reason=f"{problem}; latency is still reported",
                         fidelity=fidelity, host_seconds=time.perf_counter() - t0)
     if dataset.labelled:
-        nc = canon[0].shape[0] - 4
-        if nc != len(dataset.class_names):
+        n_names = len(dataset.class_names)
+        detections = decode_head(layout, canon, batch.letterboxes, conf=settings.conf,
+                                 iou=settings.iou, max_det=settings.max_det)
+        seen = max((int(d.classes.max()) for d in detections if len(d.classes)), default=-1)
+        if (layout.classes is not None and layout.classes != n_names) or seen >= n_names:
+            found = (f"predicts {layout.classes} classes" if layout.classes is not None
+                     else f"predicts class index {seen}")
             return _replace(base, status=Status.FAILED,
-                            reason=f"the model predicts {nc} classes but the dataset has "
-                                   f"{len(dataset.class_names)}", fidelity=fidelity)
-        detections = [decode(o, lb, conf=settings.conf, iou=settings.iou,
-                             max_det=settings.max_det)
-                      for o, lb in zip(canon, batch.letterboxes)]
+                            reason=f"the model {found} but the dataset has {n_names}",
+                            fidelity=fidelity)
         result = coco_map(dataset, detections)
-        no_check = None if fidelity is not None else (
-            f"no agreement check: {reference_problem or 'no float reference'}")
-        if result.map50_95 is None:
-            no_map = "the evaluated images hold no ground-truth box, so there is no mAP"
-            no_check = f"{no_map}; {no_check}" if no_check else no_map
-        return _replace(base, status=Status.OK, reason=no_check, map50_95=result.map50_95,
-                        map50=result.map50,
+        no_map = ("the evaluated images hold no ground-truth box, so there is no mAP"
+                  if result.map50_95 is None else None)
+        notes = [no_map, f"no agreement check: {reference_problem or 'no float reference'}"
+                 if fidelity is None else None, _box_only(layout)]
+        return _replace(base, status=Status.OK, reason="; ".join(n for n in notes if n) or None,
+                        map50_95=result.map50_95, map50=result.map50,
                         per_class_map50_95=result.per_class_map50_95,
                         per_class_map50=result.per_class_map50, detections=result.detections,
                         fidelity=fidelity, host_seconds=time.perf_counter() - t0)
@@ -203,6 +228,13 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
         reason += f" (and no reference: {reference_problem or 'none available'})"
     return _replace(base, status=Status.OK, reason=reason, fidelity=fidelity,
                     host_seconds=time.perf_counter() - t0)
+
+
+def _box_only(layout: HeadLayout) -> str | None:
+    """What a box mAP leaves out of a segmentation or pose model."""
+    left_out = {"segment": "masks", "pose": "keypoints"}.get(layout.task)
+    return (f"box mAP of a {layout.task} model (its {left_out} are not scored)"
+            if left_out else None)
 
 
 def _replace(acc: Accuracy, **changes: object) -> Accuracy:

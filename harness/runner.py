@@ -37,6 +37,7 @@ from .evaluation import (
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
 from .input_size import ImgSz, input_hw
+from .model_metadata import ModelMetadata, read_metadata
 from .pipeline import cache_root, load_source, torch_reference
 from .plugin_manager import PluginKind, Registry
 from .precision import with_precision
@@ -82,6 +83,8 @@ class CasePlan:
     """Why this case cannot exist here (e.g. the format cannot be made from the source)."""
     notes: tuple[str, ...] = ()
     """Facts about how the artifact was made (compression steps), copied into the result."""
+    metadata: ModelMetadata | None = None
+    """The model's own Ultralytics metadata (task, class names, ...): how its head is read."""
 
 
 TestOptions = Mapping[str, float] | Callable[[Case], Mapping[str, float]]
@@ -299,7 +302,8 @@ class CaseExecutor:
                                 boxes_normalised=getattr(plan.backend, "boxes_normalised",
                                                          None),
                                 tolerance=backend_tolerance(plan.backend, plan.artifact,
-                                                            result.runtime))
+                                                            result.runtime),
+                                metadata=plan.metadata)
             result = dataclasses.replace(result, accuracy=accuracy)
             result = agreement_verdict(result)
         elif self.accuracy is not None and result.status is Status.OK:
@@ -411,6 +415,7 @@ class Session:
         self._entered: dict[str, Device] = {}
         self._errors: list[BaseException] = []
         self._references: dict[tuple[str, str], tuple[Reference | None, str | None]] = {}
+        self._metadata: dict[str, ModelMetadata | None] = {}
         self.dataset = load_dataset(matrix.data, limit=matrix.images)
 
     def close(self) -> None:
@@ -447,6 +452,7 @@ class Session:
         batch: AccuracyBatch | None = None
         reference: tuple[Reference | None, str | None] = (None, None)
         error, skip, notes = variant.error, variant.skip, variant.notes
+        metadata: ModelMetadata | None = None
         try:
             if variant.source is not None:
                 refuse_batch(backend, variant.source)  # before any conversion
@@ -458,7 +464,8 @@ class Session:
                 batch = batched(self._batch_for(artifact), static_batch(artifact.input_shape))
                 notes += size_notes(artifact, self.matrix.imgsz, batch.input_hw)
                 notes += precision_notes(artifact, variant.source)
-                reference = self._reference_for(variant.source, batch)
+                metadata = self._metadata_for(artifact, variant.source)
+                reference = self._reference_for(variant.source, batch, metadata)
         except ModelDataMismatch:
             raise
         except CaseSkipped as exc:
@@ -476,7 +483,7 @@ class Session:
                             model=label, backend=name, device=uri, settings=settings,
                             pipeline=pipeline)
                 plans.append(CasePlan(case, backend, artifact, batch, *reference,
-                                      error=error, skip=skip, notes=notes))
+                                      error=error, skip=skip, notes=notes, metadata=metadata))
         return plans
 
     def _batch_for(self, artifact: Artifact) -> AccuracyBatch:
@@ -484,7 +491,17 @@ class Session:
         hw = input_hw(artifact.input_shape, self.matrix.imgsz, artifact.imgsz)
         return prepare_batch(self.dataset, artifact.input_name or "images", hw, cache_root())
 
-    def _reference_for(self, source: Artifact, batch: AccuracyBatch
+    def _metadata_for(self, artifact: Artifact, source: Artifact) -> ModelMetadata | None:
+        """The Ultralytics metadata of ``artifact``, else of its source, else of another
+        artifact made from the same source (a ``.pt`` carries none readable without torch;
+        its exports do; a pnnx conversion of an ONNX keeps none)."""
+        found = read_metadata(Path(artifact.path))
+        if source.sha256 not in self._metadata or self._metadata[source.sha256] is None:
+            self._metadata[source.sha256] = found or read_metadata(Path(source.path))
+        return found or self._metadata[source.sha256]
+
+    def _reference_for(self, source: Artifact, batch: AccuracyBatch,
+                       metadata: ModelMetadata | None = None
                        ) -> tuple[Reference | None, str | None]:
         """The float reference's outputs on ``batch``, computed once per source and input
         size: the ``.pt`` itself run by PyTorch (in a subprocess) for a ``.pt`` source, so its
@@ -499,31 +516,42 @@ class Session:
         key = (source.sha256, str(batch.tensors))
         if key not in self._references:
             try:
-                computed = (self._torch_reference(source, batch) if source.format == "pt"
-                            else self._compute_reference(source, batch))
+                computed = (self._torch_reference(source, batch, metadata)
+                            if source.format == "pt"
+                            else self._compute_reference(source, batch, metadata))
             except CaseError as exc:
                 computed = None, f"the float reference failed on the host: {exc}"
             if computed[0] is not None:
-                self._check_classes(computed[0], Path(source.path).name)
+                self._check_classes(computed[0], Path(source.path).name, metadata)
             self._references[key] = computed
         return self._references[key]
 
-    def _torch_reference(self, source: Artifact, batch: AccuracyBatch
+    def _torch_reference(self, source: Artifact, batch: AccuracyBatch,
+                         metadata: ModelMetadata | None = None
                          ) -> tuple[Reference | None, str | None]:
         assert self.matrix.accuracy is not None
         name, outputs = torch_reference(source, batch.tensors)
-        return make_reference(name, batch, outputs, self.matrix.accuracy), None
+        return make_reference(name, batch, outputs, self.matrix.accuracy, metadata), None
 
-    def _check_classes(self, reference: Reference, model: str) -> None:
-        if self.dataset.labelled and reference.detections is not None:
-            nc = reference.outputs[0].shape[0] - 4
-            if nc != len(self.dataset.class_names):
-                raise ModelDataMismatch(
-                    f"{model} predicts {nc} classes but the dataset "
-                    f"{self.dataset.name} has {len(self.dataset.class_names)}; pass the "
-                    "dataset the model was trained on (--data).")
+    def _check_classes(self, reference: Reference, model: str,
+                       metadata: ModelMetadata | None = None) -> None:
+        """A model whose class count (from its metadata or its head) is not the dataset's
+        cannot be scored on it: :class:`ModelDataMismatch` before anything runs."""
+        layout = reference.layout
+        if (not self.dataset.labelled or layout is None or layout.classes is None
+                or not layout.scored):  # not scored: its classes do not matter
+            return
+        nc, n_data = layout.classes, len(self.dataset.class_names)
+        if nc != n_data:
+            how = "" if metadata is not None else (
+                f" (it carries no Ultralytics metadata, so its output was read as 4 box and "
+                f"{nc} class channels)")
+            raise ModelDataMismatch(
+                f"{model} predicts {nc} classes but the dataset {self.dataset.name} has "
+                f"{n_data}{how}; pass the dataset the model was trained on (--data).")
 
-    def _compute_reference(self, onnx_source: Artifact, batch: AccuracyBatch
+    def _compute_reference(self, onnx_source: Artifact, batch: AccuracyBatch,
+                           metadata: ModelMetadata | None = None
                            ) -> tuple[Reference | None, str | None]:
         assert self.matrix.accuracy is not None
         ort = self.registry.of(PluginKind.BACKEND).get("onnxruntime")
@@ -548,7 +576,8 @@ class Session:
         with local as device:
             outcome = run_job(device, DeviceAgent(device), job, Pusher())
         assert outcome.outputs is not None
-        return make_reference(name, batch, outcome.outputs, self.matrix.accuracy), None
+        return make_reference(name, batch, outcome.outputs, self.matrix.accuracy,
+                              metadata), None
 
     # -- device side ---------------------------------------------------------------------
 

@@ -104,19 +104,28 @@ def predict(weights: Path, tensors: Path, out: Path) -> None:
 
     torch.set_grad_enabled(False)
     net: Any = YOLO(str(weights), task="detect").model
+    if hasattr(net, "end2end"):
+        net.end2end = False  # as Exporter does for nms=None (the export's head, not one2one)
     net = net.float().fuse().eval()
     outputs: dict[str, Any] = {}
     with np.load(tensors, allow_pickle=False) as data:
         for key in sorted(data.files, key=int):
-            result = net(torch.from_numpy(data[key]))
-            first = result[0] if isinstance(result, (list, tuple)) else result
-            outputs[f"{key}_0"] = first.detach().cpu().numpy().astype(np.float32)
+            for i, y in enumerate(_export_outputs(net(torch.from_numpy(data[key])))):
+                outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
     np.savez(out, **outputs)
     import ultralytics
 
     out.with_suffix(".json").write_text(json.dumps({
         "name": f"PyTorch {torch.__version__} (Ultralytics {ultralytics.__version__}, fused, "
                 f"fp32, CPU) on the host, {weights.name}"}))
+
+
+def _export_outputs(result: Any) -> list[Any]:
+    """The outputs an export has, in its order, from the model's eval-mode result: eval mode
+    returns ``(y, raw)`` where the export returns ``y``; a segmentation head's ``y`` is
+    ``(detections, mask prototypes)``, its two outputs (``nn/modules/head.py``)."""
+    first = result[0] if isinstance(result, (list, tuple)) else result
+    return list(first) if isinstance(first, (list, tuple)) else [first]
 
 
 def main(argv: list[str] | None = None) -> int:

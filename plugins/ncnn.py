@@ -73,6 +73,8 @@ class NcnnBackend:
             return export_with_ultralytics(source, "ncnn", workdir, imgsz=imgsz)
         if source.format == "onnx":
             prebuilt = prebuilt_export(source, "ncnn", imgsz)
+            if prebuilt is None:
+                _refuse_post_nms(source)
             return prebuilt if prebuilt is not None else onnx_to_ncnn(source, imgsz=imgsz)
         raise CaseSkipped(f"ncnn runs ncnn models; a {source.format} model cannot be "
                           "converted to one here")
@@ -98,6 +100,20 @@ class NcnnBackend:
         return FP16_TOLERANCE if fp16 and declared is not None else declared
 
 
+def _refuse_post_nms(source: Artifact) -> None:
+    """An ONNX exported with NMS in the graph (``nms=True``) or the end-to-end head has TopK
+    (and NonMaxSuppression), which ncnn lacks (Ultralytics itself drops the end-to-end
+    branch for ncnn): refused before pnnx spends its time on it."""
+    from edgebench.model_metadata import read_metadata
+
+    meta = read_metadata(Path(source.path))
+    if meta is not None and meta.post_nms:
+        how = "NMS built in (nms=True)" if meta.nms else "the end-to-end (NMS-free) head"
+        raise CaseSkipped(f"ncnn cannot run {Path(source.path).name}: it was exported with "
+                          f"{how}, whose TopK ncnn lacks; export it without nms=True/False "
+                          "or pass the .pt (Ultralytics exports ncnn without that branch)")
+
+
 def stage_ncnn(source: Artifact, imgsz: ImgSz | None) -> Artifact:
     """An ncnn model given by the user as a directory artifact in the cache: its ``.param``,
     its ``.bin`` and ``edgebench.json`` (input shape [1, 3, H, W], from Ultralytics'
@@ -119,13 +135,16 @@ def stage_ncnn(source: Artifact, imgsz: ImgSz | None) -> Artifact:
     size = _declared_size(param.parent) or hw(imgsz)
     options: dict[str, object] = {
         "bin": sha256_file(weights),
-        "imgsz": (size[0] if size[0] == size[1] else list(size)) if size else None}
+        "imgsz": (size[0] if size[0] == size[1] else list(size)) if size else None,
+        "metadata": (param.parent / "metadata.yaml").is_file()}
 
     def produce(out: Path) -> None:
         target = out / "model_ncnn_model"
         target.mkdir()
         shutil.copyfile(param, target / "model.ncnn.param")
         shutil.copyfile(weights, target / "model.ncnn.bin")
+        if (param.parent / "metadata.yaml").is_file():  # task, class names: how to read it
+            shutil.copyfile(param.parent / "metadata.yaml", target / "metadata.yaml")
         if size:
             (target / "edgebench.json").write_text(json.dumps(
                 {"input_shape": [1, 3, *size]}))

@@ -228,7 +228,7 @@ def test_classifier_gets_latency_and_skipped_accuracy(tmp_path: Path, make_onnx)
     assert case["status"] == "ok" and case["latency"]["n"] == 10
     acc = case["accuracy"]
     assert acc["status"] == "skipped"
-    assert "output shape [1, 10] is not a YOLOv8 detection head" in acc["reason"]
+    assert "output shape [1, 10] is not a YOLO detection head" in acc["reason"]
     assert "latency is still reported" in acc["reason"]
     assert acc["fidelity"]["max_abs"] < 1e-4  # raw outputs still compared to the reference
 
