@@ -63,7 +63,9 @@ def check_image(path: Path) -> ImageCheck:
             im.verify()
             fmt = (im.format or "").lower()
             width, height = _exif_size(im, path)
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
+        # ImportError: once Ultralytics is imported in the same process, PIL's HEIF hook asks
+        # for pi_heif on any file it cannot identify
         return ImageCheck(0, 0, "not an image PIL can identify")
     except Exception as exc:  # PIL raises many types for a corrupt file
         return ImageCheck(0, 0, f"corrupt image ({_describe(exc)})")

@@ -522,3 +522,15 @@ def test_classes_without_truth_have_no_ap() -> None:
     for dets in ([hits], [empty]):
         none = coco_map(background, dets)
         assert none.map50_95 is None and none.map50 is None and none.per_class_map50_95 == {}
+
+
+@pytest.mark.export
+def test_unidentifiable_file_with_ultralytics_imported_in_process(tmp_path: Path) -> None:
+    """Once Ultralytics is imported in the same process, PIL asks for pi_heif on any file it
+    cannot identify (ModuleNotFoundError): still the same reason, not a 'corrupt image'."""
+    os.environ.update(ultralytics_offline_env())
+    import ultralytics.data.utils  # noqa: F401  (registers its PIL hook)
+
+    text = tmp_path / "zz_text.png"
+    text.write_text("not an image\n")
+    assert check_image(text).problem == "not an image PIL can identify"
