@@ -326,6 +326,16 @@ class CaseResult:
             return self.accuracy.input_hw
         return self.artifact.imgsz if self.artifact is not None else None
 
+    def pipeline_label(self) -> str:
+        """The case id's pipeline field: the compression pipeline, or for an uncompressed
+        model the precision the plan read from its graph (``fp32`` when unknown). Read from
+        the id so a case not measured (no artifact) is labelled as its id says."""
+        parts = self.case.id.split("|")
+        if len(parts) >= 5 and parts[1]:
+            return parts[1]
+        precision = self.artifact.precision if self.artifact is not None else None
+        return "+".join(self.case.pipeline) or precision or "fp32"
+
 
 @dataclass(frozen=True)
 class RunReport:
