@@ -454,3 +454,25 @@ def test_the_dataset_fingerprint_is_its_content_not_its_path(tmp_path: Path) -> 
     label = sorted((copy / "labels" / "val").glob("*.txt"))[0]
     label.write_text("0 0.5 0.5 0.2 0.2\n")
     assert load_dataset(yaml, limit=5).fingerprint() != here.fingerprint()
+
+
+def test_cli_compare_of_two_real_runs_on_other_images(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The user's report, end to end: the embedded model measured on 10 images, then on 4.
+    Their mAPs differ by the images alone: not judged, the reason says why."""
+    from edgebench.cli import main
+
+    fast = ["-b", "onnxruntime", "--warmup", "1", "-n", "5"]
+    for images in ("10", "4"):
+        assert main(["run", "-o", str(tmp_path / images), *fast, "--images", images]) == 0
+    capsys.readouterr()
+    main(["compare", str(next((tmp_path / "10").glob("*/report.json"))),
+          str(next((tmp_path / "4").glob("*/report.json"))),
+          "--results", str(tmp_path / "none")])
+    (row,) = [line for line in capsys.readouterr().out.splitlines()
+              if "`shapes-yolov8n|fp32|onnxruntime|local|tauto`" in line]
+    cells = [c.strip() for c in row.strip("|").split("|")]  # the key holds "|": from the end
+    assert cells[0] != "**regressed**" or "latency" in cells[-2]  # latency is still judged
+    assert cells[-3] == "–" and "mAP50-95 +" not in row and "mAP50-95 -" not in row
+    assert "mAP50-95 not compared: measured on another evaluation set (dataset content " in row
+    assert "; images evaluated 10 -> 4)" in row
