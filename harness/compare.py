@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import CaseResult, RunReport, Status
+from .records import Accuracy, CaseResult, RunReport, Status
 
 
 class Verdict(enum.StrEnum):
@@ -244,6 +244,50 @@ def fingerprint_changes(base: CaseResult, cur: CaseResult, *, same_model: bool =
     return tuple(changes)
 
 
+def _hw(hw: tuple[int, int] | None) -> str:
+    return f"{hw[0]}x{hw[1]}" if hw is not None else "?"
+
+
+def input_size_change(base: CaseResult, cur: CaseResult) -> str | None:
+    """Why two cases do not compare when they ran at different input sizes (H x W): the
+    latency and the mAP both change with the input size by design. ``None``: same size
+    (or a side's size unknown)."""
+    before, after = base.input_hw(), cur.input_hw()
+    if before is None or after is None or before == after:
+        return None
+    return (f"input size {_hw(before)} -> {_hw(after)} (H x W): latency and mAP both change "
+            "with the input size, so the two do not compare")
+
+
+def evaluation_changes(base: Accuracy, cur: Accuracy) -> tuple[str, ...]:
+    """What differs between the two evaluation sets, each a phrase; empty: the same set.
+
+    The set's identity is its content fingerprint when both reports have one, else its name
+    (a path) and the images left out; the image count and conf / iou always count.
+    """
+    changes = []
+    if base.dataset_fingerprint is not None and cur.dataset_fingerprint is not None:
+        if base.dataset_fingerprint != cur.dataset_fingerprint:
+            changes.append(f"dataset {base.dataset} -> {cur.dataset} (content "
+                           f"{base.dataset_fingerprint[:8]} -> {cur.dataset_fingerprint[:8]})"
+                           if base.dataset != cur.dataset else
+                           f"dataset content {base.dataset_fingerprint[:8]} -> "
+                           f"{cur.dataset_fingerprint[:8]}")
+    elif base.dataset != cur.dataset:
+        changes.append(f"dataset {base.dataset} -> {cur.dataset}")
+    if base.images != cur.images:
+        changes.append(f"images evaluated {base.images} -> {cur.images}")
+    if set(base.left_out) != set(cur.left_out):
+        changes.append(f"images left out {len(base.left_out)} -> {len(cur.left_out)}"
+                       if len(base.left_out) != len(cur.left_out) else
+                       "other images left out")
+    if base.conf != cur.conf:
+        changes.append(f"conf {base.conf:g} -> {cur.conf:g}")
+    if base.iou != cur.iou:
+        changes.append(f"iou {base.iou:g} -> {cur.iou:g}")
+    return tuple(changes)
+
+
 def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
                  *, history_ms: Sequence[float] = (), side_by_side: bool = False
                  ) -> CaseComparison:
@@ -265,6 +309,10 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
             f"static batch {base.latency.batch} -> {cur.latency.batch}: a latency sample is "
             "one inference of the whole batch, so the two do not compare",),
             fingerprint_changes=changes)
+    size_change = input_size_change(base, cur)
+    if size_change is not None:
+        return CaseComparison(key, Verdict.NOT_COMPARABLE, reasons=(size_change,),
+                              fingerprint_changes=changes)
     b = np.asarray(base.latency.samples_ns, dtype=np.float64) / 1e6
     c = np.asarray(cur.latency.samples_ns, dtype=np.float64) / 1e6
     rb, rc = base.latency.repeat_medians_ms, cur.latency.repeat_medians_ms
@@ -302,7 +350,13 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
     map_delta = None
     if (base.accuracy and cur.accuracy and base.accuracy.map50_95 is not None
             and cur.accuracy.map50_95 is not None):
-        map_delta = (cur.accuracy.map50_95 - base.accuracy.map50_95) * 100
+        other_set = evaluation_changes(base.accuracy, cur.accuracy)
+        if other_set:  # latency still compares; the mAP of another set does not
+            reasons.append("mAP50-95 not compared: measured on another evaluation set ("
+                           + "; ".join(other_set) + ")")
+        else:
+            map_delta = (cur.accuracy.map50_95 - base.accuracy.map50_95) * 100
+    if map_delta is not None:
         if map_delta < -t.map_points:
             verdict = Verdict.REGRESSED
             reasons.append(f"mAP50-95 {map_delta:+.2f} points")
@@ -339,12 +393,12 @@ def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresho
     medians there give its run-to-run noise (see :func:`history_noise`)."""
     base = {match_key(r): r for r in baseline.tracked_cases()}
     cur = {match_key(r): r for r in current.tracked_cases()}
-    medians: dict[str, list[float]] = {}
+    medians: dict[str, list[tuple[tuple[int, int] | None, float]]] = {}
     for run in history:
         for r in run.tracked_cases():
             median = run_median_ms(r)
             if median is not None:
-                medians.setdefault(match_key(r), []).append(median)
+                medians.setdefault(match_key(r), []).append((r.input_hw(), median))
     cases = []
     for key in sorted(base.keys() | cur.keys()):
         if key not in base:
@@ -352,8 +406,9 @@ def compare_reports(baseline: RunReport, current: RunReport, thresholds: Thresho
         elif key not in cur:
             cases.append(CaseComparison(key, Verdict.MISSING))
         else:
-            cases.append(compare_case(key, base[key], cur[key], thresholds,
-                                      history_ms=medians.get(key, ())))
+            hw = cur[key].input_hw()  # runs at another input size are not its noise
+            cases.append(compare_case(key, base[key], cur[key], thresholds, history_ms=[
+                m for h, m in medians.get(key, ()) if h is None or hw is None or h == hw]))
     return Comparison(baseline_name, current_name, thresholds, tuple(cases))
 
 

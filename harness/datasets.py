@@ -101,8 +101,10 @@ class Dataset:
                        self.left_out, self.coco)
 
     def fingerprint(self) -> str:
-        """Hash of the images' content, sizes and labels: keys the tensor cache."""
-        digest = hashlib.sha256(self.name.encode())
+        """Hash of the images' content, sizes and labels and of the class names: keys the
+        tensor cache and identifies the evaluation set in comparisons. Not the dataset's
+        path: the same files copied elsewhere are the same set."""
+        digest = hashlib.sha256(repr((self.class_names, self.labelled)).encode())
         for image in self.images:
             digest.update(hashlib.sha256(image.path.read_bytes()).digest())
             digest.update(repr((image.width, image.height, image.truth)).encode())

@@ -42,12 +42,15 @@ class AccuracyBatch:
     letterboxes: tuple[Letterbox, ...]
     batch: int = 1
     """Images per inference (the model's static batch); outputs are split back per image."""
+    dataset_fingerprint: str | None = None
+    """``dataset.fingerprint()``, computed once when the batch was prepared."""
 
 
 def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
                   cache_dir: Path) -> AccuracyBatch:
     """Preprocess every image once per (dataset content, input size); cached on disk."""
-    key = f"{dataset.fingerprint()}-{input_hw[0]}x{input_hw[1]}"
+    fingerprint = dataset.fingerprint()
+    key = f"{fingerprint}-{input_hw[0]}x{input_hw[1]}"
     folder = cache_dir / "tensors" / key
     tensors, meta = folder / "batch.npz", folder / "letterbox.json"
     timing = folder / f"timing-{input_name}.npz"
@@ -75,7 +78,8 @@ def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
         tmp = folder / f".timing-{time.time_ns()}.npz"
         np.savez(tmp, **{input_name: first})  # type: ignore[arg-type]
         tmp.replace(timing)
-    return AccuracyBatch(dataset, input_name, input_hw, tensors, timing, letterboxes)
+    return AccuracyBatch(dataset, input_name, input_hw, tensors, timing, letterboxes,
+                         dataset_fingerprint=fingerprint)
 
 
 def batched(batch: AccuracyBatch, size: int) -> AccuracyBatch:
@@ -168,7 +172,8 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
     base = Accuracy(status=Status.SKIPPED, reason=None, dataset=dataset.name,
                     images=len(dataset.images), labelled=dataset.labelled,
                     conf=settings.conf, iou=settings.iou, library=_library(),
-                    left_out={str(lo.path): lo.reason for lo in dataset.left_out})
+                    left_out={str(lo.path): lo.reason for lo in dataset.left_out},
+                    dataset_fingerprint=batch.dataset_fingerprint, input_hw=batch.input_hw)
     try:
         canon, layout, problem = head_outputs(batch, outputs, boxes_normalised, metadata)
     except ValueError as exc:

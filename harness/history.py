@@ -3,7 +3,8 @@
 ``edgebench run`` writes ``RESULTS/<run-id>/report.json``; that directory of versioned JSON
 files is the history. Cases are keyed across runs by :func:`edgebench.compare.match_key`
 (model name, pipeline, backend, device, threads); each point also carries the model hash
-and the device fingerprint, so a change of either shows in the series.
+and the device fingerprint with the input size (and, for mAP, the evaluation set), so a
+change of any shows in the series.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ def series(runs: list[StoredRun], metric: str, case_filter: str = ""
             fp = host_fingerprint(result.device) if result.device else "?"
             if result.runtime:
                 fp += f"/{result.runtime.name} {result.runtime.version}"
+            hw = result.input_hw()  # a size change shows in the series, as in compare
+            if hw is not None:
+                fp += f"/{hw[0]}x{hw[1]}"
+            acc = result.accuracy
+            if metric.startswith("map") and acc is not None:  # the set the mAP is of
+                fp += (f"/{acc.dataset_fingerprint[:8] if acc.dataset_fingerprint else acc.dataset}"
+                       f" {acc.images} images conf {acc.conf:g} iou {acc.iou:g}")
             out.setdefault(key, []).append(Point(run.report.run_id, run.report.created_at,
                                                  value, result.case.model, fp))
     return out

@@ -264,6 +264,11 @@ class Accuracy:
     """Images of the evaluated range left out (path -> why: corrupt, truncated, a label file
     Ultralytics rejects), as Ultralytics' dataset scan leaves them out; ``images`` counts
     the others."""
+    dataset_fingerprint: str | None = None
+    """Hash of the evaluated images' content, sizes and labels (``Dataset.fingerprint``):
+    the identity of the evaluation set, wherever it lies (``None``: older reports)."""
+    input_hw: tuple[int, int] | None = None
+    """(height, width) of the input tensor the images were letterboxed to."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,27 @@ class CaseResult:
     wall_s: float | None = None
     notes: tuple[str, ...] = ()
     """Facts that qualify the numbers: "started hot (72 °C)", "throttled", "retried 1x"."""
+
+    def input_hw(self) -> tuple[int, int] | None:
+        """(height, width) the model ran at: the artifact's static spatial dims, else the
+        size the accuracy pass fed its symbolic dims, else the size the model records;
+        ``None`` when none is known."""
+        shape = self.artifact.input_shape if self.artifact is not None else None
+        if shape is not None and len(shape) == 4 and shape[2] > 0 and shape[3] > 0:
+            return (int(shape[2]), int(shape[3]))
+        if self.accuracy is not None and self.accuracy.input_hw is not None:
+            return self.accuracy.input_hw
+        return self.artifact.imgsz if self.artifact is not None else None
+
+    def pipeline_label(self) -> str:
+        """The case id's pipeline field: the compression pipeline, or for an uncompressed
+        model the precision the plan read from its graph (``fp32`` when unknown). Read from
+        the id so a case not measured (no artifact) is labelled as its id says."""
+        parts = self.case.id.split("|")
+        if len(parts) >= 5 and parts[1]:
+            return parts[1]
+        precision = self.artifact.precision if self.artifact is not None else None
+        return "+".join(self.case.pipeline) or precision or "fp32"
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,9 @@ class CaseExecutor:
             reason = outcome.raw.get("accuracy", {}).get("skipped", "no outputs returned")
             result = dataclasses.replace(result, accuracy=Accuracy(
                 status=Status.SKIPPED, reason=reason, dataset=plan.batch.dataset.name,
-                images=0, labelled=plan.batch.dataset.labelled))
+                images=0, labelled=plan.batch.dataset.labelled,
+                dataset_fingerprint=plan.batch.dataset_fingerprint,
+                input_hw=plan.batch.input_hw))
         return result
 
     def _measure_native(self, native: NativeRunner, plan: CasePlan, device: Device,

@@ -58,8 +58,18 @@ def test_default_run_on_embedded_model(tmp_path: Path, capsys: pytest.CaptureFix
     fid = acc["fidelity"]
     assert fid["detection_agreement"] == 1.0 and fid["reference_detections"] > 100
     assert fid["box_max_abs_px"] < 0.05 and fid["score_max_abs"] < 1e-3
+    from edgebench.datasets import load_dataset
+
+    fingerprint = load_dataset(None).fingerprint()
+    assert acc["dataset_fingerprint"] == fingerprint and acc["input_hw"] == [320, 320]
     md = (next(tmp_path.glob("*/report.md"))).read_text()
-    assert "| shapes-yolov8n@" in md and "| onnxruntime | local |" in md
+    assert "| shapes-yolov8n@" in md and "| 320×320 | onnxruntime | local |" in md
+    evaluated = ("`embedded shapes val`: 100 images evaluated, none left out, conf 0.001, "
+                 f"IoU 0.7, content {fingerprint[:8]}")
+    assert f"Accuracy measured on {evaluated}; input size per case: the `input` column" in md
+    page = (next(tmp_path.glob("*/report.html"))).read_text()
+    assert "<code>embedded shapes val</code>: 100 images evaluated, none left out" in page
+    assert "<td>320×320</td>" in page
     assert "| shapes-yolov8n@" in out  # the table is printed too
 
 
@@ -267,3 +277,52 @@ def test_repeats_interleave_and_pool(tmp_path: Path, make_onnx) -> None:  # type
     for case in cases:
         assert case["latency"]["n"] == 15 and len(case["latency"]["repeat_medians_ms"]) == 3
         assert case["accuracy"] is not None  # measured once, on the first repeat
+
+
+def test_a_skipped_case_is_labelled_as_its_id(tmp_path: Path, embedded_onnx: Path) -> None:
+    """An fp16 ONNX (float16 converter) on LiteRT is skipped at plan time (no artifact):
+    its table row says fp16 like its id under "Not measured", not fp32."""
+    import onnx
+    from onnxruntime.transformers import float16
+
+    model = tmp_path / "m16.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(embedded_onnx)),
+                                               keep_io_types=False), str(model))
+    assert main(["run", "-o", str(tmp_path / "out"), *FAST, "-b", "litert",
+                 "-m", str(model)]) == 0
+    (case,) = only_report(tmp_path / "out")["cases"]
+    assert case["status"] == "skipped" and case["artifact"] is None
+    assert case["case"]["id"].split("|")[1] == "fp16"
+    model_label = case["case"]["model"]
+    for name in ("report.md", "report.html"):
+        text = next((tmp_path / "out").glob(f"*/{name}")).read_text()
+        sep = " | " if name == "report.md" else "</td><td>"
+        assert f"{model_label}{sep}fp16{sep}" in text, name
+        assert f"{model_label}{sep}fp32" not in text, name
+        assert case["case"]["id"] in text
+
+
+def test_an_empty_agreement_check_is_said_in_words(tmp_path: Path, embedded_onnx: Path
+                                                   ) -> None:
+    """Plain grey images: the reference detects nothing at score >= 0.25, so there is no
+    detection to agree on. The case is not failed (its raw outputs were compared within
+    tolerance), and the report says why the agreement is empty instead of a bare '–'."""
+    from PIL import Image
+
+    images = tmp_path / "grey"
+    images.mkdir()
+    for i in range(2):
+        Image.new("RGB", (320, 320), (114, 114, 114)).save(images / f"{i}.png")
+    assert main(["run", "-o", str(tmp_path / "out"), *FAST, "-b", "onnxruntime",
+                 "--data", str(images)]) == 0
+    (case,) = only_report(tmp_path / "out")["cases"]
+    fid = case["accuracy"]["fidelity"]
+    assert case["status"] == "ok" and fid["within_tolerance"] is True
+    assert fid["reference_detections"] == 0 and fid["detection_agreement"] is None
+    note = ("the float reference has no detection at score ≥ 0.25 on these images: "
+            "agreement not measured, raw outputs compared (max abs diff).")
+    md = next((tmp_path / "out").glob("*/report.md")).read_text()
+    (row,) = [line for line in md.splitlines() if line.startswith("| shapes-yolov8n@")]
+    assert row.split(" | ")[-2] == "†" and f"† {note}" in md
+    page = next((tmp_path / "out").glob("*/report.html")).read_text()
+    assert "<td>†</td>" in page and f"† {note}" in page

@@ -347,3 +347,132 @@ def test_cli_compare_uses_the_results_directory_as_history(
     write(mixed, 5, [20.0, 20.1, 19.9, 20.0, 20.2])
     write(mixed, 6, [21.4, 21.5, 21.3, 21.6, 21.4])
     assert main(["compare", str(mixed / "r5"), str(mixed / "r6"), "--results", str(mixed)]) == 1
+
+
+def _sized(r: CaseResult, hw: tuple[int, int]) -> CaseResult:
+    art = Artifact(path="m.tflite", format="tflite", sha256="a" * 64, size_bytes=1,
+                   input_shape=(1, 3, *hw))
+    return dataclasses.replace(r, artifact=art)
+
+
+def _evaluated_on(r: CaseResult, **changes: object) -> CaseResult:
+    assert r.accuracy is not None
+    return dataclasses.replace(r, accuracy=dataclasses.replace(r.accuracy, **changes))
+
+
+def test_another_input_size_is_not_comparable() -> None:
+    """The same .pt exported at 256x320 and at 288x320: faster and a different mAP by
+    design, so neither a regression nor an improvement: not comparable, both sizes named.
+    The same holds side by side and for the history's noise."""
+    from edgebench.compare import side_by_side
+
+    base = _sized(result(noisy(20, seed=1), map50_95=0.80), (256, 320))
+    cur = _sized(result(noisy(24, seed=2), map50_95=0.8131), (288, 320))
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert case.verdict is Verdict.NOT_COMPARABLE
+    assert case.map_delta_points is None and case.ratio is None
+    assert case.reasons == ("input size 256x320 -> 288x320 (H x W): latency and mAP both "
+                            "change with the input size, so the two do not compare",)
+    other = dataclasses.replace(cur, case=dataclasses.replace(
+        cur.case, model="n@bbbb", id="n@bbbb|fp32|onnxruntime|local|tauto"))
+    (case,) = side_by_side(report(base, other), "m@aaaa", Thresholds()).cases
+    assert case.verdict is Verdict.NOT_COMPARABLE and "256x320 -> 288x320" in case.reasons[0]
+    # earlier runs at another size are not this case's run-to-run noise
+    wandering = [_sized(with_repeats(result(noisy(m, seed=i)), [m] * 5), (288, 320))
+                 for i, m in enumerate([20.0, 21.2, 19.9, 21.1, 20.0, 21.3])]
+    b = _sized(with_repeats(result(noisy(20, seed=1)), [20.0, 20.1, 19.9, 20.0, 20.2]),
+               (256, 320))
+    c = _sized(with_repeats(result(noisy(21.4, seed=2)), [21.4, 21.5, 21.3, 21.6, 21.4]),
+               (256, 320))
+    (case,) = compare_reports(report(b), report(c), Thresholds(),
+                              history=[report(w) for w in wandering]).cases
+    assert case.run_noise is None and case.verdict is Verdict.REGRESSED
+
+
+def test_a_symbolic_input_compares_the_size_it_was_fed() -> None:
+    base = _sized(result(noisy(20, seed=1)), (-1, -1))
+    cur = _sized(result(noisy(20, seed=2)), (-1, -1))
+    base, cur = _evaluated_on(base, input_hw=(320, 320)), _evaluated_on(cur, input_hw=(256, 256))
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert case.verdict is Verdict.NOT_COMPARABLE and "320x320 -> 256x256" in case.reasons[0]
+
+
+def test_another_evaluation_set_compares_latency_but_not_map() -> None:
+    """The user's report: YOLO data (30 images) then a COCO json (10 images) of the same
+    model gave 'regressed, mAP50-95 -3.70 points'. The fingerprints are the real
+    ``Dataset.fingerprint`` of the embedded val images, first 30 vs first 10."""
+    from edgebench.datasets import load_dataset
+
+    thirty, ten = (load_dataset(None, limit=n).fingerprint() for n in (30, 10))
+    base = _evaluated_on(result(noisy(20, seed=1), map50_95=0.80), dataset="val/data.yaml",
+                         images=30, dataset_fingerprint=thirty)
+    cur = _evaluated_on(result(noisy(20, seed=2), map50_95=0.763), dataset="val/coco.json",
+                        images=10, dataset_fingerprint=ten)
+    (case,) = compare_reports(report(base), report(cur), Thresholds()).cases
+    assert case.verdict is Verdict.UNCHANGED and case.ratio is not None
+    assert case.map_delta_points is None
+    assert case.reasons == (
+        "mAP50-95 not compared: measured on another evaluation set (dataset val/data.yaml -> "
+        f"val/coco.json (content {thirty[:8]} -> {ten[:8]}); images evaluated 30 -> 10)",)
+    # latency is still judged
+    slower = _evaluated_on(result(noisy(24, seed=2), map50_95=0.763), images=10,
+                           dataset_fingerprint=ten)
+    assert verdict(base, slower) is Verdict.REGRESSED
+    # the same content under another path is the same set; conf / iou / left out are not
+    moved = _evaluated_on(base, dataset="/elsewhere/data.yaml")
+    (case,) = compare_reports(report(base), report(moved), Thresholds()).cases
+    assert case.map_delta_points == 0.0 and case.reasons == ()
+    for changes, why in [({"conf": 0.25}, "conf 0.001 -> 0.25"), ({"iou": 0.6}, "iou 0.7 -> 0.6"),
+                         ({"left_out": {"a.jpg": "truncated"}}, "images left out 0 -> 1")]:
+        (case,) = compare_reports(report(base), report(_evaluated_on(base, **changes)),
+                                  Thresholds()).cases
+        assert case.map_delta_points is None and why in case.reasons[0]
+    # older reports without fingerprints: the name and the image count
+    old_b, old_c = (_evaluated_on(r, dataset_fingerprint=None) for r in (base, cur))
+    (case,) = compare_reports(report(old_b), report(old_c), Thresholds()).cases
+    assert case.map_delta_points is None
+    assert "dataset val/data.yaml -> val/coco.json; images evaluated 30 -> 10" in case.reasons[0]
+
+
+def test_the_dataset_fingerprint_is_its_content_not_its_path(tmp_path: Path) -> None:
+    """A copy of the embedded val data elsewhere is the same evaluation set; a relabelled
+    image is not."""
+    import shutil
+
+    from edgebench.datasets import embedded_val_yaml, load_dataset
+
+    root = embedded_val_yaml().parent
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    for cache in copy.rglob("*.cache"):
+        cache.unlink()
+    yaml = copy / "data.yaml"
+    yaml.write_text(yaml.read_text().replace(str(root), str(copy)))
+    here, there = load_dataset(root / "data.yaml", limit=5), load_dataset(yaml, limit=5)
+    assert here.name != there.name and here.images[0].path != there.images[0].path
+    assert here.fingerprint() == there.fingerprint()
+    label = sorted((copy / "labels" / "val").glob("*.txt"))[0]
+    label.write_text("0 0.5 0.5 0.2 0.2\n")
+    assert load_dataset(yaml, limit=5).fingerprint() != here.fingerprint()
+
+
+def test_cli_compare_of_two_real_runs_on_other_images(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The user's report, end to end: the embedded model measured on 10 images, then on 4.
+    Their mAPs differ by the images alone: not judged, the reason says why."""
+    from edgebench.cli import main
+
+    fast = ["-b", "onnxruntime", "--warmup", "1", "-n", "5"]
+    for images in ("10", "4"):
+        assert main(["run", "-o", str(tmp_path / images), *fast, "--images", images]) == 0
+    capsys.readouterr()
+    main(["compare", str(next((tmp_path / "10").glob("*/report.json"))),
+          str(next((tmp_path / "4").glob("*/report.json"))),
+          "--results", str(tmp_path / "none")])
+    (row,) = [line for line in capsys.readouterr().out.splitlines()
+              if "`shapes-yolov8n|fp32|onnxruntime|local|tauto`" in line]
+    cells = [c.strip() for c in row.strip("|").split("|")]  # the key holds "|": from the end
+    assert cells[0] != "**regressed**" or "latency" in cells[-2]  # latency is still judged
+    assert cells[-3] == "–" and "mAP50-95 +" not in row and "mAP50-95 -" not in row
+    assert "mAP50-95 not compared: measured on another evaluation set (dataset content " in row
+    assert "; images evaluated 10 -> 4)" in row

@@ -15,14 +15,21 @@ from typing import Any, ClassVar
 
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
-from .markdown import HEADER, pipeline_label, result_row
+from .markdown import (
+    HEADER,
+    evaluation_sets,
+    no_reference_detections,
+    no_reference_detections_note,
+    pipeline_label,
+    result_row,
+)
 from .tradeoffs import TRADEOFF_HEADER, tradeoff_cells, tradeoffs
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:12px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-td:nth-child(-n+6),th:nth-child(-n+6){text-align:left}
+td:nth-child(-n+7),th:nth-child(-n+7){text-align:left}
 .failed{background:#fde2e1}.skipped{background:#f3f3f3}
 h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 figure{margin:1rem 0}figcaption{color:#555;font-size:12px}
@@ -133,6 +140,24 @@ def _table(report: RunReport) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _evaluation_html(report: RunReport) -> list[str]:
+    """What the accuracy figures were measured on (as in report.md)."""
+    sets = evaluation_sets(report)
+    if not sets:
+        return []
+
+    def code(text: str) -> str:  # the dataset name is in backticks
+        head, _, rest = text[1:].partition("`")
+        return f"<code>{html.escape(head)}</code>{html.escape(rest)}"
+
+    if len(sets) == 1:
+        return [f"<p>Accuracy measured on {code(next(iter(sets)))}; input size per case: "
+                "the <i>input</i> column (H×W).</p>"]
+    return ["<p>Accuracy measured on (input size per case: the <i>input</i> column, "
+            "H×W):</p><ul>", *(f"<li>{code(text)} ({n} case{'s' if n > 1 else ''})</li>"
+                                for text, n in sets.items()), "</ul>"]
+
+
 def render_html(report: RunReport) -> str:
     e = html.escape
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -141,7 +166,10 @@ def render_html(report: RunReport) -> str:
              f"<p class=muted>edgebench {e(report.tool_version)}, report schema "
              f"{report.schema_version}, state <b>{e(report.state.value)}</b>, started "
              f"{e(report.created_at)}, finished {e(report.finished_at or '–')}.</p>",
-             "<h2>Summary</h2>", _table(report)]
+             "<h2>Summary</h2>", *_evaluation_html(report), _table(report)]
+    if any(r.accuracy is not None and no_reference_detections(r.accuracy.fidelity)
+           for r in report.cases):
+        parts.append(f"<p class=muted>{e(no_reference_detections_note())}</p>")
     if any(r.latency is not None and r.latency.batch > 1 for r in report.cases):
         parts.append("<p class=muted>Batch: a model with a static batch of B runs B images "
                      "per inference; its latency figures (and the plots) are per inference "

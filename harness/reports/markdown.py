@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ..accuracy import AccuracySettings
 from ..hookspecs import Register, hookimpl
-from ..records import CaseResult, RunReport, Status
+from ..records import Accuracy, CaseResult, Fidelity, RunReport, Status
 from .tradeoffs import tradeoff_markdown
 
 MIB = 1024 * 1024
@@ -19,18 +20,75 @@ def _ms(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "–"
 
 
+AGREEMENT_CONF = AccuracySettings().agreement_conf
+NO_REFERENCE_DETECTIONS = "†"
+"""Marks an agreement not measured: the reference detected nothing (see
+:func:`no_reference_detections`)."""
+
+
 def pipeline_label(r: CaseResult) -> str:
     """The compression pipeline, or for an uncompressed model its precision read from the
-    graph (``fp32`` when unknown), as in the case id."""
-    precision = r.artifact.precision if r.artifact is not None else None
-    return "+".join(r.case.pipeline) or precision or "fp32"
+    graph (``fp32`` when unknown): the case id's field, also for a case not measured."""
+    return r.pipeline_label()
+
+
+def input_size(r: CaseResult) -> str:
+    """``HxW`` the model ran at (see ``CaseResult.input_hw``), ``–`` when unknown."""
+    hw = r.input_hw()
+    return f"{hw[0]}×{hw[1]}" if hw is not None else "–"
+
+
+def no_reference_detections(fid: Fidelity | None) -> bool:
+    """The detection agreement was not measured because the float reference has no
+    detection at the agreement threshold on the evaluated images (e.g. random weights):
+    only the raw outputs were compared. Not a failure, and not a pass of that check."""
+    return (fid is not None and fid.detection_agreement is None
+            and fid.reference_detections == 0 and fid.box_max_abs_px is not None)
+
+
+def no_reference_detections_note() -> str:
+    return (f"{NO_REFERENCE_DETECTIONS} the float reference has no detection at score ≥ "
+            f"{AGREEMENT_CONF:g} on these images: agreement not measured, raw outputs "
+            "compared (max abs diff).")
+
+
+def _evaluation_set(acc: Accuracy) -> str:
+    left = f", {len(acc.left_out)} left out" if acc.left_out else ", none left out"
+    content = f", content {acc.dataset_fingerprint[:8]}" if acc.dataset_fingerprint else ""
+    return (f"`{acc.dataset}`: {acc.images} images evaluated{left}, conf {acc.conf:g}, "
+            f"IoU {acc.iou:g}{content}")
+
+
+def evaluation_sets(report: RunReport) -> dict[str, int]:
+    """Each evaluation set the run's accuracy figures are of (dataset, images evaluated,
+    left out, conf / IoU, content fingerprint), with its number of cases."""
+    sets: dict[str, int] = {}
+    for r in report.cases:
+        acc = r.accuracy
+        if acc is not None and (acc.images or acc.status is not Status.SKIPPED):
+            text = _evaluation_set(acc)
+            sets[text] = sets.get(text, 0) + 1
+    return sets
+
+
+def evaluation_lines(report: RunReport) -> list[str]:
+    """The line (or list) naming what the accuracy figures were measured on."""
+    sets = evaluation_sets(report)
+    if len(sets) == 1:
+        return [f"Accuracy measured on {next(iter(sets))}; input size per case: the "
+                "`input` column (H×W).", ""]
+    if sets:
+        return ["Accuracy measured on (input size per case: the `input` column, H×W):", "",
+                *(f"- {text} ({n} case{'s' if n > 1 else ''})" for text, n in sets.items()),
+                ""]
+    return []
 
 
 def result_row(r: CaseResult) -> str:
     lat, mem, art = r.latency, r.memory, r.artifact
     threads = r.case.settings.threads or "auto"
     cells = [r.case.model, pipeline_label(r), (art.precision if art else None) or "–",
-             r.case.backend, r.case.device, str(threads), r.status.value]
+             input_size(r), r.case.backend, r.case.device, str(threads), r.status.value]
     if lat is not None:
         lo, hi = lat.median_ci95_ms
         p50, rate = _ms(lat.p50_ms), f"{lat.throughput_ips:.1f}"
@@ -47,7 +105,8 @@ def result_row(r: CaseResult) -> str:
     acc = r.accuracy
     fid = acc.fidelity if acc else None
     cells += [_score(acc.map50_95 if acc else None), _score(acc.map50 if acc else None),
-              _score(fid.detection_agreement if fid else None),
+              NO_REFERENCE_DETECTIONS if no_reference_detections(fid)
+              else _score(fid.detection_agreement if fid else None),
               f"{fid.max_abs:.1e}" if fid else "–"]
     return "| " + " | ".join(cells) + " |"
 
@@ -57,12 +116,11 @@ def _score(value: float | None) -> str:
 
 
 HEADER = (
-    "| model | pipeline | precision | backend | device | threads | status | p50 ms | "
+    "| model | pipeline | precision | input | backend | device | threads | status | p50 ms | "
     "median 95% CI | "
     "p90 ms | p99 ms | CPU p50 ms | inf/s | n | peak RSS MiB | load Δ MiB | size MiB | "
     "mAP50-95 | mAP50 | agreement | max abs diff |\n"
-    "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    "---:|"
+    "|" + "---|" * 8 + "---:|" * 14
 )
 
 
@@ -74,6 +132,7 @@ def render_markdown(report: RunReport) -> str:
         lines += [f"Side by side: `{report.baseline_model}` is the baseline model "
                   f"(`--baseline-model`), measured in this run to gate the others (see "
                   f"`compare.md`); night-to-night comparisons and the history leave it out.", ""]
+    lines += evaluation_lines(report)
     lines.append(HEADER)
     lines += [result_row(r) for r in report.cases]
     if any(r.latency is not None and r.latency.cpu_p50_ms is not None for r in report.cases):
@@ -120,6 +179,9 @@ def render_markdown(report: RunReport) -> str:
         lines += ["", "Agreement: share of the float reference's detections (score ≥ 0.25) "
                   "matched at IoU ≥ 0.5 with the same class; max abs diff: of raw outputs. "
                   f"Reference: {'; '.join(refs)}."]
+    if any(r.accuracy is not None and no_reference_detections(r.accuracy.fidelity)
+           for r in report.cases):
+        lines += ["", no_reference_detections_note()]
     devices = {r.device.uri: r.device for r in report.cases if r.device is not None}
     if devices:
         lines += ["", "## Devices", ""]
