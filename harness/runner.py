@@ -416,7 +416,10 @@ class Session:
         self._errors: list[BaseException] = []
         self._references: dict[tuple[str, str], tuple[Reference | None, str | None]] = {}
         self._metadata: dict[str, ModelMetadata | None] = {}
-        self.dataset = load_dataset(matrix.data, limit=matrix.images)
+        # With accuracy off the dataset only gives the timed input (its first image): the
+        # embedded val images then, as in a run without --data; --data is not read at all.
+        self.dataset = load_dataset(matrix.data if matrix.accuracy is not None else None,
+                                    limit=matrix.images)
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -253,6 +253,23 @@ def test_no_accuracy_flag(tmp_path: Path, make_onnx) -> None:  # type: ignore[no
     assert all(c["status"] == "ok" and c["accuracy"] is None for c in found)
 
 
+def test_no_accuracy_does_not_read_the_dataset(
+        tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """Latency and memory need no dataset: a bad --data is not read with --no-accuracy; the
+    timed input is the embedded val image, as in a run without --data."""
+    model = make_onnx("conv", size=32)
+    bad = tmp_path / "annotations" / "instances_val.json"
+    bad.parent.mkdir()
+    bad.write_text("{}")  # not a COCO file: refused if it were read
+    assert main(["run", "-m", str(model), "-b", "onnxruntime", "-o", str(tmp_path / "out"),
+                 "--warmup", "1", "-n", "3", "--no-accuracy", "--data", str(bad)]) == 0
+    (case,) = only_report(tmp_path / "out")["cases"]
+    assert case["status"] == "ok" and case["accuracy"] is None
+    assert (f"edgebench: warning: with --no-accuracy the dataset {bad} is not evaluated; the "
+            "timed loop runs on the first embedded val image, as without --data.\n"
+            ) in capsys.readouterr().err
+
+
 def test_bad_data_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = _error(capsys, ["run", "-o", str(tmp_path), "--data", str(tmp_path / "nothing")])
     assert "dataset" in err and "does not exist" in err
