@@ -270,6 +270,20 @@ def test_no_accuracy_does_not_read_the_dataset(
             ) in capsys.readouterr().err
 
 
+def test_imgsz_on_a_static_model_is_said_on_the_terminal_and_in_the_case(
+        tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    model = make_onnx("conv", size=32)
+    assert main(["run", "-m", str(model), "-b", "onnxruntime", "-o", str(tmp_path / "out"),
+                 "--warmup", "1", "-n", "3", "--no-accuracy", "--imgsz", "256,320"]) == 0
+    (case,) = only_report(tmp_path / "out")["cases"]
+    note = ("--imgsz 256x320 is not used: the model's input is static at 32×32 "
+            "(height×width), which is what runs; --imgsz applies only to symbolic dims and "
+            ".pt exports")
+    assert case["status"] == "ok" and note in case["notes"]
+    err = capsys.readouterr().err
+    assert err.count(f"edgebench: warning: {case['case']['model']}: {note}.\n") == 1, err
+
+
 def test_bad_data_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = _error(capsys, ["run", "-o", str(tmp_path), "--data", str(tmp_path / "nothing")])
     assert "dataset" in err and "does not exist" in err
