@@ -565,7 +565,9 @@ class Session:
                 f"{nc} class channels)")
             raise ModelDataMismatch(
                 f"{model} predicts {nc} classes but the dataset {self.dataset.name} has "
-                f"{n_data}{how}; pass the dataset the model was trained on (--data).")
+                f"{n_data}{how}; pass the dataset the model was trained on (--data), "
+                "--no-accuracy (latency and memory only) or a folder of images as --data "
+                "(agreement with the float reference only).")
 
     def _compute_reference(self, onnx_source: Artifact, batch: AccuracyBatch,
                            metadata: ModelMetadata | None = None

@@ -242,7 +242,10 @@ def test_class_count_mismatch_is_an_error_before_any_run(
     # nc too: names and nc that disagree are refused earlier, as Ultralytics refuses them
     data.write_text(text.replace("3: star", "3: star\n  4: hexagon").replace("nc: 4", "nc: 5"))
     err = _error(capsys, ["run", "-o", str(tmp_path / "out"), "--data", str(data)])
-    assert "predicts 4 classes but the dataset" in err and "has 5" in err
+    assert err.endswith(
+        f"predicts 4 classes but the dataset {data} has 5; pass the dataset the model was "
+        "trained on (--data), --no-accuracy (latency and memory only) or a folder of images "
+        "as --data (agreement with the float reference only)."), err
     assert not list((tmp_path / "out").glob("*/report.json"))
 
 
