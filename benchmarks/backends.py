@@ -52,7 +52,8 @@ def table(report: dict) -> str:  # type: ignore[type-arg]
         lat, mem, acc = c["latency"], c["memory"] or {}, c["accuracy"] or {}
         fid = acc.get("fidelity") or {}
         cells = [f"{shape[2]}×{shape[3]}", c["case"]["backend"], c["status"]]
-        cells += [f"{lat['p50_ms']:.2f}", "{:.2f}–{:.2f}".format(*lat["median_ci95_ms"])] \
+        ci = lat["median_ci95_ms"] if lat else None
+        cells += [f"{lat['p50_ms']:.2f}", "{:.2f}–{:.2f}".format(*ci) if ci else "–"] \
             if lat else ["–", "–"]
         cells += [f"{mem['peak_rss_bytes'] / 2**20:.0f}" if mem.get("peak_rss_bytes") else "–",
                   f"{mem['load_delta_bytes'] / 2**20:.0f}" if mem.get("load_delta_bytes")

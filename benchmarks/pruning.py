@@ -99,7 +99,7 @@ def table(report: dict[str, Any]) -> str:
         cells = ["+".join(c["case"]["pipeline"]) or "fp32", f"{params:,}",
                  _fmt(c["artifact"].get("gflops"), ".3f"),
                  _fmt(meta.get("sparsity"), ".1%"), f"{lat['p50_ms']:.2f}",
-                 "{:.2f}–{:.2f}".format(*lat["median_ci95_ms"]),
+                 ("{:.2f}–{:.2f}".format(*lat["median_ci95_ms"]) if lat["median_ci95_ms"] else "–"),
                  f"{lat['p50_ms'] / base_p50:.2f}×", _fmt(acc.get("map50_95"), ".3f"),
                  f"{before:.3f} → {after:.3f}" if before is not None and after is not None
                  else "–", _fmt(meta.get("finetune_seconds"), ".0f")]

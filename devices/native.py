@@ -39,7 +39,7 @@ from edgebench.errors import CaseError, UserError
 from edgebench.records import Artifact, DeviceInfo, LatencyStats, MemoryStats, RunSettings
 from edgebench.records import RuntimeInfo as Runtime
 from edgebench.retry import ConnectionLost
-from edgebench.stats import latency_stats
+from edgebench.stats import latency_stats, median_ci_ranks
 
 from .transport import redact
 
@@ -290,7 +290,8 @@ def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float |
               if value is None]
     note = (f"latency from {summary.tool}'s own summary of {summary.count} runs: no "
             "per-iteration samples" + (f"; {'; '.join(filled)}" if filled else "")
-            + "; median interval = [min, max]")
+            + ("; median interval = [min, max]" if median_ci_ranks(summary.count) else
+               f"; no median interval: [min, max] of {summary.count} runs covers under 95 %"))
     gflops_per_s = gflops / (p50 / 1e3) if gflops and p50 > 0 else None
     return LatencyStats(
         samples_ns=(), warmup_ns=(),
@@ -298,7 +299,8 @@ def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float |
         first_inference_ns=int((summary.first_ms or 0.0) * NS_PER_MS),
         n=summary.count, min_ms=summary.min_ms, p50_ms=p50, p90_ms=p90, p99_ms=p99,
         mean_ms=summary.mean_ms, std_ms=summary.std_ms if summary.std_ms is not None else 0.0,
-        max_ms=summary.max_ms, median_ci95_ms=(summary.min_ms, summary.max_ms),
+        max_ms=summary.max_ms, median_ci95_ms=(summary.min_ms, summary.max_ms)
+        if median_ci_ranks(summary.count) else None,
         throughput_ips=1e3 / p50 if p50 > 0 else 0.0, gflops_per_s=gflops_per_s,
         peak_share=gflops_per_s / peak_gflops if gflops_per_s and peak_gflops else None,
     ), (note,)

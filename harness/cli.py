@@ -263,6 +263,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"edgebench: warning: with --repeats {matrix.settings.repeats} the side-by-side "
               f"gate tests the raw samples, blind to the process-to-process noise; use "
               f"--repeats {MIN_REPEATS} or more.", file=sys.stderr)
+    if matrix.accuracy is None and matrix.data is not None:
+        print(f"edgebench: warning: with --no-accuracy the dataset {matrix.data} is not "
+              "evaluated; the timed loop runs on the first embedded val image, as without "
+              "--data.", file=sys.stderr)
     output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
     progress = _progress(len(sources) * len(session.variants.pipelines)
                          * len(session.backends) * len(matrix.devices)

@@ -445,10 +445,30 @@ def _read_yolo_label(label: Path, n_classes: int, kpt_shape: tuple[int, int], wi
     return GroundTruth(boxes, classes_out), note
 
 
+def coco_image_roots(instances: Path) -> list[Path]:
+    """Where the images of a COCO instances file are looked up, in this order; an image's
+    ``file_name`` (which may hold a sub-path such as ``val2017/x.jpg``, or be absolute) is
+    joined to each. With ``root = instances.parent.parent`` and ``split`` the file's name
+    without ``instances_`` (``val2017``):
+
+    - ``root/images/split``: Ultralytics' coco.yaml layout (``coco/images/val2017``);
+    - ``root/split``: the official COCO download and pycocotools' examples
+      (``coco/annotations/instances_val2017.json`` next to ``coco/val2017/``);
+    - ``root/images``, ``instances.parent/images``, ``instances.parent`` (Roboflow-style
+      ``valid/_annotations.coco.json`` beside its images), and ``root`` itself (a
+      ``file_name`` relative to the dataset root).
+    """
+    root, split = instances.parent.parent, instances.stem.removeprefix("instances_")
+    roots = [root / "images" / split, root / split, root / "images",
+             instances.parent / "images", instances.parent, root]
+    return list(dict.fromkeys(roots))
+
+
 def load_coco(instances: Path, *, limit: int | None = None) -> Dataset:
-    """COCO layout: an instances JSON; images in the JSON's sibling ``images`` dir (or the
-    dir named like the JSON's split, or next to the JSON). Scored against this very file
-    (:class:`CocoSource`): crowd regions, areas, image and category ids are the file's."""
+    """COCO layout: an instances JSON; images found under :func:`coco_image_roots` (the
+    official ``coco/val2017/``, Ultralytics' ``coco/images/val2017/``, ...). Scored against
+    this very file (:class:`CocoSource`): crowd regions, areas, image and category ids are
+    the file's."""
     try:
         data = json.loads(instances.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -462,9 +482,7 @@ def load_coco(instances: Path, *, limit: int | None = None) -> Dataset:
         raise UserError(f"{instances} lists no categories.")
     cat_index = {c["id"]: i for i, c in enumerate(categories)}
     names = tuple(str(c["name"]) for c in categories)
-    roots = [instances.parent.parent / "images", instances.parent / "images", instances.parent]
-    split = instances.stem.removeprefix("instances_")
-    roots.insert(0, instances.parent.parent / "images" / split)
+    roots = coco_image_roots(instances)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:
         bbox = ann.get("bbox")
@@ -500,16 +518,16 @@ def load_coco(instances: Path, *, limit: int | None = None) -> Dataset:
             notes.append(f"{path}: {check.note}")
         width, height = int(info["width"]), int(info["height"])
         if (check.width, check.height) != (width, height):
-            raise UserError(f"{instances} says image {info['file_name']} is {width}x{height} "
-                            f"but it is {check.width}x{check.height} (after EXIF orientation), "
-                            "so boxes and detections would be in different frames; correct "
-                            "its width and height in the file.")
+            raise UserError(f"{instances} says image {info['file_name']} is {height}×{width} "
+                            f"(height×width) but it is {check.height}×{check.width} (after "
+                            "EXIF orientation), so boxes and detections would be in different "
+                            "frames; correct its width and height in the file.")
         boxes, classes, crowd = [], [], []
         for ann in by_image.get(info["id"], []):
             x, y, w, h = (float(v) for v in ann["bbox"])
             if w < 0 or h < 0 or x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1:
                 raise UserError(f"{instances}: annotation {ann.get('id')} has a box outside "
-                                f"image {info['file_name']} ({width}x{height}).")
+                                f"image {info['file_name']} ({height}×{width}, height×width).")
             boxes.append((x, y, x + w, y + h))
             classes.append(cat_index[ann["category_id"]])
             crowd.append(bool(ann.get("iscrowd", 0)))

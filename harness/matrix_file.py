@@ -157,6 +157,10 @@ class MatrixFile:
                     raise self._error(table, key, f"is not a known key{hint}")
                 name = known[key]
                 self.values[name] = self._check(OPTIONS[name], table, key, value)
+                twice = repeated_value(name, self.values[name])
+                if twice is not None:
+                    raise self._error(table, key, f"names {str(twice)!r} twice; give each "
+                                      "value once (for more samples use repeats or iterations)")
 
     def _backend_options(self, content: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -247,12 +251,37 @@ def parse_backend_option(text: str) -> tuple[str, str, Any]:
     return backend, key, value
 
 
+REPEAT_HINT = "give each value once (for more samples use --repeats or --iterations)"
+"""The end of the refusal of a value listed twice (a flag's wording; the file says its keys)."""
+
+
+def repeated_value(name: str, values: Any) -> Any | None:
+    """The first value listed twice in the list option ``name`` (``None`` if none is).
+
+    A repeated backend, device, model, thread count or compression would be measured
+    twice under one case id, its samples pooled as if from more iterations; so a repeat is
+    refused, not run. Model paths compare resolved (``a.onnx`` is ``./a.onnx``).
+    """
+    if not isinstance(values, tuple) or not OPTIONS[name].kind.endswith("-list"):
+        return None
+    seen: set[Any] = set()
+    for value in values:
+        key = Path(value).expanduser().resolve() if isinstance(value, Path) else value
+        if key in seen:
+            return value
+        seen.add(key)
+    return None
+
+
 def check_flags(flags: dict[str, Any]) -> None:
     """Validate command-line values with the same rules; errors name the flag."""
     for name, value in flags.items():
         if name == "backend_options":
             continue  # checked against each backend's own options when the run starts
         option = OPTIONS[name]
+        twice = repeated_value(name, value)
+        if twice is not None:
+            raise UserError(f"{option.flag} names {str(twice)!r} twice; {REPEAT_HINT}.")
         if value is None or option.check is None:
             continue
         for item in value if isinstance(value, tuple) else (value,):

@@ -150,7 +150,10 @@ class LatencyStats:
     mean_ms: float
     std_ms: float
     max_ms: float
-    median_ci95_ms: tuple[float, float]
+    median_ci95_ms: tuple[float, float] | None
+    """Distribution-free 95 % interval of the median (``edgebench.stats.median_ci_ranks``);
+    ``None`` when fewer than 6 samples cannot give 95 % (``[min, max]`` at n = 5 covers
+    93.75 %)."""
     throughput_ips: float
     """Inferences per second at the median (1000 / ``p50_ms``); for a batch of ``batch``
     images that is batches per second (see ``images_per_s``)."""
@@ -171,7 +174,7 @@ class LatencyStats:
     per_image_p50_ms: float | None = None
     """``p50_ms / batch``: the median time of one image in a batched inference."""
     per_image_median_ci95_ms: tuple[float, float] | None = None
-    """``median_ci95_ms`` divided by ``batch``."""
+    """``median_ci95_ms`` divided by ``batch`` (``None`` when that is)."""
     images_per_s: float | None = None
     """Images per second at the median: ``batch * 1000 / p50_ms``."""
 

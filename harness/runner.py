@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -36,7 +37,7 @@ from .evaluation import (
 )
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
-from .input_size import ImgSz, input_hw
+from .input_size import ImgSz, hw, input_hw
 from .model_metadata import ModelMetadata, read_metadata
 from .pipeline import cache_root, load_source, torch_reference
 from .plugin_manager import PluginKind, Registry
@@ -158,7 +159,14 @@ def backend_tolerance(backend: Backend, artifact: Artifact | None,
 def size_notes(artifact: Artifact, imgsz: ImgSz | None, fed: tuple[int, int]
                ) -> tuple[str, ...]:
     """A note when the input size was guessed: symbolic height/width, no ``--imgsz`` and no
-    size recorded in the model (Ultralytics' default 640 is used, as its predict does)."""
+    size recorded in the model (Ultralytics' default 640 is used, as its predict does); or
+    when ``--imgsz`` asked for another size than the model's static input, which is what
+    runs (``fed``: the (height, width) fed)."""
+    asked = hw(imgsz)
+    if asked is not None and asked != fed:
+        return (f"--imgsz {asked[0]}x{asked[1]} is not used: the model's input is static at "
+                f"{fed[0]}×{fed[1]} (height×width), which is what runs; --imgsz applies only "
+                "to symbolic dims and .pt exports",)
     shape = artifact.input_shape
     symbolic = shape is None or len(shape) != 4 or shape[2] <= 0 or shape[3] <= 0
     if not symbolic or imgsz is not None or artifact.imgsz is not None:
@@ -418,7 +426,11 @@ class Session:
         self._errors: list[BaseException] = []
         self._references: dict[tuple[str, str], tuple[Reference | None, str | None]] = {}
         self._metadata: dict[str, ModelMetadata | None] = {}
-        self.dataset = load_dataset(matrix.data, limit=matrix.images)
+        self._warned: set[tuple[str, str]] = set()
+        # With accuracy off the dataset only gives the timed input (its first image): the
+        # embedded val images then, as in a run without --data; --data is not read at all.
+        self.dataset = load_dataset(matrix.data if matrix.accuracy is not None else None,
+                                    limit=matrix.images)
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -464,7 +476,12 @@ class Session:
                 refuse_batch(backend, artifact)  # a format whose batch only its backend reads
                 artifact = with_precision(artifact)
                 batch = batched(self._batch_for(artifact), static_batch(artifact.input_shape))
-                notes += size_notes(artifact, self.matrix.imgsz, batch.input_hw)
+                sized = size_notes(artifact, self.matrix.imgsz, batch.input_hw)
+                for note in sized:
+                    if note.startswith("--imgsz") and (label, note) not in self._warned:
+                        self._warned.add((label, note))  # once per model, on the terminal
+                        print(f"edgebench: warning: {label}: {note}.", file=sys.stderr)
+                notes += sized
                 notes += precision_notes(artifact, variant.source)
                 metadata = self._metadata_for(artifact, variant.source)
                 reference = self._reference_for(variant.source, batch, metadata)
@@ -550,7 +567,9 @@ class Session:
                 f"{nc} class channels)")
             raise ModelDataMismatch(
                 f"{model} predicts {nc} classes but the dataset {self.dataset.name} has "
-                f"{n_data}{how}; pass the dataset the model was trained on (--data).")
+                f"{n_data}{how}; pass the dataset the model was trained on (--data), "
+                "--no-accuracy (latency and memory only) or a folder of images as --data "
+                "(agreement with the float reference only).")
 
     def _compute_reference(self, onnx_source: Artifact, batch: AccuracyBatch,
                            metadata: ModelMetadata | None = None

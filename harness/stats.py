@@ -3,7 +3,9 @@
 Percentiles use linear interpolation between order statistics (numpy's default, the same
 as ``statistics.quantiles(method="inclusive")``). The 95 % confidence interval of the median
 is distribution-free: the pair of order statistics whose ranks bracket the median with at
-least 95 % binomial probability (exact for n <= 1000, normal approximation above).
+least 95 % binomial probability (exact for n <= 1000, normal approximation above). Below
+n = 6 no pair reaches 95 % (``[min, max]`` covers ``1 - 2 / 2**n``: 93.75 % at n = 5), so
+the interval is ``None`` there.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from .records import LatencyStats
 NS_PER_MS = 1e6
 
 
-def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
-    """0-based ranks (lo, hi) of the order statistics bounding the median's CI.
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
+    """0-based ranks (lo, hi) of the order statistics bounding the median's CI, or ``None``
+    when no pair of order statistics reaches ``confidence``.
 
-    Chooses the narrowest symmetric pair with P(X_(lo) <= median <= X_(hi)) >= confidence,
-    where the count of samples below the true median is Binomial(n, 1/2).
+    For n samples of a continuous distribution, the count B of samples below the true median
+    is Binomial(n, 1/2), so the interval ``[X_(k), X_(n-1-k)]`` (0-based order statistics)
+    covers the median with probability ``1 - 2 * P(B <= k)`` (W. J. Conover, *Practical
+    Nonparametric Statistics*, 3rd ed., 1999, section 3.2, "confidence interval for a
+    quantile"; also D. J. Sheskin's handbook). Chooses the narrowest such symmetric pair with
+    coverage >= ``confidence``. The widest pair, ``[min, max]``, covers ``1 - 2 / 2**n``,
+    which is below 95 % for n <= 5: then the result is ``None``. Above n = 1000 the ranks
+    come from the normal approximation ``n/2 -+ z * sqrt(n) / 2``, widened by one rank.
+    Raises ``ValueError`` for n < 1.
     """
     if n < 1:
         raise ValueError("need at least one sample")
@@ -35,13 +45,13 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
         return lo, hi
     # Exact: [X_(k), X_(n-1-k)] (0-based) covers the median with 1 - 2 * P(B <= k).
     cdf = 0.0
-    best = 0
-    for k in range(n // 2):
+    best: int | None = None
+    for k in range((n + 1) // 2):
         cdf += math.comb(n, k) / 2**n
         if 1 - 2 * cdf < confidence:
             break
         best = k
-    return best, n - 1 - best
+    return (best, n - 1 - best) if best is not None else None
 
 
 def _normal_quantile(p: float) -> float:
@@ -88,7 +98,7 @@ def latency_stats(
     ms = np.asarray(samples_ns, dtype=np.float64) / NS_PER_MS
     ordered = np.sort(ms)
     p50, p90, p99 = (float(v) for v in np.percentile(ordered, [50, 90, 99]))
-    lo, hi = median_ci_ranks(len(ordered))
+    ranks = median_ci_ranks(len(ordered))
     gflops_per_s = gflops / (p50 / 1e3) if gflops and p50 > 0 else None
     peak_share = gflops_per_s / peak_gflops if gflops_per_s and peak_gflops else None
     return per_image(LatencyStats(
@@ -104,7 +114,8 @@ def latency_stats(
         mean_ms=float(ordered.mean()),
         std_ms=float(ordered.std(ddof=1)) if len(ordered) > 1 else 0.0,
         max_ms=float(ordered[-1]),
-        median_ci95_ms=(float(ordered[lo]), float(ordered[hi])),
+        median_ci95_ms=(float(ordered[ranks[0]]), float(ordered[ranks[1]])) if ranks
+        else None,
         throughput_ips=1e3 / p50 if p50 > 0 else 0.0,
         gflops_per_s=gflops_per_s,
         peak_share=peak_share,
@@ -119,11 +130,12 @@ def per_image(stats: LatencyStats, batch: int) -> LatencyStats:
     median and its interval divided by ``batch`` (every image of a batch finishes when the
     batch does, so this is the cost of an image, not the wait for one) and
     ``images_per_s = batch * 1000 / p50_ms``. Also for stats made elsewhere (a native tool's
-    summary). Raises ``ValueError`` for a batch below 1."""
+    summary). The per-image interval is ``None`` when the median's is (n < 6): dividing by
+    ``batch`` keeps the coverage. Raises ``ValueError`` for a batch below 1."""
     if batch < 1:
         raise ValueError(f"a batch holds at least one image, not {batch}")
-    lo, hi = stats.median_ci95_ms
+    ci = stats.median_ci95_ms
     return dataclasses.replace(
         stats, batch=batch, per_image_p50_ms=stats.p50_ms / batch,
-        per_image_median_ci95_ms=(lo / batch, hi / batch),
+        per_image_median_ci95_ms=(ci[0] / batch, ci[1] / batch) if ci is not None else None,
         images_per_s=batch * 1e3 / stats.p50_ms if stats.p50_ms > 0 else 0.0)

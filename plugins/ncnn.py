@@ -108,10 +108,14 @@ def _refuse_post_nms(source: Artifact) -> None:
 
     meta = read_metadata(Path(source.path))
     if meta is not None and meta.post_nms:
-        how = "NMS built in (nms=True)" if meta.nms else "the end-to-end (NMS-free) head"
+        # Ultralytics' nms: None (the default) exports the raw head, NMS left to the caller;
+        # True builds NMS in; False exports YOLOv10's / YOLO26's end-to-end branch.
+        how, fix = ("NMS built in (nms=True)", "without nms=True") if meta.nms else (
+            "the end-to-end (NMS-free) head", "with nms left unset (the default; not "
+            "nms=False)")
         raise CaseSkipped(f"ncnn cannot run {Path(source.path).name}: it was exported with "
-                          f"{how}, whose TopK ncnn lacks; export it without nms=True/False "
-                          "or pass the .pt (Ultralytics exports ncnn without that branch)")
+                          f"{how}, whose TopK ncnn lacks; export it again {fix}, or pass the "
+                          ".pt (Ultralytics exports ncnn without that branch)")
 
 
 def stage_ncnn(source: Artifact, imgsz: ImgSz | None) -> Artifact:

@@ -252,7 +252,10 @@ def test_class_count_mismatch_is_an_error_before_any_run(
     # nc too: names and nc that disagree are refused earlier, as Ultralytics refuses them
     data.write_text(text.replace("3: star", "3: star\n  4: hexagon").replace("nc: 4", "nc: 5"))
     err = _error(capsys, ["run", "-o", str(tmp_path / "out"), "--data", str(data)])
-    assert "predicts 4 classes but the dataset" in err and "has 5" in err
+    assert err.endswith(
+        f"predicts 4 classes but the dataset {data} has 5; pass the dataset the model was "
+        "trained on (--data), --no-accuracy (latency and memory only) or a folder of images "
+        "as --data (agreement with the float reference only)."), err
     assert not list((tmp_path / "out").glob("*/report.json"))
 
 
@@ -261,6 +264,37 @@ def test_no_accuracy_flag(tmp_path: Path, make_onnx) -> None:  # type: ignore[no
     found = only_report(tmp_path)["cases"]
     assert len(found) == 3
     assert all(c["status"] == "ok" and c["accuracy"] is None for c in found)
+
+
+def test_no_accuracy_does_not_read_the_dataset(
+        tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """Latency and memory need no dataset: a bad --data is not read with --no-accuracy; the
+    timed input is the embedded val image, as in a run without --data."""
+    model = make_onnx("conv", size=32)
+    bad = tmp_path / "annotations" / "instances_val.json"
+    bad.parent.mkdir()
+    bad.write_text("{}")  # not a COCO file: refused if it were read
+    assert main(["run", "-m", str(model), "-b", "onnxruntime", "-o", str(tmp_path / "out"),
+                 "--warmup", "1", "-n", "3", "--no-accuracy", "--data", str(bad)]) == 0
+    (case,) = only_report(tmp_path / "out")["cases"]
+    assert case["status"] == "ok" and case["accuracy"] is None
+    assert (f"edgebench: warning: with --no-accuracy the dataset {bad} is not evaluated; the "
+            "timed loop runs on the first embedded val image, as without --data.\n"
+            ) in capsys.readouterr().err
+
+
+def test_imgsz_on_a_static_model_is_said_on_the_terminal_and_in_the_case(
+        tmp_path: Path, make_onnx, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    model = make_onnx("conv", size=32)
+    assert main(["run", "-m", str(model), "-b", "onnxruntime", "-o", str(tmp_path / "out"),
+                 "--warmup", "1", "-n", "3", "--no-accuracy", "--imgsz", "256,320"]) == 0
+    (case,) = only_report(tmp_path / "out")["cases"]
+    note = ("--imgsz 256x320 is not used: the model's input is static at 32×32 "
+            "(height×width), which is what runs; --imgsz applies only to symbolic dims and "
+            ".pt exports")
+    assert case["status"] == "ok" and note in case["notes"]
+    err = capsys.readouterr().err
+    assert err.count(f"edgebench: warning: {case['case']['model']}: {note}.\n") == 1, err
 
 
 def test_bad_data_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -138,13 +138,38 @@ def test_malformed_label_leaves_the_image_out(yolo_root: Path, tmp_path: Path) -
     assert lo.reason == f"label {label}: labels require 5 columns, 3 columns detected"
 
 
+def test_official_coco_layouts_are_found(yolo_root: Path, tmp_path: Path) -> None:
+    """The COCO download (annotations/instances_val2017.json beside val2017/), and file_name
+    values holding a sub-path (relative to the dataset root), give the same images and
+    truth as Ultralytics' images/<split>/ layout."""
+    instances = to_coco(yolo_root, tmp_path / "coco")
+    reference = load_dataset(instances)
+    (tmp_path / "coco" / "images" / "val").rename(tmp_path / "coco" / "val")
+    (tmp_path / "coco" / "images").rmdir()
+    official = load_dataset(instances)
+    assert [im.path for im in official.images] == [
+        tmp_path / "coco" / "val" / im.path.name for im in reference.images]
+    assert [im.truth for im in official.images] == [im.truth for im in reference.images]
+    data = json.loads(instances.read_text())
+    for info in data["images"]:
+        info["file_name"] = f"val/{info['file_name']}"
+    instances.write_text(json.dumps(data))
+    sub_path = load_dataset(instances)
+    assert [im.path for im in sub_path.images] == [im.path for im in official.images]
+    assert [im.truth for im in sub_path.images] == [im.truth for im in reference.images]
+
+
 def test_coco_missing_image_and_bad_box(yolo_root: Path, tmp_path: Path) -> None:
     instances = to_coco(yolo_root, tmp_path / "coco")
     data = json.loads(instances.read_text())
     data["annotations"][0]["bbox"] = [5, 5, 10_000, 10]
     instances.write_text(json.dumps(data))
-    with pytest.raises(UserError, match="has a box outside image"):
+    with pytest.raises(UserError) as info:
         load_dataset(instances)
+    name, (h, w) = data["images"][0]["file_name"], (data["images"][0]["height"],
+                                                   data["images"][0]["width"])
+    assert str(info.value) == (f"{instances}: annotation 1 has a box outside image {name} "
+                               f"({h}×{w}, height×width).")
     data["annotations"][0]["bbox"] = [5, 5, 10, 10]
     data["images"][0]["file_name"] = "ghost.png"
     instances.write_text(json.dumps(data))
@@ -171,9 +196,10 @@ def test_coco_refusals(yolo_root: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         load_dataset(instances)
     assert str(info.value) == (
-        f"{instances} says image {first['file_name']} is {first['width']}x{first['height']} "
-        f"but it is {first['height']}x{first['width']} (after EXIF orientation), so boxes and "
-        "detections would be in different frames; correct its width and height in the file.")
+        f"{instances} says image {first['file_name']} is {first['height']}×{first['width']} "
+        f"(height×width) but it is {first['width']}×{first['height']} (after EXIF "
+        "orientation), so boxes and detections would be in different frames; correct its "
+        "width and height in the file.")
 
 
 def test_not_a_dataset_file(tmp_path: Path) -> None:

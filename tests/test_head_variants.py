@@ -241,8 +241,8 @@ def test_other_backends(models: dict[str, Path], tmp_path: Path) -> None:
     assert len(refused) == 1
     assert refused[0]["reason"] == (
         "ncnn cannot run model.onnx: it was exported with the end-to-end (NMS-free) head, "
-        "whose TopK ncnn lacks; export it without nms=True/False or pass the .pt "
-        "(Ultralytics exports ncnn without that branch)")
+        "whose TopK ncnn lacks; export it again with nms left unset (the default; not "
+        "nms=False), or pass the .pt (Ultralytics exports ncnn without that branch)")
 
 
 def test_nms_export_map_matches_ultralytics_val(models: dict[str, Path],
@@ -262,3 +262,37 @@ def test_nms_export_map_matches_ultralytics_val(models: dict[str, Path],
     assert theirs["map50_95"] > 0.5  # the trained model: a meaningful figure
     assert abs(ours["map50_95"] - theirs["map50_95"]) < 0.01
     assert abs(ours["map50"] - theirs["map50"]) < 0.01
+
+
+@pytest.mark.parametrize(("metadata", "how", "fix"), [
+    ({"task": "detect", "args": "{'nms': True}", "end2end": "False"},
+     "NMS built in (nms=True)", "without nms=True"),
+    ({"task": "detect", "args": "{'nms': False}", "end2end": "True"},
+     "the end-to-end (NMS-free) head", "with nms left unset (the default; not nms=False)"),
+])
+def test_ncnn_refusal_of_post_nms_exports_says_how_to_export(
+        metadata: dict[str, str], how: str, fix: str, tmp_path: Path) -> None:
+    """Refused before pnnx, from the model's Ultralytics metadata (a stand-in graph: the
+    refusal reads only the metadata); the sentence says which export option to change."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    model = helper.make_model(helper.make_graph([helper.make_node("Conv", ["images", "w"],
+                                                                  ["y"])], "g", [x], [y], [w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in metadata.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    assert main(["run", "-m", str(path), "-b", "ncnn", "--no-accuracy", "-n", "2",
+                 "--warmup", "0", "-o", str(tmp_path / "out")]) == 0
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    (case,) = json.loads(report.read_text())["cases"]
+    assert case["status"] == "skipped"
+    assert case["reason"] == (
+        f"ncnn cannot run m.onnx: it was exported with {how}, whose TopK ncnn lacks; export "
+        f"it again {fix}, or pass the .pt (Ultralytics exports ncnn without that branch)")

@@ -160,3 +160,47 @@ def test_backend_option_reaches_the_runner_and_the_case_id(tmp_path: Path) -> No
     (case,) = json.loads(report.read_text())["cases"]
     assert case["case"]["id"].endswith("|graph_optimization_level=basic")
     assert case["runtime"]["details"]["graph_optimization_level"] == "basic"
+
+
+FILE_HINT = "twice; give each value once (for more samples use repeats or iterations)."
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[run]\nbackends = ['onnxruntime', 'onnxruntime']\n",
+     f"{{tmp}}/m.toml:2: [run] backends names 'onnxruntime' {FILE_HINT}"),
+    ("[run]\ndevices = ['local', 'ssh://pi', 'local']\n",
+     f"{{tmp}}/m.toml:2: [run] devices names 'local' {FILE_HINT}"),
+    ("[run]\nmodels = ['a.onnx', './a.onnx']\n",
+     f"{{tmp}}/m.toml:2: [run] models names '{{tmp}}/a.onnx' {FILE_HINT}"),
+    ("[run]\ncompress = ['int8', 'int8']\n",
+     f"{{tmp}}/m.toml:2: [run] compress names 'int8' {FILE_HINT}"),
+    ("[settings]\nthreads = [2, 1, 2]\n",
+     f"{{tmp}}/m.toml:2: [settings] threads names '2' {FILE_HINT}"),
+])
+def test_a_value_repeated_in_the_file_is_refused(tmp_path: Path, text: str,
+                                                 message: str) -> None:
+    with pytest.raises(UserError) as err:
+        MatrixFile(write(tmp_path, text))
+    assert str(err.value) == message.replace("{tmp}", str(tmp_path))
+
+
+FLAG_HINT = "twice; give each value once (for more samples use --repeats or --iterations)."
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-b", "onnxruntime,onnxruntime"], f"--backend names 'onnxruntime' {FLAG_HINT}"),
+    (["-b", "onnxruntime", "-b", "litert,onnxruntime"],
+     f"--backend names 'onnxruntime' {FLAG_HINT}"),
+    (["-d", "local", "-d", "local"], f"--device names 'local' {FLAG_HINT}"),
+    (["-m", "{tmp}/a.onnx", "-m", "{tmp}/b/../a.onnx"], f"--model names '{{tmp}}/b/../a.onnx' "
+                                                     f"{FLAG_HINT}"),
+    (["--threads", "1", "--threads", "1"], f"--threads names '1' {FLAG_HINT}"),
+])
+def test_a_value_repeated_in_the_flags_exits_2_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+        message: str) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["run", *argv, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(message.replace("{tmp}", str(tmp_path))), err
+    assert not (tmp_path / "out").exists()

@@ -54,10 +54,34 @@ def test_median_ci_large_n_normal_approximation_is_close_to_exact() -> None:
     assert lo < 1000 < hi
 
 
-def test_tiny_samples_get_the_widest_interval() -> None:
-    assert median_ci_ranks(3) == (0, 2)
+def test_below_six_samples_there_is_no_95_percent_interval() -> None:
+    # [min, max] of n samples covers the median with 1 - 2 / 2**n: 93.75 % at n = 5,
+    # 96.9 % at n = 6 (binomial, computed here independently of the code).
+    for n in range(1, 6):
+        assert 1 - 2 / 2**n < 0.95
+        assert median_ci_ranks(n) is None, n
+    assert 1 - 2 / 2**6 >= 0.95 and median_ci_ranks(6) == (0, 5)
+    s = latency_stats([k * MS for k in (28, 1933, 30, 29, 31)])
+    assert s.median_ci95_ms is None and s.per_image_median_ci95_ms is None
+    assert latency_stats([k * MS for k in (28, 1933, 30, 29, 31)], batch=2) \
+        .per_image_median_ci95_ms is None
     s = latency_stats([MS])
-    assert s.median_ci95_ms == (1.0, 1.0) and s.std_ms == 0.0
+    assert s.median_ci95_ms is None and s.std_ms == 0.0
+    six = latency_stats([k * MS for k in range(1, 7)], batch=2)
+    assert six.median_ci95_ms == (1.0, 6.0) and six.per_image_median_ci95_ms == (0.5, 3.0)
+
+
+def test_markdown_report_shows_a_dash_and_says_why_without_an_interval() -> None:
+    from test_records_and_schema import sample_report
+
+    from edgebench.reports.html import render_html
+    from edgebench.reports.markdown import NO_CI_NOTE, render_markdown
+
+    report = sample_report()  # its measured case has 3 samples
+    text = render_markdown(report)
+    assert "| –¹ |" in text and NO_CI_NOTE in text
+    assert NO_CI_NOTE.startswith("¹ No 95 % interval of the median")
+    assert "No 95 % interval of the median" in render_html(report)
 
 
 def test_normal_quantile() -> None:

@@ -17,6 +17,7 @@ from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
 from .markdown import (
     HEADER,
+    NO_CI_NOTE,
     evaluation_sets,
     no_reference_detections,
     no_reference_detections_note,
@@ -116,8 +117,11 @@ def backend_bars(cases: Sequence[CaseResult]) -> str:
     ax = fig.add_subplot()
     labels = [_label(r) for r in measured]
     p50 = [r.latency.p50_ms for r in measured]  # type: ignore[union-attr]
-    lo = [r.latency.p50_ms - r.latency.median_ci95_ms[0] for r in measured]  # type: ignore[union-attr]
-    hi = [r.latency.median_ci95_ms[1] - r.latency.p50_ms for r in measured]  # type: ignore[union-attr]
+    cis = [r.latency.median_ci95_ms for r in measured]  # type: ignore[union-attr]
+    p50s = [r.latency.p50_ms for r in measured]  # type: ignore[union-attr]
+    # no bar where there is no 95 % interval (n < 6)
+    lo = [p - ci[0] if ci is not None else 0.0 for p, ci in zip(p50s, cis, strict=True)]
+    hi = [ci[1] - p if ci is not None else 0.0 for p, ci in zip(p50s, cis, strict=True)]
     backends = sorted({r.case.backend for r in measured})
     colours = {b: f"C{i}" for i, b in enumerate(backends)}
     ax.barh(range(len(measured)), p50, xerr=[lo, hi], capsize=3,
@@ -175,6 +179,8 @@ def render_html(report: RunReport) -> str:
                      "per inference; its latency figures (and the plots) are per inference "
                      "(per batch), with the median per image (p50 / B) and images/s "
                      "(B / p50) in brackets.</p>")
+    if any(r.latency is not None and r.latency.median_ci95_ms is None for r in report.cases):
+        parts.append(f"<p class=muted>{e(NO_CI_NOTE)}</p>")
     rows = tradeoffs(report)
     if rows:
         head = [c.strip() for c in TRADEOFF_HEADER.split("\n")[0].strip("|").split("|")]

@@ -90,13 +90,13 @@ def result_row(r: CaseResult) -> str:
     cells = [r.case.model, pipeline_label(r), (art.precision if art else None) or "–",
              input_size(r), r.case.backend, r.case.device, str(threads), r.status.value]
     if lat is not None:
-        lo, hi = lat.median_ci95_ms
+        ci = lat.median_ci95_ms
         p50, rate = _ms(lat.p50_ms), f"{lat.throughput_ips:.1f}"
         if lat.batch > 1 and lat.per_image_p50_ms is not None and lat.images_per_s is not None:
             p50 += f" (batch {lat.batch}: {lat.per_image_p50_ms:.2f}/image)"
             rate += f" ({lat.images_per_s:.1f} images/s)"
-        cells += [p50, f"{lo:.2f}–{hi:.2f}", _ms(lat.p90_ms), _ms(lat.p99_ms),
-                  _ms(lat.cpu_p50_ms), rate, str(lat.n)]
+        cells += [p50, f"{ci[0]:.2f}–{ci[1]:.2f}" if ci is not None else "–¹",
+                  _ms(lat.p90_ms), _ms(lat.p99_ms), _ms(lat.cpu_p50_ms), rate, str(lat.n)]
     else:
         cells += ["–"] * 7
     cells += [_mib(mem.peak_rss_bytes if mem else None),
@@ -124,6 +124,11 @@ HEADER = (
 )
 
 
+NO_CI_NOTE = ("¹ No 95 % interval of the median: with fewer than 6 samples no pair of order "
+              "statistics covers the median with 95 % probability ([min, max] of 5 covers "
+              "93.75 %); run more iterations (-n).")
+
+
 def render_markdown(report: RunReport) -> str:
     lines = [f"# edgebench run {report.run_id}", "",
              f"edgebench {report.tool_version}, report schema {report.schema_version}, "
@@ -138,6 +143,8 @@ def render_markdown(report: RunReport) -> str:
     if any(r.latency is not None and r.latency.cpu_p50_ms is not None for r in report.cases):
         lines += ["", "CPU p50: the median CPU time of the runner process (all its threads) "
                   "per inference; busy neighbours stretch the wall times, hardly this."]
+    if any(r.latency is not None and r.latency.median_ci95_ms is None for r in report.cases):
+        lines += ["", NO_CI_NOTE]
     batched = [r for r in report.cases if r.latency is not None and r.latency.batch > 1]
     if batched:
         lines += ["", "Batch: a model with a static batch of B runs B images per inference; "
