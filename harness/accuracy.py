@@ -138,24 +138,33 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))
 
 
+def match_detections(ref: Detections, cand: Detections, iou: float = 0.5
+                     ) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching of one image's detections: each reference box, highest
+    score first, takes the unused candidate box of the same class with the highest IoU, if
+    that IoU is ``iou`` or more. Returns the (reference index, candidate index) pairs."""
+    if not len(ref.scores) or not len(cand.scores):
+        return []
+    ious = box_iou(ref.boxes, cand.boxes)
+    ious[ref.classes[:, None] != cand.classes[None, :]] = 0.0
+    used = np.zeros(len(cand.scores), dtype=bool)
+    pairs: list[tuple[int, int]] = []
+    for r in np.argsort(-ref.scores, kind="stable"):
+        row = np.where(used, 0.0, ious[r])
+        best = int(row.argmax())
+        if row[best] >= iou:
+            used[best] = True
+            pairs.append((int(r), best))
+    return pairs
+
+
 def detection_agreement(reference: Sequence[Detections], candidate: Sequence[Detections],
                         iou: float = 0.5) -> tuple[float | None, int]:
-    """Share of reference boxes matched (IoU >= ``iou``, same class, one-to-one, greedy by
-    reference score) by a candidate box; and the number of reference boxes."""
-    total = matched = 0
-    for ref, cand in zip(reference, candidate):
-        total += len(ref.scores)
-        if not len(ref.scores) or not len(cand.scores):
-            continue
-        ious = box_iou(ref.boxes, cand.boxes)
-        ious[ref.classes[:, None] != cand.classes[None, :]] = 0.0
-        used = np.zeros(len(cand.scores), dtype=bool)
-        for r in np.argsort(-ref.scores, kind="stable"):
-            row = np.where(used, 0.0, ious[r])
-            best = int(row.argmax())
-            if row[best] >= iou:
-                used[best] = True
-                matched += 1
+    """Share of reference boxes matched by a candidate box (:func:`match_detections`); and
+    the number of reference boxes."""
+    total = sum(len(ref.scores) for ref in reference)
+    matched = sum(len(match_detections(ref, cand, iou))
+                  for ref, cand in zip(reference, candidate))
     return (matched / total if total else None), total
 
 

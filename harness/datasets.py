@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import UserError
 from .image_files import IMAGE_SUFFIXES as IMAGE_SUFFIXES  # re-exported (compression.py)
-from .image_files import check_image, is_image
+from .image_files import ImageCheck, check_image, is_image
 
 _MAX_NAMED_WARNINGS = 10  # stderr names this many images per warning; the report names all
 
@@ -192,18 +192,28 @@ def _images_in(directory: Path) -> list[Path]:
     return images
 
 
+
+def _usable(path: Path, left_out: list[LeftOut], notes: list[str]) -> ImageCheck | None:
+    """:func:`check_image` of ``path``: ``None`` (and ``path`` added to ``left_out`` with the
+    reason) when Ultralytics would leave it out; else its check, any warning added to
+    ``notes``."""
+    check = check_image(path)
+    if check.problem:
+        left_out.append(LeftOut(path, check.problem))
+        return None
+    if check.note:
+        notes.append(f"{path}: {check.note}")
+    return check
+
 def load_unlabelled(directory: Path, *, limit: int | None = None) -> Dataset:
     candidates = _images_in(directory)[:limit]
     images: list[EvalImage] = []
     left_out: list[LeftOut] = []
     notes: list[str] = []
     for path in candidates:
-        check = check_image(path)
-        if check.problem:
-            left_out.append(LeftOut(path, check.problem))
+        check = _usable(path, left_out, notes)
+        if check is None:
             continue
-        if check.note:
-            notes.append(f"{path}: {check.note}")
         images.append(EvalImage(path, check.width, check.height, truth=None))
     _finish(str(directory), len(candidates), images, left_out, notes)
     return Dataset(name=str(directory), class_names=(), images=tuple(images), labelled=False,
@@ -340,12 +350,9 @@ def load_yolo(data_yaml: Path, *, split: str = "val", name: str | None = None,
     notes: list[str] = []
     background: list[str] = []
     for image_path in candidates:
-        check = check_image(image_path)
-        if check.problem:
-            left_out.append(LeftOut(image_path, check.problem))
+        check = _usable(image_path, left_out, notes)
+        if check is None:
             continue
-        if check.note:
-            notes.append(f"{image_path}: {check.note}")
         label = _label_path(image_path)
         if not label.is_file():
             background.append(str(image_path))
@@ -510,12 +517,9 @@ def load_coco(instances: Path, *, limit: int | None = None) -> Dataset:
         if path is None:
             raise UserError(f"{instances} lists image {info['file_name']!r}, which is in none "
                             f"of {', '.join(str(r) for r in roots)}.")
-        check = check_image(path)
-        if check.problem:
-            left_out.append(LeftOut(path, check.problem))
+        check = _usable(path, left_out, notes)
+        if check is None:
             continue
-        if check.note:
-            notes.append(f"{path}: {check.note}")
         width, height = int(info["width"]), int(info["height"])
         if (check.width, check.height) != (width, height):
             raise UserError(f"{instances} says image {info['file_name']} is {height}×{width} "

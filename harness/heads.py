@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accuracy import Detections, canonical, decode, detection_agreement
+from .accuracy import Detections, canonical, decode, detection_agreement, match_detections
 from .model_metadata import ModelMetadata
 from .preprocess import Letterbox
 from .records import Fidelity
@@ -260,23 +260,12 @@ def detections_fidelity(reference_name: str, reference: Sequence[np.ndarray],
     differences are those of matched pairs. ``max_abs``/``mean_abs`` are of the raw outputs
     when they have the same shape (informational), else of the matched boxes.
     """
-    from .accuracy import box_iou
-
     box_d: list[float] = []
     score_d: list[float] = []
     for ref, cand, lb in zip(ref_dets, cand_dets, letterboxes):
-        if not len(ref.scores) or not len(cand.scores):
-            continue
-        ious = box_iou(ref.boxes, cand.boxes)
-        ious[ref.classes[:, None] != cand.classes[None, :]] = 0.0
-        used = np.zeros(len(cand.scores), dtype=bool)
-        for r in np.argsort(-ref.scores, kind="stable"):
-            row = np.where(used, 0.0, ious[r])
-            best = int(row.argmax())
-            if row[best] >= 0.5:
-                used[best] = True
-                box_d.append(float(np.abs(ref.boxes[r] - cand.boxes[best]).max() * lb.ratio))
-                score_d.append(abs(float(ref.scores[r] - cand.scores[best])))
+        for r, c in match_detections(ref, cand):
+            box_d.append(float(np.abs(ref.boxes[r] - cand.boxes[c]).max() * lb.ratio))
+            score_d.append(abs(float(ref.scores[r] - cand.scores[c])))
     agreement, n_ref = detection_agreement(ref_dets, cand_dets)
     box_max = max(box_d, default=0.0)
     score_max = max(score_d, default=0.0)
