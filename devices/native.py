@@ -172,6 +172,9 @@ def parse_perf_test(stdout: str) -> Summary:
         missing = "request count ('Total inference requests')" if count is None \
             else "mean ('Average inference time cost')"
         raise ParseError(f"no {missing}; {_ending(stdout)}")
+    if count < 1:
+        raise ParseError(f"no timed run: 'Total inference requests' is {count:g}; "
+                         f"{_ending(stdout)}")
 
     def latency_ms(name: str) -> float | None:
         seconds = _last(name + r" Latency(?::| is)\s*" + _NUM + r"\s*s", lines)
@@ -276,6 +279,9 @@ def parse_benchncnn(stdout: str, loop_count: int | None = None) -> Summary:
         raise ParseError(f"unreadable line {found[-1].group(0)!r}; {_ending(stdout)}")
     declared = _last(r"loop_count = " + _NUM, lines)
     count = int(declared) if declared is not None else (loop_count or 0)
+    if count < 1:
+        raise ParseError(f"no run count: no 'loop_count = N' line and no loop count given; "
+                         f"{_ending(stdout)}")
     return Summary(tool="benchncnn", count=count, min_ms=lo, max_ms=hi, mean_ms=mean)
 
 
@@ -290,7 +296,8 @@ def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float |
               if value is None]
     note = (f"latency from {summary.tool}'s own summary of {summary.count} runs: no "
             "per-iteration samples" + (f"; {'; '.join(filled)}" if filled else "")
-            + ("; median interval = [min, max]" if median_ci_ranks(summary.count) else
+            + ("; median interval = [min, max]" if summary.count >= 1
+               and median_ci_ranks(summary.count) else
                f"; no median interval: [min, max] of {summary.count} runs covers under 95 %"))
     gflops_per_s = gflops / (p50 / 1e3) if gflops and p50 > 0 else None
     return LatencyStats(

@@ -182,3 +182,16 @@ def test_benchncnn_without_a_result_line() -> None:
     assert str(err.value) == (
         "no 'NAME  min = ...  max = ...  avg = ...' line; the output ends with: "
         "'powersave = 0' / 'gpu_device = 1' / 'cooling_down = 0'")
+
+
+def test_a_summary_of_zero_runs_is_no_figure() -> None:
+    """Found by the fuzzer: a summary of 0 requests parsed, then failed in the statistics."""
+    with pytest.raises(ParseError) as perf:
+        parse_perf_test("Total inference requests: 0\nAverage inference time cost total: 0 ms")
+    assert str(perf.value) == ("no timed run: 'Total inference requests' is 0; the output "
+                               "ends with: 'Total inference requests: 0' / 'Average inference "
+                               "time cost total: 0 ms'")
+    with pytest.raises(ParseError) as ncnn:
+        parse_benchncnn("model  min = 1.00  max = 2.00  avg = 1.50")
+    assert str(ncnn.value).startswith("no run count: no 'loop_count = N' line and no loop "
+                                      "count given; ")
