@@ -97,7 +97,7 @@ def interleaved_ms(report: dict[str, Any], threads: int, rounds: int) -> dict[st
     unlike the run's cases, which run one after another."""
     import numpy as np
 
-    from edgebench.plugins.host_eval import median_latencies_ms, session
+    from edgebench.plugins.compression.host_eval import median_latencies_ms, session
 
     labels, runners = [], []
     for c in report["cases"]:

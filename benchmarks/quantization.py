@@ -25,13 +25,18 @@ from edgebench.config import ASSETS
 from edgebench.contracts import CompressionContext
 from edgebench.datasets import load_yolo
 from edgebench.pipeline import load_source
-from edgebench.plugins import host_eval as he
-from edgebench.plugins.litert import LiteRTBackend
-from edgebench.plugins.mixed_precision import OnnxMixedPrecision
-from edgebench.plugins.ncnn import NcnnBackend
-from edgebench.plugins.quantize_litert import LiteRTDynamic, LiteRTFp16, LiteRTInt8, LiteRTW8A16
-from edgebench.plugins.quantize_ncnn import NcnnFp16
-from edgebench.plugins.quantize_onnx import OnnxDynamic, OnnxInt8, artifact_meta
+from edgebench.plugins.backends.litert.plugin import LiteRTBackend
+from edgebench.plugins.backends.ncnn.plugin import NcnnBackend
+from edgebench.plugins.compression import host_eval as he
+from edgebench.plugins.compression.mixed_precision import OnnxMixedPrecision
+from edgebench.plugins.compression.quantize_litert import (
+    LiteRTDynamic,
+    LiteRTFp16,
+    LiteRTInt8,
+    LiteRTW8A16,
+)
+from edgebench.plugins.compression.quantize_ncnn import NcnnFp16
+from edgebench.plugins.compression.quantize_onnx import OnnxDynamic, OnnxInt8, artifact_meta
 from edgebench.shapes import default_shapes_dataset
 
 Row = dict[str, Any]
@@ -91,8 +96,8 @@ def onnx_rows(context: CompressionContext, source: Any, data: he.EvalSet, thread
         inp = sess.get_inputs()[0].name
         named.append((name, art.path, lambda x, s=sess, i=inp: s.run(None, {i: x}),
                       he.onnx_map(sess, data)))
-    searches = {"budget 1.0": artifact_meta(Path(mixed.path)),
-                "budget 0.1": artifact_meta(Path(tight.path))}
+    searches = {"budget 1.0": artifact_meta(mixed.path),
+                "budget 0.1": artifact_meta(tight.path)}
     for meta in searches.values():
         meta.pop("kept_float", None)
     return measure(named, 7, 10, data), searches
@@ -145,7 +150,7 @@ def ncnn_rows(context: CompressionContext, source: Any, data: he.EvalSet,
     fp16 = make(NcnnFp16, fp32, context)
     named = []
     for name, art in (("fp32", fp32), ("fp16 (weights + storage + arithmetic)", fp16)):
-        run = ncnn_model(Path(art.path), threads)
+        run = ncnn_model(art.path, threads)
         outputs = [run(t) for t in data.tensors]
         named.append((name, art.path, run,
                       he.map_of_outputs(outputs, data, he.AccuracySettings(),

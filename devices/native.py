@@ -385,7 +385,7 @@ class OrtPerfTest(_Tool):
         binary = self._install(device)
         case_dir = device.workdir / f"ort-{artifact.sha256[:16]}"
         model = case_dir / "model.onnx"
-        _push(device, Path(artifact.path), model, "push of the model")
+        _push(device, artifact.path, model, "push of the model")
         with tempfile.TemporaryDirectory(prefix="edgebench-native-") as tmp:
             with np.load(inputs, allow_pickle=False) as data:
                 for i, name in enumerate(data.files):
@@ -432,7 +432,7 @@ class TfliteBenchmarkModel(_Tool):
                 info: DeviceInfo) -> NativeMeasurement:
         binary = self._install(device)
         model = device.workdir / "models" / f"{artifact.sha256[:16]}.tflite"
-        _push(device, Path(artifact.path), model, "push of the model")
+        _push(device, artifact.path, model, "push of the model")
         argv = [str(binary), f"--graph={model}", f"--num_runs={settings.iterations}",
                 f"--warmup_runs={settings.warmup_iterations}",
                 f"--warmup_min_secs={settings.warmup_s:g}",
@@ -460,7 +460,7 @@ class BenchNcnn(_Tool):
     def measure(self, device: Device, artifact: Artifact, inputs: Path, settings: RunSettings,
                 info: DeviceInfo) -> NativeMeasurement:
         binary = self._install(device)
-        source = Path(artifact.path)
+        source = artifact.path
         params = sorted(source.glob("*.param")) if source.is_dir() else [source]
         if not params or params[0].suffix != ".param":
             raise CaseError(f"benchncnn needs an ncnn .param file, got {source.name}")

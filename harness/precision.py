@@ -194,5 +194,5 @@ def with_precision(artifact: Artifact) -> Artifact:
     graph when it does not have one yet (any backend's format this module reads)."""
     if artifact.precision is not None:
         return artifact
-    found = artifact_precision(Path(artifact.path), artifact.format)
+    found = artifact_precision(artifact.path, artifact.format)
     return dataclasses.replace(artifact, precision=found) if found else artifact

@@ -17,6 +17,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from typing import Any, TypeVar, Union
 
 SCHEMA_VERSION = 2
@@ -81,7 +82,8 @@ class DeviceInfo:
 class Artifact:
     """A model file in one format, identified by the hash of its content."""
 
-    path: str
+    path: Path
+    """The model file (an ncnn model: its directory). Written to the report as a string."""
     format: str
     sha256: str
     size_bytes: int
@@ -387,6 +389,8 @@ def to_json_dict(record: Any) -> Any:
         return [to_json_dict(v) for v in record]
     if isinstance(record, Mapping):
         return {str(k): to_json_dict(v) for k, v in record.items()}
+    if isinstance(record, PurePath):
+        return str(record)
     return record
 
 
@@ -447,6 +451,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
         args = typing.get_args(tp) or (str, Any)
         return {str(k): _convert(args[1], v, f"{where}[{k!r}]") for k, v in value.items()}
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a path string, got {value!r}")
+        return Path(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: expected a number, got {value!r}")

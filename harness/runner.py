@@ -120,13 +120,13 @@ def refuse_batch(backend: Backend, model: Artifact) -> None:
     if limit is None or size <= limit:
         return
     runs = "one image" if limit == 1 else f"at most {limit} images"
-    raise CaseSkipped(f"{backend.name} runs {runs} per inference but {Path(model.path).name} "
+    raise CaseSkipped(f"{backend.name} runs {runs} per inference but {model.path.name} "
                       f"has a static batch of {size}; export the model with batch={limit} for "
                       f"{backend.name}")
 
 
 def model_label(artifact: Artifact) -> str:
-    return f"{Path(artifact.path).stem}@{artifact.sha256[:8]}"
+    return f"{artifact.path.stem}@{artifact.sha256[:8]}"
 
 
 def case_id(model: str, pipeline: tuple[str, ...], backend: str, device: str,
@@ -184,7 +184,7 @@ def precision_notes(artifact: Artifact, source: Artifact) -> tuple[str, ...]:
     if artifact.pipeline or made is None or given is None or made == given:
         return ()
     return (f"the {artifact.format} model holds {made} weights, its source "
-            f"{Path(source.path).name} {given} ({artifact.converter or 'converted'})",)
+            f"{source.path.name} {given} ({artifact.converter or 'converted'})",)
 
 
 def agreement_verdict(result: CaseResult) -> CaseResult:
@@ -283,7 +283,7 @@ class CaseExecutor:
         agent = self.agents[device.uri]
         settings = plan.case.settings
         job = RunnerJob(
-            runner=plan.backend.runner(), model=Path(plan.artifact.path),
+            runner=plan.backend.runner(), model=plan.artifact.path,
             model_key=plan.artifact.sha256[:16], inputs=plan.batch.timing_input,
             accuracy_inputs=plan.batch.tensors
             if self.accuracy is not None and plan.case.id not in self._evaluated else None,
@@ -514,9 +514,9 @@ class Session:
         """The Ultralytics metadata of ``artifact``, else of its source, else of another
         artifact made from the same source (a ``.pt`` carries none readable without torch;
         its exports do; a pnnx conversion of an ONNX keeps none)."""
-        found = read_metadata(Path(artifact.path))
+        found = read_metadata(artifact.path)
         if source.sha256 not in self._metadata or self._metadata[source.sha256] is None:
-            self._metadata[source.sha256] = found or read_metadata(Path(source.path))
+            self._metadata[source.sha256] = found or read_metadata(source.path)
         return found or self._metadata[source.sha256]
 
     def _reference_for(self, source: Artifact, batch: AccuracyBatch,
@@ -541,7 +541,7 @@ class Session:
             except CaseError as exc:
                 computed = None, f"the float reference failed on the host: {exc}"
             if computed[0] is not None:
-                self._check_classes(computed[0], Path(source.path).name, metadata)
+                self._check_classes(computed[0], source.path.name, metadata)
             self._references[key] = computed
         return self._references[key]
 
@@ -582,12 +582,12 @@ class Session:
         import importlib.metadata
 
         name = (f"onnxruntime {importlib.metadata.version('onnxruntime')} on the host, "
-                f"graph optimisations off, {Path(onnx_source.path).name}")
+                f"graph optimisations off, {onnx_source.path.name}")
         # the timing input keyed by the ONNX's own input name (the batch may be another
         # backend's, e.g. LiteRT's serving_default_args_0), as many images as the batch's
         own = batched(prepare_batch(batch.dataset, onnx_source.input_name or "images",
                                     batch.input_hw, cache_root()), batch.batch)
-        job = RunnerJob(runner=ort.cls().runner(), model=Path(onnx_source.path),
+        job = RunnerJob(runner=ort.cls().runner(), model=onnx_source.path,
                         model_key=onnx_source.sha256[:16], inputs=own.timing_input,
                         accuracy_inputs=batch.tensors,
                         request={"warmup_iterations": 0, "iterations": 1, "threads": None,

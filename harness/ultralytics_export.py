@@ -33,7 +33,7 @@ def _safe_loading() -> None:
     import torch
 
     try:
-        from edgebench.plugins.c2f_split import C2fSplit
+        from edgebench.plugins.compression.c2f_split import C2fSplit
     except ImportError:  # the plugins are not installed: nothing of ours to allow
         return
     torch.serialization.add_safe_globals([C2fSplit])

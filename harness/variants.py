@@ -99,7 +99,7 @@ class Variants:
                 steps = pipeline.model_steps(self.registry)
                 if steps and pytorch is None:
                     raise UserError(f"compression step {steps[0].name!r} changes the PyTorch "
-                                    f"model, and {Path(source.path).name} is "
+                                    f"model, and {source.path.name} is "
                                     f"{source.format}; pass the .pt (--model model.pt).")
             check_steps(self.pipelines[1:], self.registry, self.context(source, pytorch))
         self._checked = [s.sha256 for s in sources]
@@ -118,7 +118,7 @@ class Variants:
         if not steps:
             return ModelVariant(pipeline, source, pytorch)
         assert pytorch is not None  # check() refused this
-        _announce(pipeline.label, Path(source.path).name)
+        _announce(pipeline.label, source.path.name)
         try:
             model, notes = apply_steps(pytorch, steps, "pt", self.registry,
                                        self.context(pytorch, pytorch))
@@ -139,7 +139,7 @@ class Variants:
         assert variant.source is not None
         for step in steps:  # a step missing for this format: skipped before any work
             compressor_for(step, exported.format, self.registry)
-        _announce(variant.pipeline.label, Path(exported.path).name)
+        _announce(variant.pipeline.label, exported.path.name)
         try:
             artifact, notes = apply_steps(exported, steps, exported.format, self.registry,
                                           self.context(variant.source, variant.pytorch))
@@ -168,7 +168,7 @@ def compress_model(source: Artifact, pipeline_text: str, registry: Registry, *,
     if pipelines[0].format_steps(registry) and backend is None:
         raise UserError(f"{pipelines[0].format_steps(registry)[0].name!r} works on a "
                         "backend's format; pass --backend (e.g. onnxruntime).")
-    matrix = Matrix(models=(Path(source.path),), imgsz=imgsz, compress=(pipeline_text,),
+    matrix = Matrix(models=(source.path,), imgsz=imgsz, compress=(pipeline_text,),
                     train_data=train_data)
     with tempfile.TemporaryDirectory(prefix="edgebench-compress-") as tmp:
         variants = Variants(matrix, registry, Path(tmp))
@@ -185,7 +185,7 @@ def compress_model(source: Artifact, pipeline_text: str, registry: Registry, *,
                 artifact, notes = variants.format_variant(exported, variant)
             except (CaseError, CaseSkipped) as exc:
                 raise UserError(f"{pipeline_text} for {backend} failed: {exc}.") from None
-    built = Path(artifact.path)
+    built = artifact.path
     if output.exists() and output.is_dir() and not built.is_dir():
         output = output / built.name
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -193,4 +193,4 @@ def compress_model(source: Artifact, pipeline_text: str, registry: Registry, *,
         shutil.copytree(built, output, dirs_exist_ok=True)
     else:
         shutil.copyfile(built, output)
-    return dataclasses.replace(artifact, path=str(output.resolve())), notes
+    return dataclasses.replace(artifact, path=output.resolve()), notes

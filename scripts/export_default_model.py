@@ -36,7 +36,7 @@ def main() -> int:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-            exported = Path(artifact.path)
+            exported = artifact.path
             if exported.is_dir():
                 shutil.copytree(exported, target)
             else:

@@ -12,7 +12,7 @@ from edgebench.config import ASSETS
 from edgebench.contracts import CompressionContext
 from edgebench.datasets import load_yolo
 from edgebench.pipeline import load_source
-from edgebench.plugins import host_eval
+from edgebench.plugins.compression import host_eval
 from edgebench.records import Artifact
 from edgebench.shapes import default_shapes_dataset
 

@@ -18,8 +18,8 @@ from edgebench.cli import main
 from edgebench.config import ASSETS
 from edgebench.contracts import resolve_options
 from edgebench.errors import UserError
-from edgebench.plugins.litert import LiteRTBackend
-from edgebench.plugins.ncnn import NcnnBackend
+from edgebench.plugins.backends.litert.plugin import LiteRTBackend
+from edgebench.plugins.backends.ncnn.plugin import NcnnBackend
 from edgebench.records import Fidelity
 
 FAST = ["--warmup", "1", "-n", "3", "--images", "6"]
@@ -79,7 +79,8 @@ def test_silent_fp16_weights_fail_the_fp32_tolerance(
     """pnnx writes fp16 weights unless told otherwise: a converter that did so silently is
     caught by the precision read from the graph (labelled fp16, never fp32, with a note)
     and judged by the fp16 tolerance; its outputs are outside the fp32 one."""
-    from edgebench.pipeline import load_source, onnx_to_ncnn
+    from edgebench.pipeline import load_source
+    from edgebench.plugins.backends.ncnn.pnnx import onnx_to_ncnn
 
     fp16 = onnx_to_ncnn(load_source(embedded_onnx), imgsz=None, fp16_weights=True)
     assert "fp16 weights" in (fp16.converter or "")

@@ -103,7 +103,7 @@ def test_per_image_latency_is_the_per_batch_figure_over_the_batch() -> None:
 def test_calibration_and_host_evaluation_feed_a_static_batch(tmp_path: Path) -> None:
     """int8 calibration and the host-side mAP of compression steps feed a batch-B model B
     images at a time (an ONNX Runtime session of a batch-2 model refuses one image)."""
-    from edgebench.plugins.calibration import CalibrationReader
+    from edgebench.plugins.compression.calibration import CalibrationReader
 
     images = sorted((embedded_val_yaml().parent / "images" / "val").glob("*.png"))[:3]
     one = CalibrationReader("images", images, (64, 64), progress=False)
@@ -165,9 +165,9 @@ def test_a_backend_declaring_max_batch_refuses_a_larger_static_batch() -> None:
     refuse_batch(_OneImageBackend(),  # type: ignore[arg-type]
                  Artifact(path="/m.onnx", format="onnx", sha256="0" * 64, size_bytes=1,
                           input_shape=(-1, 3, 320, 320)))  # a dynamic batch runs as 1
-    from edgebench.plugins.litert import LiteRTBackend
-    from edgebench.plugins.ncnn import NcnnBackend
-    from edgebench.plugins.onnxruntime import OnnxRuntimeBackend
+    from edgebench.plugins.backends.litert.plugin import LiteRTBackend
+    from edgebench.plugins.backends.ncnn.plugin import NcnnBackend
+    from edgebench.plugins.backends.onnxruntime.plugin import OnnxRuntimeBackend
 
     assert NcnnBackend.max_batch == 1
     assert OnnxRuntimeBackend.max_batch is None and LiteRTBackend.max_batch is None

@@ -30,7 +30,7 @@ def _model() -> Any:
 def test_the_rewritten_model_computes_what_the_original_does() -> None:
     import torch
 
-    from edgebench.plugins.c2f_split import C2fSplit, count_c2f, replace_c2f
+    from edgebench.plugins.compression.c2f_split import C2fSplit, count_c2f, replace_c2f
 
     model = _model()
     assert count_c2f(model) == {"C2f": 8, "C2fSplit": 0}
@@ -56,7 +56,7 @@ def test_fused_blocks_split_too() -> None:
     """A fused model (conv with bias, no BatchNorm), as Ultralytics exports it."""
     import torch
 
-    from edgebench.plugins.c2f_split import replace_c2f
+    from edgebench.plugins.compression.c2f_split import replace_c2f
 
     model = _model().fuse(verbose=False)
     x = torch.rand(1, 3, 160, 160, generator=torch.Generator().manual_seed(1))
@@ -74,7 +74,7 @@ def test_torch_pruning_needs_the_rewrite(tmp_path: Path) -> None:
     import torch_pruning as tp
     from ultralytics.nn.tasks import load_checkpoint
 
-    from edgebench.plugins.c2f_split import C2fSplit, replace_c2f
+    from edgebench.plugins.compression.c2f_split import C2fSplit, replace_c2f
 
     def prune(model: Any) -> None:
         head = model.model[-1]

@@ -177,7 +177,7 @@ def test_pnnx_over_memory_limit_fails_its_case_and_the_run_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     onnx = pytest.importorskip("onnx")
     from edgebench.cli import main
-    from edgebench.pipeline import pnnx_binary
+    from edgebench.plugins.backends.ncnn.pnnx import pnnx_binary
 
     if pnnx_binary() is None:
         pytest.skip("pnnx is not installed")
@@ -211,7 +211,7 @@ def test_litert_quantizer_over_memory_limit(tmp_path: Path,
     import yaml
 
     from edgebench.datasets import embedded_val_yaml
-    from edgebench.plugins.quantize_litert import quantize_in_subprocess
+    from edgebench.plugins.compression.quantize_litert import quantize_in_subprocess
 
     data = yaml.safe_load(Path(embedded_val_yaml()).read_text())
     images = sorted((Path(data["path"]) / data["val"]).iterdir())[:16]

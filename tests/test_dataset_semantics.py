@@ -300,7 +300,7 @@ def our_detections(instances: Path, limit: int) -> tuple[list[dict[str, Any]], l
     """The embedded ONNX model's detections (ONNX Runtime on the host, edgebench's
     preprocessing and decoding) in the file's ids: the results a COCO user would score."""
     from edgebench.accuracy import AccuracySettings, canonical, decode
-    from edgebench.plugins.host_eval import eval_set, session
+    from edgebench.plugins.compression.host_eval import eval_set, session
 
     dataset = load_dataset(instances, limit=limit)
     data = eval_set(dataset, (320, 320))

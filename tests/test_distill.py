@@ -25,8 +25,8 @@ from edgebench.records import Artifact
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
-from edgebench.plugins import kd_loss  # noqa: E402  (needs torch)
-from edgebench.plugins.distill import Distill, Finetune  # noqa: E402
+from edgebench.plugins.compression import kd_loss  # noqa: E402  (needs torch)
+from edgebench.plugins.compression.distill import Distill, Finetune  # noqa: E402
 
 EMBEDDED_PT = ASSETS / "shapes-yolov8n.pt"
 TINY: Mapping[str, Any] = {"epochs": 1, "imgsz": 64, "images": 16, "batch": 8}
@@ -107,7 +107,7 @@ def test_distillation_criterion_on_the_real_model_adds_finite_kd_terms() -> None
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import load_checkpoint
 
-    from edgebench.plugins.finetune_trainer import KDSettings
+    from edgebench.plugins.compression.finetune_trainer import KDSettings
 
     student, _ = load_checkpoint(str(EMBEDDED_PT))
     teacher, _ = load_checkpoint(str(EMBEDDED_PT))
@@ -150,7 +150,7 @@ def context(embedded: Artifact, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def student(embedded: Artifact, context: CompressionContext) -> Artifact:
     """The embedded model really pruned (30 % of the channels), not fine-tuned."""
-    from edgebench.plugins.prune import StructuredPrune
+    from edgebench.plugins.compression.prune import StructuredPrune
 
     options = {**StructuredPrune.option_defaults, "ratio": 0.3, "epochs": 0}
     return StructuredPrune().apply(embedded, options, context)
@@ -189,7 +189,7 @@ def test_distill_and_finetune_train_the_pruned_student(
     notes = Distill().notes(distilled)
     assert "distilled from shapes-yolov8n.pt" in notes[0] and "1 epochs at 64" in notes[0]
     assert Finetune().notes(finetuned)[0].startswith("fine-tuned without a teacher")
-    meta = json.loads((Path(distilled.path).parent / "artifact.json").read_text())
+    meta = json.loads((distilled.path.parent / "artifact.json").read_text())
     assert meta["teacher_sha256"] == embedded.sha256 and meta["images"] == 16
     # cached: the same options give the same file without training again
     again = Distill().apply(student, _options(Distill), context)

@@ -94,7 +94,7 @@ def test_nhwc_tflite_gets_the_host_tensor_transposed(tmp_path: Path) -> None:
     path = tmp_path / "nhwc.tflite"
     litert_torch.convert(model, (sample,)).export(str(path))
 
-    from edgebench.plugins.litert import tflite_input
+    from edgebench.plugins.backends.litert.plugin import tflite_input
 
     assert tflite_input(path)[1] == (1, 64, 64, 3)
     from test_litert_runner import run_runner

@@ -10,7 +10,7 @@ import pytest
 from runner_utils import run_device_runner
 
 from edgebench.config import ASSETS
-from edgebench.plugins.litert import LiteRTBackend, tflite_input
+from edgebench.plugins.backends.litert.plugin import LiteRTBackend, tflite_input
 
 pytest.importorskip("ai_edge_litert")
 TFLITE = ASSETS / "shapes-yolov8n.tflite"

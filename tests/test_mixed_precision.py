@@ -10,14 +10,14 @@ import pytest
 from quantize_fixtures import N_TRAIN, apply, context, onnx_source, small_yaml, val_set
 
 from edgebench.errors import UserError
-from edgebench.plugins import host_eval
-from edgebench.plugins.mixed_precision import (
+from edgebench.plugins.compression import host_eval
+from edgebench.plugins.compression.mixed_precision import (
     TAIL,
     OnnxMixedPrecision,
     blocks_of,
     greedy_search,
 )
-from edgebench.plugins.quantize_onnx import named_model
+from edgebench.plugins.compression.quantize_onnx import named_model
 
 pytest.importorskip("onnxruntime")
 __all__ = ["onnx_source", "small_yaml", "val_set"]  # fixtures
@@ -28,7 +28,7 @@ def meta_of(path: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_blocks_follow_the_ultralytics_modules(onnx_source) -> None:  # type: ignore[no-untyped-def]
-    graph = named_model(Path(onnx_source.path))
+    graph = named_model(onnx_source.path)
     blocks = blocks_of(graph, "block")
     assert "model.0" in blocks and "model.21" in blocks and TAIL in blocks
     assert {"model.22/cv2.0", "model.22/cv3.2"} <= set(blocks)  # box and class branches

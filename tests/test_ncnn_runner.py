@@ -11,7 +11,7 @@ import pytest
 from runner_utils import run_device_runner
 
 from edgebench.config import ASSETS
-from edgebench.plugins.ncnn import NcnnBackend
+from edgebench.plugins.backends.ncnn.plugin import NcnnBackend
 
 pytest.importorskip("ncnn")
 MODEL = ASSETS / "shapes-yolov8n_ncnn_model"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from runner_utils import run_device_runner
 
-from edgebench.plugins.onnxruntime import OnnxRuntimeBackend
+from edgebench.plugins.backends.onnxruntime.plugin import OnnxRuntimeBackend
 
 
 def run_runner(tmp_path: Path, model: Path, inputs: dict[str, np.ndarray],

@@ -55,7 +55,7 @@ def _compress(text: str, registry: Registry, context: CompressionContext) -> Art
 
 
 def _meta(artifact: Artifact) -> dict[str, object]:
-    data: dict[str, object] = json.loads((Path(artifact.path).parent / "artifact.json")
+    data: dict[str, object] = json.loads((artifact.path.parent / "artifact.json")
                                          .read_text())
     return data
 
@@ -117,7 +117,7 @@ def test_fine_tuning_needs_a_train_split(registry: Registry, tmp_path: Path) -> 
 
 def test_fine_tuning_after_sparsify_is_refused(registry: Registry, tmp_path: Path) -> None:
     """Fine-tuning would refill the zeros: refused without starting the worker."""
-    from edgebench.plugins.prune import StructuredPrune
+    from edgebench.plugins.compression.prune import StructuredPrune
 
     source = load_source(PT)
     sparse = Artifact(path=source.path, format="pt", sha256=source.sha256,
@@ -133,7 +133,7 @@ def test_fine_tuning_after_sparsify_is_refused(registry: Registry, tmp_path: Pat
 @pytest.mark.slow
 def test_prune_shrinks_fine_tunes_and_exports(registry: Registry, tiny_data: Path,
                                               tmp_path: Path) -> None:
-    from edgebench.plugins.prune import StructuredPrune
+    from edgebench.plugins.compression.prune import StructuredPrune
 
     source = load_source(PT)
     context = _context(tmp_path, tiny_data, source)
@@ -175,7 +175,7 @@ def test_sparsify_zeroes_weights_that_survive_export(registry: Registry,
     import onnx
     from onnx import numpy_helper
 
-    from edgebench.plugins.prune import Sparsify
+    from edgebench.plugins.compression.prune import Sparsify
 
     source = load_source(PT)
     sparse = _compress("sparsify:0.5", registry, _context(tmp_path, None, source))
@@ -247,7 +247,7 @@ def _load_in_child(path: Path) -> dict[str, object]:
 @pytest.mark.parametrize("mode", ["plain", "kd-hook", "kd-ultralytics"])
 def test_finetune_saves_the_student_alone(mode: str, tiny_data: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgebench.plugins.finetune_trainer import KDSettings, finetune_in_subprocess
+    from edgebench.plugins.compression.finetune_trainer import KDSettings, finetune_in_subprocess
 
     teacher, kd = None, None
     marker = tmp_path / "kd-calls.txt"
@@ -273,7 +273,7 @@ def test_finetune_saves_the_student_alone(mode: str, tiny_data: Path, tmp_path: 
 
 
 def test_finetune_rejects_zero_epochs(tmp_path: Path, tiny_data: Path) -> None:
-    from edgebench.plugins.finetune_trainer import finetune_in_subprocess
+    from edgebench.plugins.compression.finetune_trainer import finetune_in_subprocess
 
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         finetune_in_subprocess(PT, tmp_path / "x.pt", tiny_data, epochs=0, imgsz=IMGSZ,

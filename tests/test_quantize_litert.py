@@ -17,9 +17,14 @@ from quantize_fixtures import (
 )
 
 from edgebench.errors import UserError
-from edgebench.plugins import host_eval
-from edgebench.plugins.litert import LiteRTBackend
-from edgebench.plugins.quantize_litert import LiteRTDynamic, LiteRTFp16, LiteRTInt8, LiteRTW8A16
+from edgebench.plugins.backends.litert.plugin import LiteRTBackend
+from edgebench.plugins.compression import host_eval
+from edgebench.plugins.compression.quantize_litert import (
+    LiteRTDynamic,
+    LiteRTFp16,
+    LiteRTInt8,
+    LiteRTW8A16,
+)
 from edgebench.tflite_info import tflite_precision
 
 pytest.importorskip("ai_edge_litert")
@@ -55,7 +60,7 @@ def test_quantized_tflite_loads_and_keeps_map(tmp_path, onnx_source, small_yaml,
     art = apply(cls, fp32, context(onnx_source, small_yaml, tmp_path), **options)
     assert art.format == "tflite" and art.input_shape == (1, 3, 320, 320)
     if scheme in ("fp16", "int8-naive"):  # read from the graph, never "fp32"
-        assert tflite_precision(Path(art.path)) == scheme.removesuffix("-naive")
+        assert tflite_precision(art.path) == scheme.removesuffix("-naive")
     assert art.size_bytes < fp32.size_bytes * (0.6 if scheme == "fp16" else 0.35)
     got = host_eval.tflite_map(host_eval.TfliteModel(art.path), val_set)
     assert fp32_map - got < TOLERANCE_PTS[scheme] / 100, (scheme, fp32_map, got)

@@ -14,9 +14,9 @@ from runner_utils import run_device_runner
 from edgebench.compression import Step, compressor_for
 from edgebench.errors import CaseSkipped
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
-from edgebench.plugins import host_eval
-from edgebench.plugins.ncnn import NcnnBackend
-from edgebench.plugins.quantize_ncnn import NcnnFp16, NcnnInt8
+from edgebench.plugins.backends.ncnn.plugin import NcnnBackend
+from edgebench.plugins.compression import host_eval
+from edgebench.plugins.compression.quantize_ncnn import NcnnFp16, NcnnInt8
 from edgebench.precision import artifact_precision
 
 pytest.importorskip("ncnn")
@@ -40,7 +40,7 @@ def test_fp16_halves_the_weights_and_turns_fp16_on_in_the_runner(
     ctx = context(onnx_source, small_yaml, tmp_path)
     fp32 = NcnnBackend().export(onnx_source, tmp_path, imgsz=320)
     art = NcnnFp16().apply(fp32, dict(NcnnFp16.option_defaults), ctx)
-    folder = Path(art.path)
+    folder = art.path
     declared = json.loads((folder / "edgebench.json").read_text())
     assert declared == {"input_shape": [1, 3, 320, 320], "fp16_storage": True,
                         "fp16_arithmetic": True}

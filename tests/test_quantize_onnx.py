@@ -19,8 +19,13 @@ from quantize_fixtures import (
 from edgebench.compression import CompressionPipeline, Step, apply_steps, check_steps
 from edgebench.errors import UserError
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
-from edgebench.plugins import host_eval
-from edgebench.plugins.quantize_onnx import OnnxDynamic, OnnxInt8, head_tail_nodes, named_model
+from edgebench.plugins.compression import host_eval
+from edgebench.plugins.compression.quantize_onnx import (
+    OnnxDynamic,
+    OnnxInt8,
+    head_tail_nodes,
+    named_model,
+)
 
 pytest.importorskip("onnxruntime")
 __all__ = ["onnx_source", "small_yaml", "val_set"]  # fixtures
@@ -36,7 +41,7 @@ def fp32_map(onnx_source, val_set) -> float:  # type: ignore[no-untyped-def]
 
 
 def test_head_tail_is_the_dfl_and_the_decoding(onnx_source) -> None:  # type: ignore[no-untyped-def]
-    graph = named_model(Path(onnx_source.path))
+    graph = named_model(onnx_source.path)
     tail = set(head_tail_nodes(graph))
     ops = {n.name: n.op_type for n in graph.graph.node}
     assert "/model.22/dfl/Softmax" in tail and "/model.22/dfl/conv/Conv" in tail

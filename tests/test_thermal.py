@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgebench.plugins.thermal import wait_until_cool
+from edgebench.plugins.hooks.thermal import wait_until_cool
 
 
 class Clock:

@@ -216,7 +216,7 @@ class _LiteRTQuantizer:
             key["images"] = images_fingerprint(images)
 
         def produce(out: Path) -> None:
-            src = Path(model.path)
+            src = model.path
             recipe, kept = quantize_in_subprocess(
                 src, out / "model.tflite", self.scheme, images, hw,
                 keep_head_float=bool(options.get("keep_head_float")),
@@ -237,7 +237,7 @@ class _LiteRTQuantizer:
         return describe_tflite(artifact)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return quantization_notes(artifact_meta(Path(artifact.path)))
+        return quantization_notes(artifact_meta(artifact.path))
 
 
 class LiteRTInt8(_LiteRTQuantizer):
@@ -313,7 +313,7 @@ def quantize_in_subprocess(src: Path, dst: Path, scheme: str, images: list[Path]
             "src": str(src), "dst": str(dst), "scheme": scheme,
             "images": [str(p) for p in images], "hw": list(hw),
             "keep_head_float": keep_head_float, "progress": progress}))
-        done = run_limited([sys.executable, "-m", "edgebench.plugins.quantize_litert",
+        done = run_limited([sys.executable, "-m", "edgebench.plugins.compression.quantize_litert",
                             str(request), str(result)],
                            f"quantizing {src.name} to {scheme} with ai-edge-quantizer",
                            time_s=QUANTIZE_TIME_S, stream=progress)

@@ -217,7 +217,7 @@ class OnnxMixedPrecision:
             "ort": ort_version(), "hw": list(hw)}
 
         def produce(out: Path) -> None:
-            meta = search(Path(model.path), model.input_name, images, held, hw, options, out,
+            meta = search(model.path, model.input_name, images, held, hw, options, out,
                           progress=context.progress)
             (out / "artifact.json").write_text(json.dumps(meta))
 
@@ -225,7 +225,7 @@ class OnnxMixedPrecision:
         return exported_artifact(path, "onnx", model, meta)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return mixed_notes(artifact_meta(Path(artifact.path)))
+        return mixed_notes(artifact_meta(artifact.path))
 
 
 def search(src: Path, input_name: str | None, images: Sequence[Path], held: Any,

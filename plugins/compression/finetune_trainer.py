@@ -7,12 +7,13 @@ full one. :func:`finetune` instead hands the loaded ``nn.Module`` itself to Ultr
 a fixed seed, and saves the weights of the last epoch (no "best" selection: the ``val``
 split is where edgebench measures mAP, so it must not choose the weights).
 
-Interface, shared with ``plugins/distill.py`` and ``plugins/training.py``::
+Interface, shared with ``plugins/compression/distill.py`` and ``plugins/training.py``::
 
-    from edgebench.plugins.finetune_trainer import KDSettings, finetune, finetune_in_subprocess
+    from edgebench.plugins.compression.finetune_trainer import (
+        KDSettings, finetune, finetune_in_subprocess)
 
     # In the harness process (torch never loads there): runs this module as
-    # ``python -m edgebench.plugins.finetune_trainer`` and returns its FinetuneResult.
+    # ``python -m edgebench.plugins.compression.finetune_trainer`` and returns its FinetuneResult.
     result = finetune_in_subprocess(weights_in, weights_out, data_yaml, epochs=10, imgsz=320,
                                     batch=16, teacher=None, kd=None, progress=True)
 
@@ -21,7 +22,7 @@ Interface, shared with ``plugins/distill.py`` and ``plugins/training.py``::
                       teacher=None, kd=None, progress=True)
 
 * ``weights_in``: an Ultralytics ``.pt`` (any architecture, e.g. pruned by
-  ``edgebench.plugins.prune``); ``weights_out``: where the fine-tuned ``.pt`` goes (an
+  ``edgebench.plugins.compression.prune``); ``weights_out``: where the fine-tuned ``.pt`` goes (an
   Ultralytics checkpoint that ``YOLO(path)`` loads and the export path exports).
 * ``data_yaml``: YOLO ``data.yaml`` with ``train`` (trained on) and ``val`` (validated on
   once, after the last epoch, for the reported figures only).
@@ -116,7 +117,7 @@ def finetune_in_subprocess(weights_in: Path, weights_out: Path, data_yaml: Path,
 
     with tempfile.TemporaryDirectory(prefix="edgebench-finetune-") as tmp:
         result_file = Path(tmp) / "result.json"
-        argv = [sys.executable, "-m", "edgebench.plugins.finetune_trainer",
+        argv = [sys.executable, "-m", "edgebench.plugins.compression.finetune_trainer",
                 "--weights-in", str(weights_in), "--weights-out", str(weights_out),
                 "--data", str(data_yaml), "--epochs", str(epochs), "--imgsz", str(imgsz),
                 "--batch", str(batch), "--seed", str(seed), "--result", str(result_file)]

@@ -33,10 +33,10 @@ from edgebench.pipeline import (
     cached_export,
     export_with_ultralytics,
     exported_artifact,
-    onnx_to_ncnn,
     prebuilt_export,
     sha256_file,
 )
+from edgebench.plugins.backends.ncnn.pnnx import onnx_to_ncnn
 from edgebench.records import Artifact, DeviceInfo, RunSettings, RuntimeInfo, Tolerance
 
 EXPORT_HINT = "pip install 'edgebench[export]'"
@@ -106,14 +106,14 @@ def _refuse_post_nms(source: Artifact) -> None:
     branch for ncnn): refused before pnnx spends its time on it."""
     from edgebench.model_metadata import read_metadata
 
-    meta = read_metadata(Path(source.path))
+    meta = read_metadata(source.path)
     if meta is not None and meta.post_nms:
         # Ultralytics' nms: None (the default) exports the raw head, NMS left to the caller;
         # True builds NMS in; False exports YOLOv10's / YOLO26's end-to-end branch.
         how, fix = ("NMS built in (nms=True)", "without nms=True") if meta.nms else (
             "the end-to-end (NMS-free) head", "with nms left unset (the default; not "
             "nms=False)")
-        raise CaseSkipped(f"ncnn cannot run {Path(source.path).name}: it was exported with "
+        raise CaseSkipped(f"ncnn cannot run {source.path.name}: it was exported with "
                           f"{how}, whose TopK ncnn lacks; export it again {fix}, or pass the "
                           ".pt (Ultralytics exports ncnn without that branch)")
 
@@ -123,7 +123,7 @@ def stage_ncnn(source: Artifact, imgsz: ImgSz | None) -> Artifact:
     its ``.bin`` and ``edgebench.json`` (input shape [1, 3, H, W], from Ultralytics'
     ``metadata.yaml`` when there is one, else from ``imgsz``). A ``.param`` whose ``.bin`` is
     missing fails the case."""
-    given = Path(source.path)
+    given = source.path
     if given.is_dir():
         params = sorted(given.glob("*.param"))
         if len(params) != 1:

@@ -102,16 +102,16 @@ def describe_tflite(source: Artifact) -> Artifact:
     import dataclasses
 
     try:
-        name, shape = tflite_input(Path(source.path))
+        name, shape = tflite_input(source.path)
     except (ValueError, struct.error, IndexError) as exc:
-        raise CaseError(f"{Path(source.path).name} is not a valid .tflite model ({exc})") \
+        raise CaseError(f"{source.path.name} is not a valid .tflite model ({exc})") \
             from None
     if len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3):
         shape = (shape[0], shape[3], shape[1], shape[2])  # NHWC: the runner transposes
     size = (shape[2], shape[3]) if len(shape) == 4 and shape[2] > 0 and shape[3] > 0 else None
     return dataclasses.replace(source, input_name=name, input_shape=shape,
                                imgsz=size or source.imgsz,
-                               precision=tflite_precision(Path(source.path)))
+                               precision=tflite_precision(source.path))
 
 
 @hookimpl

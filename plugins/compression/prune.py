@@ -3,8 +3,8 @@
 ``prune:ratio`` removes whole channels with torch-pruning (L2 magnitude of each channel
 group, the same fraction in every layer, dependent layers pruned together), so the network
 really gets smaller: fewer parameters, fewer FLOPs, faster on every runtime. Ultralytics'
-C2f blocks are first rewritten as :class:`edgebench.plugins.c2f_split.C2fSplit` (the same
-function without the ``chunk`` torch-pruning cannot follow); the detection head's output
+C2f blocks are first rewritten as :class:`edgebench.plugins.compression.c2f_split.C2fSplit`
+(the same function without the ``chunk`` torch-pruning cannot follow); the detection head's output
 convolutions and the DFL keep their channels, so the outputs keep their meaning. Then the
 model is fine-tuned on the train split for ``epochs`` (0: none, the pruned model as is).
 
@@ -12,8 +12,8 @@ model is fine-tuned on the train split for ``epochs`` (0: none, the pruned model
 fixed DFL one) with ``torch.nn.utils.prune``. The tensors keep their shapes, so dense
 runtimes do the same work: it shows what sparsity costs in accuracy, not a speed-up.
 
-The torch work runs in a subprocess (``python -m edgebench.plugins.prune``) so torch never
-loads into the harness; the results are cached by the input's content and the options.
+The torch work runs in a subprocess (``python -m edgebench.plugins.compression.prune``) so
+torch never loads into the harness; the results are cached by the input's content and the options.
 """
 
 from __future__ import annotations
@@ -114,13 +114,13 @@ class StructuredPrune:
                 "--round-to", str(options["round_to"])]
             if data is not None:
                 argv += ["--data", str(data)]
-            _run(argv, f"pruning {Path(model.path).name}", context)
+            _run(argv, f"pruning {model.path.name}", context)
 
         path, meta = cached_export(model, "prune", key, produce)
         return pt_artifact(path, model, meta)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return prune_notes(artifact_meta(Path(artifact.path)))
+        return prune_notes(artifact_meta(artifact.path))
 
 
 class Sparsify:
@@ -153,13 +153,13 @@ class Sparsify:
             argv = [
                 *_worker_argv("sparsify", model, out, context),
                 "--amount", str(options["amount"]), "--imgsz", str(imgsz)]
-            _run(argv, f"sparsifying {Path(model.path).name}", context)
+            _run(argv, f"sparsifying {model.path.name}", context)
 
         path, meta = cached_export(model, "sparsify", key, produce)
         return pt_artifact(path, model, meta)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return sparsify_notes(artifact_meta(Path(artifact.path)))
+        return sparsify_notes(artifact_meta(artifact.path))
 
 
 # -- harness side: running the worker, describing its output -------------------------------
@@ -167,7 +167,8 @@ class Sparsify:
 
 def _worker_argv(mode: str, model: Artifact, out: Path, context: CompressionContext
                  ) -> list[str]:
-    argv = [sys.executable, "-m", "edgebench.plugins.prune", mode, "--weights", model.path,
+    argv = [sys.executable, "-m", "edgebench.plugins.compression.prune", mode,
+            "--weights", model.path,
             "--out", str(out)]
     return argv if context.progress else [*argv, "--quiet"]
 
@@ -196,7 +197,7 @@ def _version(dist: str) -> str:
 
 def pt_artifact(path: Path, source: Artifact, meta: Mapping[str, Any]) -> Artifact:
     """A ``.pt`` made from ``source`` by a MODEL step."""
-    return Artifact(path=str(path), format="pt", sha256=sha256_file(path),
+    return Artifact(path=path, format="pt", sha256=sha256_file(path),
                     size_bytes=path.stat().st_size, gflops=meta.get("gflops"),
                     source_sha256=source.sha256, pipeline=source.pipeline,
                     converter=meta.get("converter"))

@@ -27,9 +27,8 @@ from edgebench.pipeline import (
     cached_export,
     export_with_ultralytics,
     exported_artifact,
-    onnx_to_ncnn,
-    pnnx_binary,
 )
+from edgebench.plugins.backends.ncnn.pnnx import onnx_to_ncnn, pnnx_binary
 from edgebench.records import Artifact
 
 from .quantize_onnx import artifact_meta
@@ -82,7 +81,7 @@ class NcnnFp16:
         key: dict[str, object] = {**options, "weights": weights_from.sha256}
 
         def produce(out: Path) -> None:
-            given = Path(weights_from.path)
+            given = weights_from.path
             target = out / "model_ncnn_model"
             target.mkdir()
             params = sorted(given.glob("*.param"))
@@ -90,7 +89,7 @@ class NcnnFp16:
                 raise CaseError(f"{given.name} holds {len(params)} .param files; it needs one")
             shutil.copyfile(params[0], target / "model.ncnn.param")
             shutil.copyfile(params[0].with_suffix(".bin"), target / "model.ncnn.bin")
-            declared = _declared(Path(model.path)) or _declared(given)
+            declared = _declared(model.path) or _declared(given)
             declared.update(fp16_storage=True, fp16_arithmetic=bool(options["arithmetic"]))
             (target / "edgebench.json").write_text(json.dumps(declared))
             weights = "fp16 (pnnx fp16=1)" if converted else "as given (fp32; ncnn casts them " \
@@ -109,7 +108,7 @@ class NcnnFp16:
         return exported_artifact(path, "ncnn", model, meta)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        meta = artifact_meta(Path(artifact.path))
+        meta = artifact_meta(artifact.path)
         if not meta:
             return ()
         runtime = meta.get("runtime", {})

@@ -143,8 +143,9 @@ class DistillationLoss:
 
 
 def make_criterion(base_criterion: Any, teacher: torch.nn.Module, kd: Any) -> DistillationLoss:
-    """The criterion factory of :mod:`edgebench.plugins.finetune_trainer`'s hook
-    (``KDSettings.criterion = "edgebench.plugins.kd_loss:make_criterion"``): ``kd.weight``,
+    """The criterion factory of :mod:`edgebench.plugins.compression.finetune_trainer`'s hook
+    (``KDSettings.criterion = "edgebench.plugins.compression.kd_loss:make_criterion"``):
+    ``kd.weight``,
     ``kd.temperature`` and ``dfl_weight`` from ``kd.extra``."""
     extra = dict(kd.extra)
     config = KDConfig(kd_weight=float(kd.weight), temperature=float(kd.temperature),

@@ -2,8 +2,8 @@
 
 ``distill`` fine-tunes the student (the model the pipeline has so far, e.g. after ``prune``)
 on the train split with the teacher's class scores and box distributions as soft targets
-(:mod:`edgebench.plugins.kd_loss`) on top of the normal YOLOv8 detection loss. The teacher
-is ``teacher=path.pt`` or, by default, the uncompressed model the pipeline started from.
+(:mod:`edgebench.plugins.compression.kd_loss`) on top of the normal YOLOv8 detection loss.
+The teacher is ``teacher=path.pt`` or, by default, the uncompressed model the pipeline started from.
 ``finetune`` is the same training, same data, epochs and seed, without the teacher, so::
 
     --compress prune:0.3:epochs=0+finetune:5,prune:0.3:epochs=0+distill:5
@@ -11,7 +11,7 @@ is ``teacher=path.pt`` or, by default, the uncompressed model the pipeline start
 measures what the teacher adds rather than assuming it. A bare value is the epochs
 (``distill:5`` = ``distill:epochs=5``).
 
-Training is :func:`edgebench.plugins.finetune_trainer.finetune` (Ultralytics'
+Training is :func:`edgebench.plugins.compression.finetune_trainer.finetune` (Ultralytics'
 ``DetectionTrainer`` on the module as it is, pruned architectures included; CPU, fixed seed,
 last-epoch weights, never chosen on the val split) in a subprocess, so torch never loads
 into the harness; the KD loss enters through its criterion hook. Results are cached by the
@@ -38,7 +38,7 @@ from edgebench.records import Artifact
 EXPORT_HINT = "pip install 'edgebench[export]'"
 DISTILL_VERSION = 1
 """Bump when training gives different weights for the same options (invalidates the cache)."""
-CRITERION = "edgebench.plugins.kd_loss:make_criterion"
+CRITERION = "edgebench.plugins.compression.kd_loss:make_criterion"
 TRAIN_OPTIONS: Mapping[str, Any] = {"epochs": 10, "imgsz": 0, "batch": 16, "images": 0,
                                     "seed": 0}
 """``epochs`` (at least 1); ``imgsz``: training size (0: the run's); ``batch``; ``images``:
@@ -97,8 +97,8 @@ def teacher_path(options: Mapping[str, Any], context: CompressionContext) -> Pat
         return path.resolve()
     for candidate in (context.source, context.pytorch):
         if candidate is not None and candidate.format == "pt":
-            return Path(candidate.path)
-    raise UserError(f"distill has no teacher: {Path(context.source.path).name} is not a .pt; "
+            return candidate.path
+    raise UserError(f"distill has no teacher: {context.source.path.name} is not a .pt; "
                     "give one with distill:teacher=path.pt.")
 
 
@@ -147,7 +147,7 @@ class Finetune:
         return train_step(self.name, model, options, context, teacher=None)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return training_notes(artifact_meta(Path(artifact.path)))
+        return training_notes(artifact_meta(artifact.path))
 
 
 class Distill:
@@ -178,12 +178,12 @@ class Distill:
                             "(class scores only) or more.")
         teacher = teacher_path(options, context)
         student = context.pytorch or context.source
-        if student.format == "pt" and Path(student.path).resolve() != teacher:
+        if student.format == "pt" and student.path.resolve() != teacher:
             try:
-                heads = inspect_models([teacher, Path(student.path)])
+                heads = inspect_models([teacher, student.path])
             except CaseError as exc:  # over the converter limits, before any case ran
                 raise UserError(f"{exc}.") from None
-            check_pair(heads[0], heads[1], teacher.name, Path(student.path).name)
+            check_pair(heads[0], heads[1], teacher.name, student.path.name)
 
     def apply(self, model: Artifact, options: Mapping[str, Any],
               context: CompressionContext) -> Artifact:
@@ -191,7 +191,7 @@ class Distill:
         return train_step(self.name, model, options, context, teacher=teacher)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return training_notes(artifact_meta(Path(artifact.path)))
+        return training_notes(artifact_meta(artifact.path))
 
 
 @hookimpl
@@ -226,20 +226,20 @@ def train_step(step: str, model: Artifact, options: Mapping[str, Any],
 
     def produce(out: Path) -> None:
         if teacher is not None:
-            heads = inspect_models([teacher, Path(model.path)])
+            heads = inspect_models([teacher, model.path])
             try:
-                check_pair(heads[0], heads[1], teacher.name, Path(model.path).name)
+                check_pair(heads[0], heads[1], teacher.name, model.path.name)
             except UserError as exc:
                 raise CaseError(str(exc)) from None
         train_yaml = subset_yaml(data, images, out / "data")
         result = finetune_in_subprocess(
-            Path(model.path), out / "model.pt", train_yaml, epochs=int(options["epochs"]),
+            model.path, out / "model.pt", train_yaml, epochs=int(options["epochs"]),
             imgsz=imgsz, batch=int(options["batch"]), teacher=teacher, kd=kd,
             progress=context.progress, seed=int(options["seed"]))
         _remove_tree(out / "data")
         # the trainer records its training size; exports default to the input's instead
         try:
-            (facts,) = inspect_models([out / "model.pt"], imgsz=imgsz, like=Path(model.path))
+            (facts,) = inspect_models([out / "model.pt"], imgsz=imgsz, like=model.path)
         except UserError as exc:
             raise CaseError(f"{step} wrote a model that does not load: {exc}") from None
         meta: dict[str, Any] = {
@@ -256,7 +256,7 @@ def train_step(step: str, model: Artifact, options: Mapping[str, Any],
         (out / "artifact.json").write_text(json.dumps(meta))
 
     path, meta = cached_export(model, step, key, produce)
-    return Artifact(path=str(path), format="pt", sha256=sha256_file(path),
+    return Artifact(path=path, format="pt", sha256=sha256_file(path),
                     size_bytes=path.stat().st_size, gflops=meta.get("gflops"),
                     source_sha256=model.sha256, pipeline=model.pipeline,
                     converter=meta.get("converter"))
@@ -338,7 +338,7 @@ def inspect_models(paths: Sequence[Path], *, imgsz: int | None = None,
 
     with tempfile.TemporaryDirectory(prefix="edgebench-inspect-") as tmp:
         result = Path(tmp) / "facts.json"
-        argv = [sys.executable, "-m", "edgebench.plugins.distill", "inspect",
+        argv = [sys.executable, "-m", "edgebench.plugins.compression.distill", "inspect",
                 *[str(p) for p in paths], "--out", str(result)]
         if imgsz:
             argv += ["--imgsz", str(imgsz)]

@@ -179,7 +179,7 @@ def require_onnx(step: str, model: Artifact) -> None:
     quantized = ops & {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
                        "ConvInteger", "MatMulInteger"}
     if quantized:
-        raise CaseError(f"{step}: {Path(model.path).name} is already quantized (it has "
+        raise CaseError(f"{step}: {model.path.name} is already quantized (it has "
                         f"{', '.join(sorted(quantized))}); quantize the float model once")
 
 
@@ -215,7 +215,7 @@ class OnnxInt8:
                                   "ort": ort_version(), "hw": list(hw)}
 
         def produce(out: Path) -> None:
-            src = Path(model.path)
+            src = model.path
             graph = named_model(src)
             kept = head_tail_nodes(graph) if options["keep_head_float"] else []
             cache = out / "calibration.json"
@@ -236,7 +236,7 @@ class OnnxInt8:
         return exported_artifact(path, "onnx", model, meta)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return quantization_notes(artifact_meta(Path(artifact.path)))
+        return quantization_notes(artifact_meta(artifact.path))
 
 
 class OnnxDynamic:
@@ -282,7 +282,7 @@ class OnnxDynamic:
         return exported_artifact(path, "onnx", model, meta)
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
-        return quantization_notes(artifact_meta(Path(artifact.path)))
+        return quantization_notes(artifact_meta(artifact.path))
 
 
 def quantization_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""LiteRT (TFLite) backend: :mod:`.plugin` (host side) and ``litert_runner.py`` (device side)."""

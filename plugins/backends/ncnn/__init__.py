@@ -1,0 +1,2 @@
+"""ncnn backend: :mod:`.plugin` (host side), :mod:`.pnnx` (ONNX -> ncnn conversion) and
+``ncnn_runner.py`` (device side)."""
