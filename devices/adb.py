@@ -138,7 +138,7 @@ def state_problem(serial: str, text: str) -> str | None:
     return None
 
 
-class AdbDevice:
+class AdbDevice(Device):
     """``adb://SERIAL``: a private dir under /data/local/tmp, commands over ``adb shell``."""
 
     scheme: ClassVar[str] = "adb"

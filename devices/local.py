@@ -14,13 +14,13 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import ClassVar
 
-from edgebench.contracts import Completed
+from edgebench.contracts import Completed, Device
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.retry import RunnerTimedOut
 
 
-class LocalDevice:
+class LocalDevice(Device):
     """``local`` (or ``local://``): this machine, the harness's own Python by default."""
 
     scheme: ClassVar[str] = "local"

@@ -45,7 +45,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from edgebench.contracts import Completed, NativeRunner
+from edgebench.contracts import Completed, Device, NativeRunner
 from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.hookspecs import Register, hookimpl
@@ -361,7 +361,7 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-class SSHDevice:
+class SSHDevice(Device):
     """``ssh://user@host``: runners run in a private work dir over an SSH connection."""
 
     scheme: ClassVar[str] = "ssh"

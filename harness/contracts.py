@@ -1,14 +1,23 @@
-"""What a backend, device or reporter plugin provides. Structural: no base class needed."""
+"""What a backend, compressor, device or reporter plugin provides: base classes whose every
+optional member is declared here with its type, default and meaning.
+
+A plugin class subclasses one of them and overrides what it needs; the core reads members
+directly (``backend.max_batch``), never by probing. The registry refuses a class that does
+not subclass the base class of what it registers as.
+"""
 
 from __future__ import annotations
 
+import abc
 import enum
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from .accuracy import precision_tolerance
 from .input_size import ImgSz
 from .records import (
     Artifact,
@@ -18,7 +27,13 @@ from .records import (
     RunReport,
     RunSettings,
     RuntimeInfo,
+    Tolerance,
 )
+
+if TYPE_CHECKING:
+    from .fingerprint import DeviceAgent
+
+_NO_OPTIONS: Mapping[str, Any] = types.MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -32,23 +47,43 @@ class Completed:
     duration_s: float
 
 
-@runtime_checkable
-class Backend(Protocol):
+class Backend(abc.ABC):
     """A runtime that executes a model format on a device.
 
     The host side (this class) prepares the artifact; the device side is a self-contained
     script, :meth:`runner`, that needs only the standard library, numpy and the runtime.
+    Required: :attr:`name`, :attr:`formats`, :meth:`export`, :meth:`runner`; everything
+    else has a default.
     """
 
     name: ClassVar[str]
     """Unique name, used on the command line (``--backend onnxruntime``)."""
     formats: ClassVar[tuple[str, ...]]
     """Model formats the runner loads, e.g. ``("onnx",)``."""
-    runtime_modules: ClassVar[tuple[str, ...]]
-    """Importable modules, any one of which the runner needs on the device."""
-    install_hint: ClassVar[str]
+    runtime_modules: ClassVar[tuple[str, ...]] = ()
+    """Importable modules, any one of which the runner needs on the device (checked by
+    ``edgebench devices`` and before a case runs)."""
+    install_hint: ClassVar[str] = ""
     """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
+    option_defaults: ClassVar[Mapping[str, Any]] = _NO_OPTIONS
+    """Every runner option with its default (``--backend-option ncnn:fp16_storage=on``);
+    values given are typed like the default and checked against :attr:`option_choices`
+    (:func:`resolve_options`)."""
+    option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = _NO_OPTIONS
+    """For options with a closed set of values: option -> the allowed values."""
+    boxes_normalised: ClassVar[bool | None] = None
+    """``True`` when its detection boxes come out divided by the input size (LiteRT
+    exports), ``False`` when in pixels, ``None``: detect from the values."""
+    max_batch: ClassVar[int | None] = None
+    """The largest static batch (images per inference) its runtime runs; a model with a
+    larger one is skipped before any conversion, with one sentence. ``None``: any."""
 
+    @classmethod
+    def host_unavailable_reason(cls) -> str | None:
+        """Why it cannot be used on this host at all (a converter missing), or ``None``."""
+        return None
+
+    @abc.abstractmethod
     def export(self, source: Artifact, workdir: Path, *, imgsz: ImgSz | None) -> Artifact:
         """Produce this backend's format from ``source`` into ``workdir``, at ``imgsz`` (one
         side or (height, width); ``None``: the model's own size) where the format is made.
@@ -58,46 +93,41 @@ class Backend(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     def runner(self) -> Path:
         """The device-side script; it may import ``edgebench_agent`` (the shared runner code)."""
-        ...
 
     def runner_options(self, settings: RunSettings) -> Mapping[str, Any]:
-        """Backend-specific options passed to the runner in its request."""
-        ...
+        """Backend-specific options passed to the runner in its request (``"options"``).
+        Default: :attr:`option_defaults` updated with the run's ``--backend-option``
+        values (:func:`resolve_options`)."""
+        return resolve_options(self, settings)
 
     def unsupported_reason(self, info: DeviceInfo) -> str | None:
-        """Why this backend cannot run on a device with this fingerprint, or ``None``."""
-        ...
+        """Why this backend cannot run on a device with this fingerprint, or ``None``
+        (default: it can run anywhere its runtime imports)."""
+        return None
 
-    # Optional members the core uses when a backend class has them:
-    #
-    # ``host_unavailable_reason()`` (classmethod): why it cannot run on this host, or None.
-    # ``boxes_normalised`` (class attribute): True when its detection boxes come out divided
-    #     by the input size (LiteRT exports), False when in pixels, None to detect.
-    # ``option_defaults`` / ``option_choices`` (class attributes): its runner options, see
-    #     :func:`resolve_options`.
-    # ``max_batch`` (class attribute, ``int | None``): the largest static batch (images per
-    #     inference) its runtime runs; a model with a larger one is skipped before any
-    #     conversion, with one sentence (``runner.refuse_batch``). ``None`` or absent: any.
-    # ``tolerance(artifact, runtime) -> Tolerance | None``: how far its outputs may be from
-    #     the float reference before the case fails (the agreement check). Without it the
-    #     core applies :data:`edgebench.accuracy.FP32_TOLERANCE` to uncompressed artifacts.
+    def tolerance(self, artifact: Artifact, runtime: RuntimeInfo | None) -> Tolerance | None:
+        """How far its outputs may be from the float reference before the case fails (the
+        agreement check), for ``artifact`` as run by ``runtime``; ``None``: no float
+        tolerance (the case is judged by its mAP). Default: the tolerance of the precision
+        read from the graph (:func:`edgebench.accuracy.precision_tolerance`) for an
+        uncompressed artifact, ``None`` for a compressed one."""
+        return None if artifact.pipeline else precision_tolerance(artifact.precision)
 
 
-def resolve_options(backend: Any, settings: RunSettings) -> dict[str, Any]:
+def resolve_options(backend: Backend, settings: RunSettings) -> dict[str, Any]:
     """A backend's runner options: its ``option_defaults`` updated with what the run asked
     for (``settings.backend_options[backend.name]``), each checked against the default's
     type and ``option_choices``. Raises :class:`edgebench.errors.UserError` naming the key.
     """
-    defaults: Mapping[str, Any] = getattr(backend, "option_defaults", {})
-    choices: Mapping[str, tuple[Any, ...]] = getattr(backend, "option_choices", {})
-    given: Mapping[str, Any] = (getattr(settings, "backend_options", None) or {}).get(
-        backend.name, {})
+    defaults = backend.option_defaults
+    given: Mapping[str, Any] = settings.backend_options.get(backend.name, {})
     options = dict(defaults)
     for key, value in given.items():
         options[key] = checked_option(f"backend {backend.name!r}", key, value, defaults,
-                                      choices)
+                                      backend.option_choices)
     return options
 
 
@@ -182,8 +212,7 @@ class CompressionContext:
         return training_yaml(self.data_yaml)
 
 
-@runtime_checkable
-class Compressor(Protocol):
+class Compressor(abc.ABC):
     """One compression step (``int8``, ``prune``, ``distill``...) for one target format.
 
     A technique that works on several formats registers one class per format under the same
@@ -192,6 +221,7 @@ class Compressor(Protocol):
     ``target`` is that backend's format. A backend with no such class gets the case skipped
     with the reason (or with ``host_unavailable_reason()`` of a class that exists but cannot
     work here, e.g. ncnn int8 without ncnn2table).
+    Required: :attr:`name`, :attr:`target`, :attr:`summary`, :meth:`apply`.
     """
 
     name: ClassVar[str]
@@ -201,17 +231,32 @@ class Compressor(Protocol):
     ``ncnn``)."""
     summary: ClassVar[str]
     """One line for ``edgebench plugins`` and the report."""
-    option_defaults: ClassVar[Mapping[str, Any]]
+    option_defaults: ClassVar[Mapping[str, Any]] = _NO_OPTIONS
     """Every option with its default; values given are checked against the default's type
-    (and ``option_choices`` when the class has it), as for backend options."""
-    primary_option: ClassVar[str | None]
+    and :attr:`option_choices`, as for backend options."""
+    option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = _NO_OPTIONS
+    """For options with a closed set of values: option -> the allowed values."""
+    primary_option: ClassVar[str | None] = None
     """The option a bare value sets: ``prune:0.3`` means ``prune:ratio=0.3``."""
+
+    @classmethod
+    def host_unavailable_reason(cls) -> str | None:
+        """Why it cannot work on this host (a tool missing), or ``None``; a pipeline using it
+        is refused (``--compress``) or its cases skipped with this reason."""
+        return None
 
     def check(self, options: Mapping[str, Any], context: CompressionContext) -> None:
         """Validate options against the data before any long work (e.g. too few calibration
-        images); raise :class:`edgebench.errors.UserError` with one sentence."""
-        ...
+        images); raise :class:`edgebench.errors.UserError` with one sentence. Default:
+        nothing beyond the option types the core checks."""
+        return None
 
+    def notes(self, artifact: Artifact) -> tuple[str, ...]:
+        """Facts about a result of :meth:`apply` for the report (kept nodes, sparsity,
+        parameters before/after), read from ``artifact``'s files. Default: none."""
+        return ()
+
+    @abc.abstractmethod
     def apply(self, model: Artifact, options: Mapping[str, Any],
               context: CompressionContext) -> Artifact:
         """Transform ``model`` (a ``.pt`` for MODEL steps, the backend's format for FORMAT
@@ -219,33 +264,20 @@ class Compressor(Protocol):
         step's label). Cache the result by the input's content hash and the options
         (:func:`edgebench.pipeline.cached_export`), so a nightly run compresses once. Raise
         :class:`edgebench.errors.CaseError` when the step fails on this model."""
-        ...
-
-    # Optional: ``host_unavailable_reason()`` (classmethod) like backends;
-    # ``option_choices`` (class attribute); ``notes(artifact) -> tuple[str, ...]`` facts for
-    # the report (kept nodes, sparsity, params before/after).
 
 
-def compressor_stage(compressor: type | Compressor) -> Stage:
-    return Stage.MODEL if getattr(compressor, "target", None) == "pt" else Stage.FORMAT
+def compressor_stage(compressor: type[Compressor] | Compressor) -> Stage:
+    """MODEL for a ``.pt`` -> ``.pt`` step, FORMAT for a step on one backend's format."""
+    return Stage.MODEL if compressor.target == "pt" else Stage.FORMAT
 
 
-@runtime_checkable
-class Device(Protocol):
+class Device(abc.ABC):
     """A place to run cases: the local host, a board over SSH, a phone over ADB.
 
     Used as a context manager: entering connects and creates a private work dir;
-    leaving removes it and disconnects.
-
-    Optional extras the core uses when a device class has them (see ``devices/ssh.py``):
-    ``check_uri(uri)`` (classmethod: validate the URI before the run, raise ``UserError``),
-    ``accept_new_host_key(uri) -> str`` (classmethod: ``edgebench devices
-    --accept-new-host-keys``), ``agent() -> DeviceAgent`` (its own fingerprinting, e.g. with
-    the shell on a phone without Python), ``native_runner(backend) -> NativeRunner | None``,
-    ``throttling() -> str | None`` (why the CPU is held back now) and ``reconnect()`` (open
-    the connection again, kill what a lost session left running, recreate the work dir if
-    it is gone; :mod:`edgebench.retry` calls it before retrying a case whose connection was
-    lost).
+    leaving removes it and disconnects. Required: :attr:`scheme`, the attributes below, and
+    the context manager, :meth:`push`, :meth:`pull`, :meth:`run`, :meth:`abort`; the other
+    members have defaults (see ``devices/ssh.py`` for a device that overrides them all).
     """
 
     scheme: ClassVar[str]
@@ -256,8 +288,10 @@ class Device(Protocol):
     workdir: PurePosixPath
     """Private per-run directory on the device (valid while entered)."""
 
+    @abc.abstractmethod
     def __enter__(self) -> Device: ...
 
+    @abc.abstractmethod
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -265,36 +299,76 @@ class Device(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
+    @abc.abstractmethod
     def push(self, local: Path, remote: PurePosixPath) -> None:
         """Copy a file from the host to the device."""
-        ...
 
+    @abc.abstractmethod
     def pull(self, remote: PurePosixPath, local: Path) -> None:
         """Copy a file from the device to the host."""
-        ...
 
+    @abc.abstractmethod
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
         """Run a command (an argument list, never a shell string) on the device."""
-        ...
 
+    @abc.abstractmethod
     def abort(self) -> None:
         """Kill whatever :meth:`run` is running now; called from another thread on Ctrl-C.
 
         The interrupted :meth:`run` raises :class:`edgebench.errors.CaseError`.
         """
-        ...
+
+    @classmethod
+    def check_uri(cls, uri: str) -> None:
+        """Validate ``uri`` before the run starts (no connection); raise
+        :class:`edgebench.errors.UserError` with one sentence. Default: accept it."""
+        return None
+
+    @classmethod
+    def accept_new_host_key(cls, uri: str) -> str:
+        """Connect once and record the device's host key (``edgebench devices
+        --accept-new-host-keys``); return what was recorded. Default: this kind of device
+        has no host key, :class:`edgebench.errors.UserError`."""
+        from .errors import UserError
+
+        raise UserError(f"{cls.scheme}:// devices have no host key to accept ({uri}).")
+
+    def agent(self) -> DeviceAgent:
+        """What fingerprints the device (:class:`edgebench.fingerprint.DeviceAgent`).
+        Default: the Python agent, run with :attr:`python`; a phone without Python
+        overrides this with a shell one."""
+        from .fingerprint import DeviceAgent
+
+        return DeviceAgent(self)
+
+    def native_runner(self, backend: str) -> NativeRunner | None:
+        """A native benchmark binary to measure ``backend`` with instead of its Python
+        runner (phones without Python), or ``None`` (default)."""
+        return None
+
+    def throttling(self) -> str | None:
+        """Why the CPU is held back right now (thermal or power throttling), or ``None``
+        (default: not known)."""
+        return None
+
+    def reconnect(self) -> None:
+        """Open the connection again, kill what a lost session left running and recreate
+        the work dir if it is gone; :mod:`edgebench.retry` calls it before retrying a case
+        whose connection was lost. Default: nothing to do (a local device)."""
+        return None
 
 
-@runtime_checkable
-class Reporter(Protocol):
+class Reporter(abc.ABC):
     """Turns a report into one file in the output directory."""
 
     name: ClassVar[str]
+    """Unique name (``json``, ``markdown``, ``html``)."""
     filename: ClassVar[str]
+    """The file it writes in the output directory (``report.md``)."""
 
+    @abc.abstractmethod
     def render(self, report: RunReport) -> str:
         """The file's content."""
-        ...
 
 
 @dataclass(frozen=True)

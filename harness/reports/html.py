@@ -13,6 +13,7 @@ import io
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
 from .markdown import (
@@ -248,7 +249,7 @@ def render_history_html(title: str, series: dict[str, list[tuple[str, float | No
             f"<h1>{html.escape(title)}</h1><figure>{_svg(fig)}</figure></body></html>")
 
 
-class HtmlReporter:
+class HtmlReporter(Reporter):
     """``report.html``, self-contained."""
 
     name: ClassVar[str] = "html"

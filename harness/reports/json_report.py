@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..contracts import Reporter
 from ..errors import UserError
 from ..hookspecs import Register, hookimpl
 from ..records import SCHEMA_VERSION, RunReport, from_json_dict, to_json_dict
@@ -75,7 +76,7 @@ def report_from_dict(data: Any, where: str = "report") -> RunReport:
                         f"{_short(exc)}.") from None
 
 
-class JsonReporter:
+class JsonReporter(Reporter):
     """``report.json``: the whole run, every raw sample included. Written after every case."""
 
     name: ClassVar[str] = "json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..accuracy import AccuracySettings
+from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
 from ..records import Accuracy, CaseResult, Fidelity, RunReport, Status
 from .tradeoffs import tradeoff_markdown
@@ -203,7 +204,7 @@ def render_markdown(report: RunReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-class MarkdownReporter:
+class MarkdownReporter(Reporter):
     name: ClassVar[str] = "markdown"
     filename: ClassVar[str] = "report.md"
 

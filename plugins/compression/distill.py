@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.contracts import CompressionContext
+from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.limits import run_limited
@@ -125,7 +125,7 @@ def check_pair(teacher: Mapping[str, Any], student: Mapping[str, Any], teacher_n
 # -- the steps -------------------------------------------------------------------------
 
 
-class Finetune:
+class Finetune(Compressor):
     """The student trained on the train split with the detection loss alone."""
 
     name: ClassVar[str] = "finetune"
@@ -150,7 +150,7 @@ class Finetune:
         return training_notes(artifact_meta(artifact.path))
 
 
-class Distill:
+class Distill(Compressor):
     """The student trained with a teacher's soft targets plus the detection loss."""
 
     name: ClassVar[str] = "distill"

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from edgebench.accuracy import head_problem
 from edgebench.batching import static_batch
-from edgebench.contracts import CompressionContext
+from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
@@ -169,7 +169,7 @@ def greedy_search(blocks: Mapping[str, Sequence[str]], evaluate: Callable[[set[s
 # -- the step ------------------------------------------------------------------------------
 
 
-class OnnxMixedPrecision:
+class OnnxMixedPrecision(Compressor):
     """int8 QDQ with the fewest float blocks that keep mAP within the budget."""
 
     name: ClassVar[str] = "mixed"

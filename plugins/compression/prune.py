@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.contracts import CompressionContext
+from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, sha256_file
@@ -57,7 +57,7 @@ def _imgsz(options: Mapping[str, Any], context: CompressionContext) -> int:
     return int(options.get("imgsz") or context.imgsz)
 
 
-class StructuredPrune:
+class StructuredPrune(Compressor):
     """Channel pruning with torch-pruning, then fine-tuning on the train split."""
 
     name: ClassVar[str] = "prune"
@@ -123,7 +123,7 @@ class StructuredPrune:
         return prune_notes(artifact_meta(artifact.path))
 
 
-class Sparsify:
+class Sparsify(Compressor):
     """Unstructured global L1 magnitude pruning (zeros in dense tensors)."""
 
     name: ClassVar[str] = "sparsify"

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.contracts import CompressionContext
+from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
@@ -184,7 +184,7 @@ def quantize_tflite(src: Path, dst: Path, scheme: str,
             + (f", {len(keep_float)} head-tail ops float" if keep_float else ""))
 
 
-class _LiteRTQuantizer:
+class _LiteRTQuantizer(Compressor):
     """Shared body: ``scheme`` picks the recipe; calibrated schemes take ``calibration``."""
 
     name: ClassVar[str]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.contracts import CompressionContext
+from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import (
@@ -52,7 +52,7 @@ def fp16_weights_model(model: Artifact, context: CompressionContext) -> Artifact
     return onnx_to_ncnn(source, imgsz=context.imgsz, fp16_weights=True)
 
 
-class NcnnFp16:
+class NcnnFp16(Compressor):
     """fp16 weights, fp16 storage and arithmetic for ncnn."""
 
     name: ClassVar[str] = "fp16"
@@ -117,7 +117,7 @@ class NcnnFp16:
                 f"{flags} (no effect on x86 ncnn, which has no fp16 kernels)")
 
 
-class NcnnInt8:
+class NcnnInt8(Compressor):
     """Registered so that ``int8`` on ncnn is skipped with the reason, not 'no compressor'."""
 
     name: ClassVar[str] = "int8"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgebench.batching import static_batch
-from edgebench.contracts import CompressionContext
+from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
@@ -186,7 +186,7 @@ def require_onnx(step: str, model: Artifact) -> None:
 # -- the steps ----------------------------------------------------------------------------
 
 
-class OnnxInt8:
+class OnnxInt8(Compressor):
     """Static int8 (QDQ) with ONNX Runtime, calibrated on train images; head tail float."""
 
     name: ClassVar[str] = "int8"
@@ -239,7 +239,7 @@ class OnnxInt8:
         return quantization_notes(artifact_meta(artifact.path))
 
 
-class OnnxDynamic:
+class OnnxDynamic(Compressor):
     """Dynamic quantization with ONNX Runtime: int8 weights, activations quantized on the
     fly per inference; no calibration."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgebench.accuracy import precision_tolerance
-from edgebench.contracts import resolve_options
+from edgebench.contracts import Backend, resolve_options
 from edgebench.errors import CaseError, CaseSkipped
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.input_size import ImgSz
@@ -35,7 +35,7 @@ __all__ = ["LiteRTBackend", "describe_tflite", "tflite_input"]
 EXPORT_HINT = "pip install 'edgebench[export]'"
 
 
-class LiteRTBackend:
+class LiteRTBackend(Backend):
     """LiteRT interpreter, XNNPACK delegate (configurable), every usable core by default."""
 
     name: ClassVar[str] = "litert"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgebench.accuracy import FP16_TOLERANCE, precision_tolerance
-from edgebench.contracts import resolve_options
+from edgebench.contracts import Backend, resolve_options
 from edgebench.errors import CaseError, CaseSkipped
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.input_size import ImgSz, declared_hw, hw
@@ -42,7 +42,7 @@ from edgebench.records import Artifact, DeviceInfo, RunSettings, RuntimeInfo, To
 EXPORT_HINT = "pip install 'edgebench[export]'"
 
 
-class NcnnBackend:
+class NcnnBackend(Backend):
     """ncnn on the CPU (or the first Vulkan GPU), fp32 unless fp16 is asked for."""
 
     name: ClassVar[str] = "ncnn"

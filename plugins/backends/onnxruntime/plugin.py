@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.contracts import resolve_options
+from edgebench.contracts import Backend, resolve_options
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import export_with_ultralytics
 from edgebench.records import Artifact, DeviceInfo, RunSettings
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """ONNX Runtime, CPU execution provider, sequential execution, all graph optimisations."""
 
     name: ClassVar[str] = "onnxruntime"
