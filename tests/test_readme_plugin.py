@@ -1,4 +1,5 @@
-"""The README's plugin tutorial, taken from the README itself, installed and run for real."""
+"""The plugin guide's tutorial (docs/plugins.md), taken from the page itself, installed and run
+for real."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).parents[1] / "README.md"
+GUIDE = Path(__file__).parents[1] / "docs" / "plugins.md"
+TUTORIAL = "## Tutorial: an OpenCV DNN backend"
 
 
 def tutorial_blocks() -> dict[str, str]:
     """The tutorial's code blocks, keyed by the file named in their first comment line."""
-    section = README.read_text().split("## Writing a plugin", 1)[1].split("\n## ", 1)[0]
+    text = GUIDE.read_text()
+    assert TUTORIAL in text, f"{GUIDE} has no section {TUTORIAL!r}"
+    section = text.split(TUTORIAL, 1)[1].split("\n## ", 1)[0]
     blocks = {}
     for body in re.findall(r"```(?:python|toml)\n(.*?)```", section, flags=re.S):
         first = body.splitlines()[0]
@@ -24,7 +28,7 @@ def tutorial_blocks() -> dict[str, str]:
     return blocks
 
 
-def test_readme_tutorial_backend_installs_and_runs(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+def test_plugin_guide_tutorial_backend_installs_and_runs(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
     blocks = tutorial_blocks()
     assert set(blocks) == {"my_edgebench_cv/__init__.py", "my_edgebench_cv/cv_runner.py",
                            "pyproject.toml"}
