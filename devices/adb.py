@@ -22,6 +22,7 @@ usual); every command is an ``adb shell`` line built from an argument list with
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import subprocess
@@ -194,7 +195,7 @@ class AdbDevice(Device):
         self._running, self._running_pid = proc, None
         out, err = bytearray(), bytearray()
 
-        def read(pipe: Any, into: bytearray, watch_pid: bool) -> None:
+        def read(pipe: io.BufferedIOBase, into: bytearray, watch_pid: bool) -> None:
             while True:
                 chunk = pipe.read1(65536)
                 if not chunk:

@@ -18,15 +18,10 @@ URI: ``ssh://[user@]host[:port][?option=value&...]``. ``host`` may be an alias f
                      a native benchmark binary on this host, pushed and used instead of the
                      Python runner of its backend (see :mod:`edgebench.devices.native`)
 
-Host keys are checked against known_hosts (plain and hashed entries; a key marked
-``@revoked`` is refused); an unknown host is refused with its fingerprint and how to accept
-it (``edgebench devices --accept-new-host-keys -d URI``), unless ``~/.ssh/config`` says
-``StrictHostKeyChecking accept-new`` (or ``no``) for it: then its key is recorded as
-OpenSSH would (hashed under ``HashKnownHosts yes``). A changed key is always refused.
-Passwords are not supported: they would end up in reports.
-
-The URI and ``~/.ssh/config`` are read by :mod:`edgebench.devices.ssh_target`, host keys
-handled by :mod:`edgebench.devices.ssh_hostkeys`, the connection opened by
+Host keys are checked as OpenSSH does (:mod:`edgebench.devices.ssh_hostkeys`); an unknown
+host is refused with its fingerprint and how to accept it, a changed key always. Passwords
+are not supported: they would end up in reports. The URI and ``~/.ssh/config`` are read by
+:mod:`edgebench.devices.ssh_target`, the connection opened by
 :mod:`edgebench.devices.ssh_connect`; this module is the device itself.
 """
 
@@ -41,7 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from edgebench.contracts import Completed, Device, NativeRunner
 from edgebench.errors import CaseError
@@ -52,7 +47,16 @@ from edgebench.retry import ConnectionLost, RunnerTimedOut
 
 from .native import native_runners
 from .shell_agent import ShellAgent, read_throttling
-from .ssh_connect import connect, reason
+from .ssh_connect import (
+    Channel,
+    SFTPClient,
+    SSHClient,
+    alive,
+    connect,
+    open_channel,
+    reason,
+    run_line,
+)
 from .ssh_hostkeys import HostKey, fingerprint, record_host_key
 from .ssh_target import SSHTarget, parse_uri, resolve
 from .transport import (
@@ -77,12 +81,12 @@ class SSHDevice(Device):
         self.python = self._options.get("python", "")
         self._natives = native_runners(self._options, uri)
         self._target: SSHTarget | None = None
-        self._client: Any = None
-        self._sftp: Any = None
+        self._client: SSHClient | None = None
+        self._sftp: SFTPClient | None = None
         self._workdir: PurePosixPath | None = None
         self._dirs: set[str] = set()
         self._running_pid: int | None = None
-        self._running_channel: Any = None
+        self._running_channel: Channel | None = None
         self._unfinished: set[int] = set()  # remote PIDs whose end we have not seen
         self._aborted = False
         self._stack = contextlib.ExitStack()
@@ -208,7 +212,9 @@ class SSHDevice(Device):
             raise CaseError("aborted")
         start = time.perf_counter()
         command = remote_command(argv, self._workdir)
-        channel = self._open_channel()
+        if not self._alive():
+            self._reconnect()
+        channel = open_channel(self._client, self._label)
         self._running_channel = channel
         self._running_pid = None
         out, err = bytearray(), bytearray()
@@ -271,16 +277,15 @@ class SSHDevice(Device):
 
     def _connect(self) -> None:
         assert self._target is not None
-        self._client = connect(self._target)
+        self._client = client = connect(self._target)
         try:
-            self._sftp = self._client.open_sftp()
+            self._sftp = client.open_sftp()
         except Exception as exc:
             raise CaseError(f"{self._label} offers no SFTP ({reason(exc)}); enable the "
                             "sftp subsystem in its sshd_config") from None
 
     def _alive(self) -> bool:
-        transport = self._client.get_transport() if self._client is not None else None
-        return bool(transport is not None and transport.is_active())
+        return alive(self._client)
 
     def _reconnect(self) -> None:
         """After a dropped connection: one new attempt (the work dir survives on the device)."""
@@ -305,7 +310,7 @@ class SSHDevice(Device):
         self._make_workdir()
 
     def _workdir_exists(self) -> bool:
-        if self._workdir is None:
+        if self._workdir is None or self._sftp is None:
             return False
         try:
             return stat.S_ISDIR(self._sftp.stat(str(self._workdir)).st_mode or 0)
@@ -321,49 +326,27 @@ class SSHDevice(Device):
         assert self._target is not None
         base = PurePosixPath(self._target.options.get("tmpdir", "/tmp"))
         workdir = base / new_workdir_name()
+        sftp = self._sftp
+        if sftp is None:
+            raise ConnectionLost(f"the connection to {self._label} was lost")
         try:
-            self._sftp.mkdir(str(workdir), 0o700)
-            self._sftp.chmod(str(workdir), 0o700)
+            sftp.mkdir(str(workdir), 0o700)
+            sftp.chmod(str(workdir), 0o700)
         except OSError as exc:
             raise CaseError(f"cannot create a work dir in {base} on {self._target.label}: "
                             f"{reason(exc)}") from None
         self._workdir = workdir
         self._dirs = {str(workdir)}
 
-    def _sftp_client(self) -> Any:
+    def _sftp_client(self) -> SFTPClient:
         if not self._alive():
             self._reconnect()
+        if self._sftp is None:
+            raise ConnectionLost(f"the connection to {self._label} was lost")
         return self._sftp
 
-    def _open_channel(self) -> Any:
-        if not self._alive():
-            self._reconnect()
-        try:
-            return self._client.get_transport().open_session(timeout=30)
-        except Exception as exc:
-            raise ConnectionLost(f"the connection to {self._label} was lost: "
-                                 f"{reason(exc)}") from None
-
     def _exec(self, command: str, timeout_s: float) -> tuple[int, str, str]:
-        """Run a shell line (no PID line, no work dir): for housekeeping."""
-        if not self._alive():
-            raise ConnectionLost(f"the connection to {self._label} was lost")
-        try:
-            channel = self._client.get_transport().open_session(timeout=30)
-        except Exception as exc:
-            raise ConnectionLost(f"the connection to {self._label} was lost: "
-                                 f"{reason(exc)}") from None
-        try:
-            channel.settimeout(timeout_s)
-            channel.exec_command(command)
-            out = channel.makefile("rb").read()
-            err = channel.makefile_stderr("rb").read()
-            return channel.recv_exit_status(), out.decode("utf-8", "replace"), \
-                err.decode("utf-8", "replace")
-        except (OSError, EOFError) as exc:
-            raise ConnectionLost(f"{self._label}: {reason(exc)}") from None
-        finally:
-            channel.close()
+        return run_line(self._client, self._label, command, timeout_s)
 
     def _find_python(self) -> str:
         code, out, _ = self._exec("command -v python3 || command -v python", 30)
@@ -419,7 +402,8 @@ class SSHDevice(Device):
             if obj is not None:
                 with contextlib.suppress(Exception):
                     obj.close()
-        self._sftp = self._client = None
+        self._sftp = None
+        self._client = None
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import socket
-from typing import Any
+from typing import Protocol
 
 from edgebench.errors import CaseError
 from edgebench.redaction import redact
@@ -25,9 +25,58 @@ from .ssh_hostkeys import (
 )
 from .ssh_target import SSHTarget
 
+# What edgebench uses of paramiko's objects (paramiko ships no type hints): mypy checks the
+# devices against these; paramiko's own classes satisfy them.
 
-def connect(target: SSHTarget, *, accept_unknown: AcceptKey | None = None) -> Any:
-    """A connected ``paramiko.SSHClient`` (typed ``Any``: paramiko ships no type hints).
+
+class SFTPAttributes(Protocol):
+    st_mode: int | None
+
+
+class SFTPClient(Protocol):
+    def put(self, localpath: str, remotepath: str) -> object: ...
+    def get(self, remotepath: str, localpath: str) -> None: ...
+    def stat(self, path: str) -> SFTPAttributes: ...
+    def mkdir(self, path: str, mode: int = 0o777) -> None: ...
+    def chmod(self, path: str, mode: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class ChannelFile(Protocol):
+    def read(self) -> bytes: ...
+
+
+class Channel(Protocol):
+    """A session channel: one remote command."""
+
+    def exec_command(self, command: str) -> None: ...
+    def settimeout(self, timeout: float | None) -> None: ...
+    def recv_ready(self) -> bool: ...
+    def recv(self, nbytes: int) -> bytes: ...
+    def recv_stderr_ready(self) -> bool: ...
+    def recv_stderr(self, nbytes: int) -> bytes: ...
+    def exit_status_ready(self) -> bool: ...
+    def recv_exit_status(self) -> int: ...
+    def makefile(self, mode: str) -> ChannelFile: ...
+    def makefile_stderr(self, mode: str) -> ChannelFile: ...
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def is_active(self) -> bool: ...
+    def open_session(self, timeout: float | None = None) -> Channel: ...
+
+
+class SSHClient(Protocol):
+    """A connected ``paramiko.SSHClient``."""
+
+    def get_transport(self) -> Transport | None: ...
+    def open_sftp(self) -> SFTPClient: ...
+    def close(self) -> None: ...
+
+
+def connect(target: SSHTarget, *, accept_unknown: AcceptKey | None = None) -> SSHClient:
+    """A connected ``paramiko.SSHClient``.
 
     The host key must be in the target's known_hosts and not ``@revoked``, or match the
     URI's ``hostkey=``; an unknown one is accepted only by ``accept_unknown`` or, without
@@ -101,7 +150,8 @@ def connect(target: SSHTarget, *, accept_unknown: AcceptKey | None = None) -> An
                         f"{fingerprint(server_key)}, not the {pinned} given in the URI")
     client.get_transport().set_keepalive(15)
     _detect_dead_peer(client.get_transport().sock)
-    return client
+    connected: SSHClient = client
+    return connected
 
 
 def _detect_dead_peer(sock: object, seconds: int = 30) -> None:
@@ -135,3 +185,42 @@ def reason(exc: BaseException) -> str:
         return exc.strerror
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def alive(client: SSHClient | None) -> bool:
+    """Whether ``client``'s connection is still up (as far as SSH knows)."""
+    transport = client.get_transport() if client is not None else None
+    return bool(transport is not None and transport.is_active())
+
+
+def open_channel(client: SSHClient | None, label: str) -> Channel:
+    """A new session channel for one command on ``client`` (``label``: the host, for the
+    message); :class:`ConnectionLost` when the connection is gone."""
+    transport = client.get_transport() if client is not None else None
+    try:
+        if transport is None:
+            raise EOFError("not connected")
+        return transport.open_session(timeout=30)
+    except Exception as exc:
+        raise ConnectionLost(f"the connection to {label} was lost: {reason(exc)}") from None
+
+
+def run_line(client: SSHClient | None, label: str, command: str, timeout_s: float
+             ) -> tuple[int, str, str]:
+    """Run a shell line on ``client`` (no PID line, no work dir: for housekeeping such as
+    killing a runner or removing the work dir); ``(status, stdout, stderr)``.
+    :class:`ConnectionLost` when the connection is gone or fails meanwhile."""
+    if not alive(client):
+        raise ConnectionLost(f"the connection to {label} was lost")
+    channel = open_channel(client, label)
+    try:
+        channel.settimeout(timeout_s)
+        channel.exec_command(command)
+        out = channel.makefile("rb").read()
+        err = channel.makefile_stderr("rb").read()
+        return channel.recv_exit_status(), out.decode("utf-8", "replace"), \
+            err.decode("utf-8", "replace")
+    except (OSError, EOFError) as exc:
+        raise ConnectionLost(f"{label}: {reason(exc)}") from None
+    finally:
+        channel.close()

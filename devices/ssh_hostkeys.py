@@ -1,9 +1,12 @@
 """SSH host keys as OpenSSH keeps them: known_hosts read (plain, hashed and ``@revoked``
 entries) and written, fingerprints, and the policy for a host not known yet.
 
-A changed key is never accepted; an unknown one only when the caller says so (an explicit
-``--accept-new-host-keys``, ``hostkey=`` in the URI or ``StrictHostKeyChecking
-accept-new`` in ``~/.ssh/config``).
+Host keys are checked against known_hosts (plain and hashed entries; a key marked
+``@revoked`` is refused); an unknown host is refused with its fingerprint and how to accept
+it (``edgebench devices --accept-new-host-keys -d URI``, or ``hostkey=SHA256:...`` in the
+URI), unless ``~/.ssh/config`` says ``StrictHostKeyChecking accept-new`` (or ``no``) for
+it: then its key is recorded as OpenSSH would (hashed under ``HashKnownHosts yes``). A
+changed key is always refused.
 """
 
 from __future__ import annotations
