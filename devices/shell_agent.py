@@ -16,7 +16,7 @@ import pluggy
 
 from edgebench.contracts import Device
 from edgebench.errors import CaseError
-from edgebench.fingerprint import DeviceAgent
+from edgebench.fingerprint import AgentDevice, DeviceAgent
 from edgebench.records import DeviceInfo, from_json_dict
 
 PROBE_SCRIPT = r"""
@@ -167,7 +167,7 @@ def _cpu_model(lines: Sequence[str]) -> tuple[str | None, list[str]]:
     return model or board or names.get("hardware"), sorted(f for f in flags if f in _FLAGS)
 
 
-def device_info(fields: Mapping[str, Any], uri: str, device: Device,
+def device_info(fields: Mapping[str, Any], uri: str, device: object,
                 pm: pluggy.PluginManager | None) -> DeviceInfo:
     """Freeze probe fields into a DeviceInfo, letting plugins add to them first."""
     data = dict(fields)
@@ -185,7 +185,8 @@ class ShellAgent(DeviceAgent):
     native runners (:mod:`edgebench.devices.native`) can.
     """
 
-    def __init__(self, device: Device, runtimes: Mapping[str, str] | None = None) -> None:
+    def __init__(self, device: AgentDevice, runtimes: Mapping[str, str] | None = None
+                 ) -> None:
         super().__init__(device)
         self.runtimes = dict(runtimes or {})
 
