@@ -84,7 +84,7 @@ class AdbDevice(Device):
         self._aborted = False
         self._stack = contextlib.ExitStack()
 
-    # -- hooks the core looks for -------------------------------------------------------
+    # -- optional Device members (defaults: edgebench.contracts.Device) -----------------
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
@@ -120,7 +120,7 @@ class AdbDevice(Device):
             return {}
         return {k: fields[k] for k in ("cpu_model", "os") if fields.get(k)}
 
-    # -- the Device protocol ------------------------------------------------------------
+    # -- required Device members ---------------------------------------------------------
 
     @property
     def workdir(self) -> PurePosixPath:

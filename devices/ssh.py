@@ -91,7 +91,7 @@ class SSHDevice(Device):
         self._aborted = False
         self._stack = contextlib.ExitStack()
 
-    # -- hooks the core looks for -------------------------------------------------------
+    # -- optional Device members (defaults: edgebench.contracts.Device) -----------------
 
     @classmethod
     def host_unavailablereason(cls) -> str | None:
@@ -136,7 +136,7 @@ class SSHDevice(Device):
     def _native_versions(self) -> dict[str, str]:
         return {r.tool: r.version_label() for r in self._natives.values()}
 
-    # -- the Device protocol ------------------------------------------------------------
+    # -- required Device members ---------------------------------------------------------
 
     @property
     def workdir(self) -> PurePosixPath:
