@@ -15,127 +15,51 @@ attached). Options:
 
 The adb server is the user's (``ANDROID_ADB_SERVER_PORT`` and ``ANDROID_SERIAL`` work as
 usual); every command is an ``adb shell`` line built from an argument list with
-:func:`shlex.join`.
+:func:`shlex.join`. (The URI and adb's messages are read in
+:mod:`edgebench.devices.adb_target`.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
+from typing import Any, ClassVar, Self
 
 from edgebench.contracts import Completed, Device, NativeRunner
-from edgebench.errors import CaseError, UserError
+from edgebench.errors import CaseError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.retry import ConnectionLost, RunnerTimedOut
 
-from .native import NATIVE_TOOLS, native_runners
+from .adb_target import (
+    DEFAULT_TMPDIR,
+    find_adb,
+    first_line,
+    parse_uri,
+    state_error,
+    state_problem,
+    waits_for_a_person,
+)
+from .native import native_runners
+from .shell_agent import PROBE_SCRIPT, ShellAgent, probe_fields, read_throttling
 from .transport import (
-    PROBE_SCRIPT,
-    ShellAgent,
     device_lock,
     kill_command,
     new_workdir_name,
-    parse_query,
-    probe_fields,
-    read_throttling,
-    redact,
     remote_command,
     remove_command,
     split_exit,
     split_pid,
     within,
 )
-
-OPTIONS = ("python", "tmpdir", "adb", *NATIVE_TOOLS)
-DEFAULT_TMPDIR = "/data/local/tmp"
-
-
-def parse_uri(uri: str) -> tuple[str, bool, dict[str, str]]:
-    """``(serial, is_network, options)``; ``serial`` is ``""`` for the only device."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme != "adb":
-        raise UserError(f"device {redact(uri)!r} is not an ADB URI such as 'adb://SERIAL' "
-                        "or 'adb://192.168.1.30:5555'.")
-    serial = unquote(parts.netloc)
-    if "@" in serial or parts.path not in ("", "/"):
-        raise UserError(f"device {redact(uri)!r}: an ADB URI is adb://SERIAL or "
-                        "adb://host:port (no user or password), with options after '?'.")
-    host, sep, port = serial.rpartition(":")
-    network = bool(sep and host and port.isdigit())
-    if sep and not network and not serial.startswith("["):
-        raise UserError(f"device {redact(uri)!r} has an invalid port.")
-    return serial, network, parse_query(uri, parts.query, OPTIONS)
-
-
-def find_adb(explicit: str | None) -> str:
-    """The adb binary: the option, ``adb`` on PATH, or the one bundled with adbutils."""
-    if explicit:
-        path = shutil.which(os.path.expanduser(explicit))
-        if path is None:
-            raise CaseError(f"adb={explicit} is not an executable")
-        return path
-    found = shutil.which("adb")
-    if found:
-        return found
-    try:
-        import adbutils
-
-        return str(adbutils.adb_path())
-    except Exception:
-        raise CaseError("adb is not installed: apt-get install adb, or pip install "
-                        "'edgebench[adb]' (which bundles one)") from None
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def state_error(serial: str, text: str, fallback: str) -> CaseError:
-    """The error for a device adb cannot use: :class:`ConnectionLost` (retried) unless it
-    waits for a person (unauthorized: nobody taps "allow" in a nightly)."""
-    problem = state_problem(serial, text) or fallback
-    if waits_for_a_person(text):
-        return CaseError(problem)
-    return ConnectionLost(problem)
-
-
-def waits_for_a_person(text: str) -> bool:
-    """adb's words say the phone waits for someone to tap "allow": retrying is no use."""
-    low = text.lower()
-    return "unauthorized" in low or "failed to authenticate" in low
-
-
-def state_problem(serial: str, text: str) -> str | None:
-    """The one-sentence reason why ``serial`` cannot be used, from adb's words, or None."""
-    low = text.lower()
-    if "unauthorized" in low or "failed to authenticate" in low:
-        return (f"the device {serial} is unauthorized: unlock it and accept the 'Allow USB "
-                "debugging?' prompt for this computer (its key is ~/.android/adbkey.pub), "
-                "then run again")
-    if "offline" in low:
-        return (f"the device {serial} is offline: reconnect it (adb -s {serial} reconnect) "
-                "or restart adbd on it")
-    if "not found" in low or "no devices" in low:
-        return f"no device {serial or ''} is attached ('adb devices' lists those that are)"
-    if "connection refused" in low or "failed to connect" in low or "cannot connect" in low \
-            or "unable to connect" in low or "no route" in low or "timed out" in low:
-        return f"cannot reach {serial}: {_first_line(text)}"
-    return None
 
 
 class AdbDevice(Device):
@@ -160,7 +84,7 @@ class AdbDevice(Device):
         self._aborted = False
         self._stack = contextlib.ExitStack()
 
-    # -- hooks the core looks for -------------------------------------------------------
+    # -- optional Device members (defaults: edgebench.contracts.Device) -----------------
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
@@ -196,7 +120,7 @@ class AdbDevice(Device):
             return {}
         return {k: fields[k] for k in ("cpu_model", "os") if fields.get(k)}
 
-    # -- the Device protocol ------------------------------------------------------------
+    # -- required Device members ---------------------------------------------------------
 
     @property
     def workdir(self) -> PurePosixPath:
@@ -204,7 +128,7 @@ class AdbDevice(Device):
             raise RuntimeError("AdbDevice used outside its 'with' block")
         return self._workdir
 
-    def __enter__(self) -> AdbDevice:
+    def __enter__(self) -> Self:
         self._adb = find_adb(self._options.get("adb"))
         try:
             self._attach()
@@ -246,7 +170,7 @@ class AdbDevice(Device):
                                 f"({local.stat().st_size >> 10} KiB) does not fit in "
                                 f"{self.workdir.parent} on {self.serial}")
             raise self._lost_or(f"cannot copy {local.name} to {self.serial}:{remote}: "
-                                f"{_first_line(text)}")
+                                f"{first_line(text)}")
 
     def pull(self, remote: PurePosixPath, local: Path) -> None:
         remote = within(self.workdir, remote)
@@ -257,7 +181,7 @@ class AdbDevice(Device):
             if missing and self._state() == "device":
                 raise CaseError(f"{remote} was not produced on the device")
             raise self._lost_or(f"cannot copy {remote} from {self.serial}: "
-                                f"{_first_line(text)}")
+                                f"{first_line(text)}")
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
         if self._aborted:
@@ -271,7 +195,7 @@ class AdbDevice(Device):
         self._running, self._running_pid = proc, None
         out, err = bytearray(), bytearray()
 
-        def read(pipe: Any, into: bytearray, watch_pid: bool) -> None:
+        def read(pipe: io.BufferedIOBase, into: bytearray, watch_pid: bool) -> None:
             while True:
                 chunk = pipe.read1(65536)
                 if not chunk:
@@ -351,13 +275,13 @@ class AdbDevice(Device):
         if problem and waits_for_a_person(state):
             return CaseError(problem)
         return ConnectionLost(f"the connection to {self.serial} was lost: "
-                              f"{problem or _first_line(state)}")
+                              f"{problem or first_line(state)}")
 
     def _attach(self) -> None:
         started = self._adb_run(["start-server"], 60, serial=False)
         if started.returncode != 0:
             raise CaseError(f"the adb server does not start: "
-                            f"{_first_line(started.stderr or started.stdout)}")
+                            f"{first_line(started.stderr or started.stdout)}")
         if not self.serial:
             self.serial = self._only_device()
         if self._network:
@@ -367,12 +291,12 @@ class AdbDevice(Device):
                 state = self._state()  # TCP up but no handshake: adb lists it "offline"
                 seen = state if "offline" in state else text
                 raise state_error(self.serial, seen,
-                                  f"cannot connect to {self.serial}: {_first_line(text)}")
+                                  f"cannot connect to {self.serial}: {first_line(text)}")
             self._connected_by_us = self._connected_by_us or "already connected" not in text
         state = self._state()
         if state != "device":
             raise state_error(self.serial, state,
-                              f"{self.serial} is not usable: {_first_line(state)}")
+                              f"{self.serial} is not usable: {first_line(state)}")
 
     def reconnect(self) -> None:
         """Reach the device again after a lost connection (the retry of a case calls
@@ -405,7 +329,7 @@ class AdbDevice(Device):
         code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
         if code != 0:
             raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
-                            f"{_first_line(err or out)}")
+                            f"{first_line(err or out)}")
         self._workdir = workdir
 
     def _only_device(self) -> str:

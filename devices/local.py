@@ -12,11 +12,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from edgebench.contracts import Completed, Device
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.redaction import redact
 from edgebench.retry import RunnerTimedOut
 
 
@@ -37,8 +38,6 @@ class LocalDevice(Device):
         """Only ``local`` or ``local://``: nothing else would be read (and a URI carries
         into the report as it is)."""
         if uri not in ("local", "local://"):
-            from .transport import redact
-
             raise UserError(f"device {redact(uri)!r}: the local device takes no host or "
                             "options; write 'local'.")
 
@@ -48,7 +47,7 @@ class LocalDevice(Device):
             raise RuntimeError("LocalDevice used outside its 'with' block")
         return PurePosixPath(self._workdir)
 
-    def __enter__(self) -> LocalDevice:
+    def __enter__(self) -> Self:
         self._workdir = Path(tempfile.mkdtemp(prefix="edgebench-"))  # created 0700
         return self
 

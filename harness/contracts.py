@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from .accuracy import precision_tolerance
 from .input_size import ImgSz
@@ -274,22 +274,39 @@ def compressor_stage(compressor: type[Compressor] | Compressor) -> Stage:
 class Device(abc.ABC):
     """A place to run cases: the local host, a board over SSH, a phone over ADB.
 
-    Used as a context manager: entering connects and creates a private work dir;
-    leaving removes it and disconnects. Required: :attr:`scheme`, the attributes below, and
-    the context manager, :meth:`push`, :meth:`pull`, :meth:`run`, :meth:`abort`; the other
-    members have defaults (see ``devices/ssh.py`` for a device that overrides them all).
+    Used as a context manager: entering connects, takes the device's lock and creates a
+    private work dir; leaving kills what still runs there, removes the work dir and
+    disconnects. Every file the harness writes on the device lies inside :attr:`workdir`.
+
+    Required: :attr:`scheme`, :attr:`uri`, :attr:`python`, :attr:`workdir`, the context
+    manager, :meth:`push`, :meth:`pull`, :meth:`run` and :meth:`abort`. The other members
+    have defaults that suit the local host; ``devices/ssh.py`` overrides them all.
+
+    Errors: a failure the user can fix (a bad URI, an unknown host key) is
+    :class:`edgebench.errors.UserError` or :class:`edgebench.errors.CaseError` with one
+    sentence; a link that failed and may work again (network down, device rebooting, copy
+    corrupted) is :class:`edgebench.retry.ConnectionLost`, which the core retries after
+    :meth:`reconnect`.
     """
 
     scheme: ClassVar[str]
     """URI scheme this class handles: ``local``, ``ssh``, ``adb``."""
     uri: str
+    """The device URI as the user gave it (may hold options; never a password)."""
     python: str
-    """The interpreter on the device that runs the device-side scripts (``""``: none)."""
-    workdir: PurePosixPath
-    """Private per-run directory on the device (valid while entered)."""
+    """The interpreter on the device that runs the device-side scripts (``""``: none, so
+    only :meth:`native_runner` runners can measure there). May be found while entering."""
+
+    @property
+    @abc.abstractmethod
+    def workdir(self) -> PurePosixPath:
+        """The private per-run directory on the device (mode 0700, an unpredictable name).
+
+        Valid only while entered (raises ``RuntimeError`` outside the ``with`` block); may
+        change after :meth:`reconnect` when the device rebooted and lost it."""
 
     @abc.abstractmethod
-    def __enter__(self) -> Device: ...
+    def __enter__(self) -> Self: ...
 
     @abc.abstractmethod
     def __exit__(
@@ -301,60 +318,77 @@ class Device(abc.ABC):
 
     @abc.abstractmethod
     def push(self, local: Path, remote: PurePosixPath) -> None:
-        """Copy a file from the host to the device."""
+        """Copy the host file ``local`` to ``remote``, a path inside :attr:`workdir` (parent
+        directories are created); a path outside it is a :class:`CaseError`."""
 
     @abc.abstractmethod
     def pull(self, remote: PurePosixPath, local: Path) -> None:
-        """Copy a file from the device to the host."""
+        """Copy ``remote`` (inside :attr:`workdir`) to the host file ``local``; a file the
+        device did not produce is a :class:`CaseError` saying so."""
 
     @abc.abstractmethod
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
-        """Run a command (an argument list, never a shell string) on the device."""
+        """Run ``argv`` (an argument list, never a shell string) in :attr:`workdir`.
+
+        Returns its exit status and output, whatever the status; past ``timeout_s``
+        seconds the command and its children are killed and
+        :class:`edgebench.retry.RunnerTimedOut` is raised."""
 
     @abc.abstractmethod
     def abort(self) -> None:
         """Kill whatever :meth:`run` is running now; called from another thread on Ctrl-C.
 
-        The interrupted :meth:`run` raises :class:`edgebench.errors.CaseError`.
+        The interrupted :meth:`run`, and every later one, raises
+        :class:`edgebench.errors.CaseError`.
         """
 
     @classmethod
+    def host_unavailable_reason(cls) -> str | None:
+        """Why this kind of device cannot be used from this host at all (its client library
+        or tool is missing, e.g. paramiko or adb), with how to install it; or ``None``
+        (default)."""
+        return None
+
+    @classmethod
     def check_uri(cls, uri: str) -> None:
-        """Validate ``uri`` before the run starts (no connection); raise
+        """Validate ``uri`` before the run starts, without connecting; raise
         :class:`edgebench.errors.UserError` with one sentence. Default: accept it."""
         return None
 
     @classmethod
     def accept_new_host_key(cls, uri: str) -> str:
-        """Connect once and record the device's host key (``edgebench devices
-        --accept-new-host-keys``); return what was recorded. Default: this kind of device
-        has no host key, :class:`edgebench.errors.UserError`."""
-        from .errors import UserError
-
-        raise UserError(f"{cls.scheme}:// devices have no host key to accept ({uri}).")
+        """Connect once and record the device's host key if it is not known yet, never a
+        changed one (``edgebench devices --accept-new-host-keys``); return one line
+        saying what was recorded. Default: this kind of device has no host key, so there
+        is nothing to record, and the line says so."""
+        return f"{cls.scheme} devices have no host key: nothing to record"
 
     def agent(self) -> DeviceAgent:
         """What fingerprints the device (:class:`edgebench.fingerprint.DeviceAgent`).
-        Default: the Python agent, run with :attr:`python`; a phone without Python
-        overrides this with a shell one."""
+        Default: the Python agent, run with :attr:`python`; a device without Python (a
+        phone) overrides this with one that uses its shell."""
         from .fingerprint import DeviceAgent
 
         return DeviceAgent(self)
 
     def native_runner(self, backend: str) -> NativeRunner | None:
-        """A native benchmark binary to measure ``backend`` with instead of its Python
-        runner (phones without Python), or ``None`` (default)."""
+        """A native benchmark binary that measures ``backend`` here instead of the backend's
+        Python runner (configured in the URI, for phones without Python), or ``None``
+        (default: the Python runner)."""
         return None
 
     def throttling(self) -> str | None:
-        """Why the CPU is held back right now (thermal or power throttling), or ``None``
-        (default: not known)."""
+        """Why the CPU is held back right now (thermal or power throttling, e.g. ``vcgencmd:
+        throttled (0x4)``), or ``None``: not throttled, or not known (default)."""
         return None
 
     def reconnect(self) -> None:
-        """Open the connection again, kill what a lost session left running and recreate
-        the work dir if it is gone; :mod:`edgebench.retry` calls it before retrying a case
-        whose connection was lost. Default: nothing to do (a local device)."""
+        """Reach the device again after :class:`edgebench.retry.ConnectionLost`, before the
+        case is retried: open the connection again, kill what the cut-off case left
+        running and make a new work dir if the old one is gone. Raise ``ConnectionLost``
+        if it is still unreachable, :class:`CaseError` if it refuses for good (e.g. an
+        unauthorized phone). Default: nothing to do (a link that cannot be lost, such
+        as the local host's)."""
         return None
 
 

@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
-from .contracts import Device
 from .errors import CaseError
 from .records import DeviceInfo, from_json_dict
+
+
+class _Ran(Protocol):
+    @property
+    def returncode(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+class AgentDevice(Protocol):
+    """What the agent uses of an entered :class:`edgebench.contracts.Device` (declared here,
+    not imported: ``contracts`` builds the default agent, so importing it would be a cycle)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def python(self) -> str: ...
+    @property
+    def workdir(self) -> PurePosixPath: ...
+    def push(self, local: Path, remote: PurePosixPath) -> None: ...
+    def run(self, argv: Sequence[str], *, timeout_s: float) -> _Ran: ...
+
 
 AGENT_SCRIPT = Path(__file__).parent / "agent" / "edgebench_agent.py"
 AGENT_NAME = "edgebench_agent.py"
@@ -20,7 +44,7 @@ AGENT_NAME = "edgebench_agent.py"
 class DeviceAgent:
     """The agent script on one entered device: pushed once, then probed as needed."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: AgentDevice) -> None:
         self.device = device
         self._remote: PurePosixPath | None = None
 

@@ -21,11 +21,13 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from .contracts import Device
 from .errors import CaseError
 from .records import CaseResult
+
+D = TypeVar("D", bound=Device)
 
 PHASE_MARK = "edgebench-phase:"
 """A line the device agent prints when its runner enters a phase (``load``, ``timed loop``)."""
@@ -95,13 +97,6 @@ def _wait(stop: threading.Event | None, seconds: float) -> bool:
     return not stop.wait(seconds)
 
 
-def _reconnect(device: Device) -> None:
-    """The device's own ``reconnect()`` when it has one (remote devices do)."""
-    reconnect = getattr(device, "reconnect", None)
-    if callable(reconnect):
-        reconnect()
-
-
 class Retrier:
     """Runs the cases of a run with :class:`RetryPolicy`; remembers lost devices."""
 
@@ -128,7 +123,7 @@ class Retrier:
         for n in itertools.count(1):
             try:
                 if n > 1:
-                    _reconnect(device)
+                    device.reconnect()
                     recover()
                 result = attempt()
             except ConnectionLost as exc:
@@ -169,12 +164,14 @@ class Retrier:
         return dataclasses.replace(base, reason=reason, notes=(*notes, *base.notes))
 
 
-def enter_device(stack: contextlib.ExitStack, make: Callable[[], Any], policy: RetryPolicy,
-                 stop: threading.Event | None = None) -> Any:
+def enter_device(stack: contextlib.ExitStack[bool | None], make: Callable[[], D],
+                 policy: RetryPolicy, stop: threading.Event | None = None) -> D:
     """Enter a new device from ``make()`` on ``stack``, retrying a connection failure."""
     for n in itertools.count(1):
         try:
-            return stack.enter_context(make())
+            device = make()
+            stack.enter_context(device)  # returns the device itself (Device.__enter__)
+            return device
         except ConnectionLost as exc:
             if n > policy.retries or not _wait(stop, policy.delay(n)):
                 if n > 1:
@@ -185,8 +182,8 @@ def enter_device(stack: contextlib.ExitStack, make: Callable[[], Any], policy: R
 
 
 @contextlib.contextmanager
-def connected(make: Callable[[], Any], policy: RetryPolicy,
-              stop: threading.Event | None = None) -> Iterator[Any]:
+def connected(make: Callable[[], D], policy: RetryPolicy,
+              stop: threading.Event | None = None) -> Iterator[D]:
     """``with connected(lambda: SSHDevice(uri), policy) as device``: :func:`enter_device`
     as a context manager (left like the device itself)."""
     with contextlib.ExitStack() as stack:

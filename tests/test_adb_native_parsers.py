@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgebench.devices.native import (
+from edgebench.devices.native_parsers import (
     ParseError,
     parse_benchmark_model,
     parse_benchncnn,
@@ -19,14 +19,8 @@ from edgebench.devices.native import (
     parse_perf_test_samples,
     summary_latency,
 )
-from edgebench.devices.transport import (
-    hottest_zone_c,
-    probe_fields,
-    sections,
-    split_exit,
-    split_pid,
-    throttling,
-)
+from edgebench.devices.shell_agent import hottest_zone_c, probe_fields, sections, throttling
+from edgebench.devices.transport import split_exit, split_pid
 from edgebench.records import CaseResult, DeviceInfo, Status
 from edgebench.runner import thermal_notes
 

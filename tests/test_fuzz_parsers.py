@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edgebench.devices import adb, ssh
-from edgebench.devices.native import (
+from edgebench.devices import adb_target, ssh_target
+from edgebench.devices.native_parsers import (
     ParseError,
     parse_benchmark_model,
     parse_benchncnn,
@@ -228,8 +228,9 @@ def test_matrix_file_loader(text: str) -> None:
 @FUZZ
 @given(st.text(max_size=60))
 def test_backend_option_and_device_uris(text: str) -> None:
-    for parse in (parse_backend_option, ssh.parse_uri, adb.parse_uri,
-                  lambda t: ssh.parse_uri("ssh://" + t), lambda t: adb.parse_uri("adb://" + t)):
+    for parse in (parse_backend_option, ssh_target.parse_uri, adb_target.parse_uri,
+                  lambda t: ssh_target.parse_uri("ssh://" + t),
+                  lambda t: adb_target.parse_uri("adb://" + t)):
         try:
             parse(text)
         except UserError:

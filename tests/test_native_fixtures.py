@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.devices.native import (
+from edgebench.devices.native_parsers import (
     ParseError,
     parse_benchmark_model,
     parse_benchncnn,
