@@ -200,14 +200,14 @@ class CompressionContext:
     def train_images(self, count: int | None = None) -> list[Path]:
         """The first ``count`` images (all when ``None``) of the train split, sorted by name.
         Raises :class:`edgebench.errors.UserError` when the split is missing or empty."""
-        from .compression import train_images
+        from .training_data import train_images
 
         return train_images(self.data_yaml, count)
 
     def dataset_yaml(self) -> Path:
         """The ``data.yaml`` to train on: the given one or the embedded dataset's, with its
         train split generated."""
-        from .compression import training_yaml
+        from .training_data import training_yaml
 
         return training_yaml(self.data_yaml)
 
