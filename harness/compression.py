@@ -240,6 +240,13 @@ def check_steps(pipelines: Sequence[CompressionPipeline], registry: Registry,
                 cls().check(options_for(cls, step), context)
 
 
+def torch_safe_globals(registry: Registry) -> tuple[str, ...]:
+    """Every ``"package.module:Class"`` the registered compressors declare in
+    :attr:`Compressor.torch_safe_globals` (classes their ``.pt`` outputs pickle), sorted."""
+    return tuple(sorted({name for cls in compressor_classes(registry)
+                         for name in cls.torch_safe_globals}))
+
+
 def describe_steps(registry: Registry) -> list[tuple[str, str, str]]:
     """(name, target, summary) of every compressor, for ``edgebench plugins``."""
     return sorted((cls.name, cls.target, cls.summary) for cls in compressor_classes(registry))

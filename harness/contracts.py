@@ -238,6 +238,12 @@ class Compressor(abc.ABC):
     """For options with a closed set of values: option -> the allowed values."""
     primary_option: ClassVar[str | None] = None
     """The option a bare value sets: ``prune:0.3`` means ``prune:ratio=0.3``."""
+    torch_safe_globals: ClassVar[tuple[str, ...]] = ()
+    """Classes (``"package.module:Class"``) that the ``.pt`` files this MODEL step writes
+    pickle besides Ultralytics' own, e.g. a module replacing one of its blocks. The core
+    loads checkpoints with ``torch.load(weights_only=True)`` and allows only Ultralytics'
+    classes and those every installed compressor names here
+    (``torch.serialization.add_safe_globals``), so a ``.pt`` from elsewhere cannot run code."""
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:

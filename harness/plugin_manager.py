@@ -215,6 +215,11 @@ def _checked_class(cls: object, kind: PluginKind, base: type, plugin_name: str
         if not isinstance(value, str) or not value:
             raise PluginError(f"plugin {plugin_name!r} registered {shown} without a string "
                               f"{attr!r} (a non-empty class attribute).")
+    if issubclass(cls, Compressor) and not all(
+            isinstance(g, str) and ":" in g for g in cls.torch_safe_globals):
+        raise PluginError(f"plugin {plugin_name!r} registered {shown} with torch_safe_globals "
+                          f"{cls.torch_safe_globals!r}; give a tuple of "
+                          "'package.module:Class' strings.")
     name, *target = (str(v) for v in values.values())
     return name, target[0] if target else None
 
