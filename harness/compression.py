@@ -18,14 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .contracts import (
-    CompressionContext,
-    Compressor,
-    Stage,
-    checked_option,
-    compressor_stage,
-)
+from .contracts import CompressionContext, Compressor, Stage, compressor_stage
 from .errors import CaseSkipped, UserError
+from .options import checked_option
 from .plugin_manager import PluginKind, Registry
 from .records import Artifact
 

@@ -3,8 +3,6 @@ dynamic (w8a32), w8a16 and fp16 weights, each loaded by LiteRT and scored on val
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from quantize_fixtures import (
     N_TRAIN,

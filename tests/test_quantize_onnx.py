@@ -3,8 +3,6 @@ calibrated on real train images, scored with the project's own decoding and mAP.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from quantize_fixtures import (
     N_TRAIN,
