@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,25 @@ def test_a_compressor_without_target_is_refused() -> None:
 
     pm = make_plugin_manager(extra_plugins=[("nt", _registering("compressor", NoTarget))])
     with pytest.raises(PluginError, match="NoTarget without a string 'target'"):
+        collect_registry(pm)
+
+
+def test_torch_safe_globals_must_name_module_and_class() -> None:
+    from edgebench.contracts import Compressor
+
+    class Vague(Compressor):
+        name = "vague"
+        target = "pt"
+        summary = "x"
+        torch_safe_globals = ("C2fSplit",)
+
+        def apply(self, model, options, context):  # type: ignore[no-untyped-def]
+            return model
+
+    pm = make_plugin_manager(extra_plugins=[("v", _registering("compressor", Vague))])
+    with pytest.raises(PluginError, match=re.escape(
+            "with torch_safe_globals ('C2fSplit',); give a tuple of 'package.module:Class' "
+            "strings")):
         collect_registry(pm)
 
 
