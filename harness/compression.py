@@ -42,6 +42,7 @@ class Step:
 
     @property
     def given(self) -> dict[str, Any]:
+        """The options given, by key."""
         return dict(self.options)
 
 
@@ -53,12 +54,15 @@ class CompressionPipeline:
 
     @property
     def label(self) -> str:
+        """Canonical text of the variant (``prune:ratio=0.3+int8``); ``fp32`` when empty."""
         return "+".join(s.label for s in self.steps) or "fp32"
 
     def model_steps(self, registry: Registry) -> tuple[Step, ...]:
+        """The steps on the PyTorch model (before export)."""
         return tuple(s for s in self.steps if step_stage(s, registry) is Stage.MODEL)
 
     def format_steps(self, registry: Registry) -> tuple[Step, ...]:
+        """The steps on a backend's format (after export)."""
         return tuple(s for s in self.steps if step_stage(s, registry) is Stage.FORMAT)
 
 
@@ -82,6 +86,8 @@ def _coerce(raw: str) -> Any:
 
 
 def parse_step(text: str) -> tuple[str, list[tuple[str | None, Any]]]:
+    """One step's text as ``(name, [(key or None, value)])``, values typed from their text
+    (``true``/``3``/``0.3``); :class:`UserError` for an empty name or option."""
     parts = [p.strip() for p in text.strip().split(":")]
     if not parts[0]:
         raise UserError(f"compression step {text!r} has no name; write e.g. 'int8' or "
@@ -120,10 +126,12 @@ def compressors_named(registry: Registry, name: str) -> dict[str, type[Compresso
 
 
 def known_names(registry: Registry) -> list[str]:
+    """The names of every registered compression step, sorted."""
     return sorted({cls.name for cls in compressor_classes(registry)})
 
 
 def step_stage(step: Step, registry: Registry) -> Stage:
+    """MODEL when any compressor of the step's name works on the ``.pt``, else FORMAT."""
     classes = compressors_named(registry, step.name)
     return Stage.MODEL if any(compressor_stage(c) is Stage.MODEL for c in classes.values()) \
         else Stage.FORMAT

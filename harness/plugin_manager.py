@@ -27,6 +27,8 @@ ESSENTIAL_PLUGINS = frozenset({"local", "json"})
 
 
 class PluginKind(enum.StrEnum):
+    """What a plugin registers (``edgebench plugins`` lists them by kind)."""
+
     BACKEND = "backend"
     COMPRESSOR = "compressor"
     DEVICE = "device"
@@ -78,9 +80,12 @@ class Registry:
     entries: Mapping[PluginKind, Mapping[str, Registration]] = field(default_factory=dict)
 
     def of(self, kind: PluginKind) -> Mapping[str, Registration]:
+        """What was registered as ``kind``, by name (``name/target`` for compressors)."""
         return self.entries.get(kind, {})
 
     def get(self, kind: PluginKind, name: str) -> Registration:
+        """The registration of ``kind`` called ``name``; :class:`PluginError` listing the
+        known names when there is none."""
         try:
             return self.of(kind)[name]
         except KeyError:
@@ -91,6 +96,7 @@ class Registry:
             ) from None
 
     def all(self) -> list[Registration]:
+        """Every registration, kind by kind."""
         return [r for kind in PluginKind for r in self.of(kind).values()]
 
 

@@ -19,7 +19,9 @@ def training_yaml(data_yaml: Path | None) -> Path:
 
 
 def train_images(data_yaml: Path | None, count: int | None = None) -> list[Path]:
-    """The first ``count`` train-split images of a YOLO dataset, sorted by name."""
+    """The first ``count`` (all when ``None``) train-split images of a YOLO dataset (``None``:
+    the embedded shapes dataset), sorted by name. :class:`UserError` when the split is missing
+    or has no images."""
     from .datasets import IMAGE_SUFFIXES, _yaml
 
     yaml_path = training_yaml(data_yaml)

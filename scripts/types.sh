@@ -10,7 +10,7 @@
 # Extra arguments go to the first mypy call. MYPY overrides the mypy command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mypy=${MYPY:-mypy}
+mypy=${MYPY:-$(command -v mypy || echo .venv/bin/mypy)}
 tree=.mypy-tree
 rm -rf "$tree"
 mkdir -p "$tree/edgebench"

@@ -52,6 +52,7 @@ KD_OPTIONS: Mapping[str, Any] = {"teacher": "", "kd_weight": 1.0, "temperature":
 
 
 def torch_unavailable() -> str | None:
+    """Why training cannot run here (torch or Ultralytics missing), or ``None``."""
     absent = [m for m in ("torch", "ultralytics") if importlib.util.find_spec(m) is None]
     if absent:
         return f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not " \
@@ -274,6 +275,8 @@ def _remove_tree(path: Path) -> None:
 
 
 def training_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """Report lines of a trained model from its ``artifact.json`` (teacher and KD settings,
+    epochs, images, time, Ultralytics val mAP after training)."""
     if not meta:
         return ()
     how = (f"distilled from {meta['teacher']} (sha256 {str(meta.get('teacher_sha256'))[:12]}; "

@@ -88,6 +88,8 @@ def copy_train_size(like: Path, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The worker's command line: facts as JSON in ``--out``; 2 with one sentence on stderr
+    when a file is not an Ultralytics detection model."""
     import argparse
     import os
 

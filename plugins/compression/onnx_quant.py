@@ -24,6 +24,7 @@ ACTIVATION_TYPES = ("uint8", "int8")
 
 
 def ort_unavailable() -> str | None:
+    """Why ONNX Runtime quantization cannot work here (onnxruntime missing), or ``None``."""
     import importlib.util
 
     if importlib.util.find_spec("onnxruntime") is None:
@@ -32,6 +33,7 @@ def ort_unavailable() -> str | None:
 
 
 def ort_version() -> str:
+    """The installed ONNX Runtime version (part of the cache keys and the converter note)."""
     import onnxruntime
 
     return str(onnxruntime.__version__)

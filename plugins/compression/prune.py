@@ -198,6 +198,8 @@ def _ratio(after: Any, before: Any) -> str:
 
 
 def prune_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """Report lines of a pruned model from its ``artifact.json`` (channels removed,
+    parameters and GFLOPs before/after, fine-tuning and its Ultralytics val mAP)."""
     if not meta:
         return ()
     notes = [f"pruned {meta.get('ratio', 0):.0%} of each layer's channels "
@@ -223,6 +225,7 @@ def prune_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def sparsify_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """Report lines of a sparsified model from its ``artifact.json`` (share of zero weights)."""
     if not meta:
         return ()
     return (f"{meta.get('sparsity', 0):.1%} of the conv weights are zero "

@@ -55,10 +55,12 @@ def _save(model: Any, ckpt: dict[str, Any], path: Path, note: dict[str, Any]) ->
 
 
 def count_params(model: Any) -> int:
+    """Number of parameters of a torch module."""
     return int(sum(p.numel() for p in model.parameters()))
 
 
 def gflops(model: Any, imgsz: int) -> float:
+    """GFLOPs of ``model`` at ``imgsz`` x ``imgsz``, as Ultralytics counts them (``get_flops``)."""
     from ultralytics.utils.torch_utils import get_flops
 
     return round(float(get_flops(model, imgsz)), 3)  # type: ignore[no-untyped-call]
@@ -195,6 +197,7 @@ def _worker_sparsify(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The worker's command line (see the module docstring); 0 when ``model.pt`` was written."""
     import os
 
     from edgebench.ultralytics_offline import ultralytics_offline_env
