@@ -38,11 +38,19 @@ def _safe_loading() -> None:
 
 
 def _plugin_safe_globals() -> tuple[str, ...]:
-    """What the installed compressors declare (entry points, as the harness loads them)."""
+    """What the installed compressors declare (entry points, as the harness loads them).
+    A plugin that fails to load here (one the run disabled) allows nothing: a checkpoint
+    needing a class is then refused by torch, never loaded unsafely."""
     from .compression import torch_safe_globals
+    from .errors import PluginError
     from .plugin_manager import collect_registry, make_plugin_manager
 
-    return torch_safe_globals(collect_registry(make_plugin_manager()))
+    try:
+        return torch_safe_globals(collect_registry(make_plugin_manager()))
+    except PluginError as exc:
+        print(f"edgebench: warning: no plugin classes allowed in checkpoints: {exc}",
+              file=sys.stderr)
+        return ()
 
 
 def _resolve(name: str) -> Any:
