@@ -389,7 +389,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     uris = _split(args.device) or tuple(configured) or ("local",)
     found = probe_devices(uris, pm, registry, accept_new_host_keys=args.accept_new_host_keys,
                           on_message=lambda m: print(m, file=sys.stderr))
-    from .devices.transport import redact  # an unusable URI may hold a password
+    from .redaction import redact  # an unusable URI may hold a password
 
     found = [(uri if info else redact(uri), info, error) for uri, info, error in found]
     if args.json:

@@ -16,17 +16,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .contracts import (
-    CompressionContext,
-    Compressor,
-    Stage,
-    checked_option,
-    compressor_stage,
-)
+from .contracts import CompressionContext, Compressor, Stage, compressor_stage
 from .errors import CaseSkipped, UserError
+from .options import checked_option
 from .plugin_manager import PluginKind, Registry
 from .records import Artifact
 
@@ -48,6 +42,7 @@ class Step:
 
     @property
     def given(self) -> dict[str, Any]:
+        """The options given, by key."""
         return dict(self.options)
 
 
@@ -59,12 +54,15 @@ class CompressionPipeline:
 
     @property
     def label(self) -> str:
+        """Canonical text of the variant (``prune:ratio=0.3+int8``); ``fp32`` when empty."""
         return "+".join(s.label for s in self.steps) or "fp32"
 
     def model_steps(self, registry: Registry) -> tuple[Step, ...]:
+        """The steps on the PyTorch model (before export)."""
         return tuple(s for s in self.steps if step_stage(s, registry) is Stage.MODEL)
 
     def format_steps(self, registry: Registry) -> tuple[Step, ...]:
+        """The steps on a backend's format (after export)."""
         return tuple(s for s in self.steps if step_stage(s, registry) is Stage.FORMAT)
 
 
@@ -88,6 +86,8 @@ def _coerce(raw: str) -> Any:
 
 
 def parse_step(text: str) -> tuple[str, list[tuple[str | None, Any]]]:
+    """One step's text as ``(name, [(key or None, value)])``, values typed from their text
+    (``true``/``3``/``0.3``); :class:`UserError` for an empty name or option."""
     parts = [p.strip() for p in text.strip().split(":")]
     if not parts[0]:
         raise UserError(f"compression step {text!r} has no name; write e.g. 'int8' or "
@@ -113,19 +113,25 @@ def parse_variants(values: Sequence[str]) -> list[list[tuple[str, list[tuple[str
     return variants
 
 
-def compressors_named(registry: Registry, name: str) -> dict[str, type]:
+def compressor_classes(registry: Registry) -> list[type[Compressor]]:
+    """Every registered compressor class (the registry refuses any that does not subclass
+    :class:`Compressor`)."""
+    return [r.cls for r in registry.of(PluginKind.COMPRESSOR).values()
+            if issubclass(r.cls, Compressor)]
+
+
+def compressors_named(registry: Registry, name: str) -> dict[str, type[Compressor]]:
     """Every registered compressor class called ``name``, by target format."""
-    return {getattr(r.cls, "target", ""): r.cls
-            for r in registry.of(PluginKind.COMPRESSOR).values()
-            if getattr(r.cls, "name", None) == name}
+    return {cls.target: cls for cls in compressor_classes(registry) if cls.name == name}
 
 
 def known_names(registry: Registry) -> list[str]:
-    return sorted({str(getattr(r.cls, "name", "")) for r in
-                   registry.of(PluginKind.COMPRESSOR).values()})
+    """The names of every registered compression step, sorted."""
+    return sorted({cls.name for cls in compressor_classes(registry)})
 
 
 def step_stage(step: Step, registry: Registry) -> Stage:
+    """MODEL when any compressor of the step's name works on the ``.pt``, else FORMAT."""
     classes = compressors_named(registry, step.name)
     return Stage.MODEL if any(compressor_stage(c) is Stage.MODEL for c in classes.values()) \
         else Stage.FORMAT
@@ -142,14 +148,14 @@ def resolve_step(name: str, args: list[tuple[str | None, Any]], registry: Regist
     first = next(iter(classes.values()))
     defaults: Mapping[str, Any] = {}
     for cls in classes.values():  # same-named classes may add options of their own
-        defaults = {**getattr(cls, "option_defaults", {}), **defaults}
+        defaults = {**cls.option_defaults, **defaults}
     choices: dict[str, tuple[Any, ...]] = {}
     for cls in classes.values():
-        choices.update(getattr(cls, "option_choices", {}))
+        choices.update(cls.option_choices)
     options: dict[str, Any] = {}
     for key, value in args:
         if key is None:
-            key = getattr(first, "primary_option", None)
+            key = first.primary_option
             if key is None:
                 raise UserError(f"compression step {name!r} takes no bare value ({value!r}); "
                                 f"write {name}:key=value with keys "
@@ -190,13 +196,13 @@ def check_order(steps: Sequence[Step], registry: Registry) -> None:
             raise UserError(f"compression step {name!r} appears twice in one pipeline.")
 
 
-def options_for(cls: type, step: Step) -> dict[str, Any]:
+def options_for(cls: type[Compressor], step: Step) -> dict[str, Any]:
     """The options one class gets: its defaults updated by what the step gave that it has."""
-    defaults = dict(getattr(cls, "option_defaults", {}))
+    defaults = dict(cls.option_defaults)
     return {**defaults, **{k: v for k, v in step.options if k in defaults}}
 
 
-def compressor_for(step: Step, target: str, registry: Registry) -> type:
+def compressor_for(step: Step, target: str, registry: Registry) -> type[Compressor]:
     """The class doing ``step`` on ``target``; :class:`CaseSkipped` (with the reason) when
     none exists for that format or the one that exists cannot work on this host."""
     classes = compressors_named(registry, step.name)
@@ -205,7 +211,7 @@ def compressor_for(step: Step, target: str, registry: Registry) -> type:
         have = ", ".join(sorted(classes)) or "none"
         raise CaseSkipped(f"no {step.name!r} compressor for the {target} format (it exists "
                           f"for: {have})")
-    reason = getattr(cls, "host_unavailable_reason", lambda: None)()
+    reason = cls.host_unavailable_reason()
     if reason:
         raise CaseSkipped(f"{step.name} for {target} is unavailable: {reason}")
     return cls
@@ -219,13 +225,10 @@ def apply_steps(model: Artifact, steps: Sequence[Step], target: str, registry: R
     notes: list[str] = []
     for step in steps:
         cls = compressor_for(step, target, registry)
-        compressor: Compressor = cls()
-        options = options_for(cls, step)
-        out = compressor.apply(model, options, context)
+        compressor = cls()
+        out = compressor.apply(model, options_for(cls, step), context)
         model = dataclasses.replace(out, pipeline=(*model.pipeline, step.label))
-        describe = getattr(compressor, "notes", None)
-        if describe is not None:
-            notes += [f"{step.label}: {note}" for note in describe(out)]
+        notes += [f"{step.label}: {note}" for note in compressor.notes(out)]
     return model, tuple(notes)
 
 
@@ -235,50 +238,18 @@ def check_steps(pipelines: Sequence[CompressionPipeline], registry: Registry,
     for pipeline in pipelines:
         for step in pipeline.steps:
             for cls in compressors_named(registry, step.name).values():
-                if getattr(cls, "host_unavailable_reason", lambda: None)():
+                if cls.host_unavailable_reason():
                     continue
                 cls().check(options_for(cls, step), context)
 
 
-# -- data for calibration and training -------------------------------------------------
-
-
-def training_yaml(data_yaml: Path | None) -> Path:
-    """``data.yaml`` with a train split: the given one, or the embedded shapes dataset's."""
-    if data_yaml is None:
-        from .shapes import default_shapes_dataset
-
-        return default_shapes_dataset()
-    return data_yaml
-
-
-def train_images(data_yaml: Path | None, count: int | None = None) -> list[Path]:
-    """The first ``count`` train-split images of a YOLO dataset, sorted by name."""
-    from .datasets import IMAGE_SUFFIXES, _yaml
-
-    yaml_path = training_yaml(data_yaml)
-    data = _yaml(yaml_path)
-    if "train" not in data:
-        raise UserError(f"{yaml_path} has no 'train' split to calibrate or train on; add one "
-                        "(images never used for mAP).")
-    root = Path(str(data.get("path") or yaml_path.parent))
-    if not root.is_absolute():
-        root = (yaml_path.parent / root).resolve()
-    entries = data["train"] if isinstance(data["train"], list) else [data["train"]]
-    images: list[Path] = []
-    for entry in entries:
-        folder = root / str(entry)
-        if folder.is_dir():
-            images += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-    images.sort()
-    if not images:
-        raise UserError(f"the train split of {yaml_path} has no images; calibration and "
-                        "training need some.")
-    return images if count is None else images[:count]
+def torch_safe_globals(registry: Registry) -> tuple[str, ...]:
+    """Every ``"package.module:Class"`` the registered compressors declare in
+    :attr:`Compressor.torch_safe_globals` (classes their ``.pt`` outputs pickle), sorted."""
+    return tuple(sorted({name for cls in compressor_classes(registry)
+                         for name in cls.torch_safe_globals}))
 
 
 def describe_steps(registry: Registry) -> list[tuple[str, str, str]]:
     """(name, target, summary) of every compressor, for ``edgebench plugins``."""
-    return sorted((str(getattr(r.cls, "name", "")), str(getattr(r.cls, "target", "")),
-                   str(getattr(r.cls, "summary", "")))
-                  for r in registry.of(PluginKind.COMPRESSOR).values())
+    return sorted((cls.name, cls.target, cls.summary) for cls in compressor_classes(registry))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 
 from .accuracy import precision_tolerance
 from .input_size import ImgSz
+from .options import checked_option as checked_option  # re-exported: plugins use it
 from .records import (
     Artifact,
     DeviceInfo,
@@ -131,37 +132,6 @@ def resolve_options(backend: Backend, settings: RunSettings) -> dict[str, Any]:
     return options
 
 
-_TRUE_WORDS = ("1", "true", "on", "yes")
-_BOOL_WORDS = (*_TRUE_WORDS, "0", "false", "off", "no")
-
-
-def checked_option(owner: str, key: str, value: Any, defaults: Mapping[str, Any],
-                   choices: Mapping[str, tuple[Any, ...]]) -> Any:
-    """``value`` for option ``key`` of ``owner`` (a backend or a compression step), typed
-    like its default (``"on"``/``1`` for a bool, ``3`` for a float are taken) and checked
-    against ``choices``; raises :class:`edgebench.errors.UserError` naming the key."""
-    from .errors import UserError
-
-    if key not in defaults:
-        known = ", ".join(sorted(defaults)) or "none"
-        raise UserError(f"{owner} has no option {key!r}; its options are {known}.")
-    kind = type(defaults[key])
-    if kind is bool and isinstance(value, str) and value.lower() in _BOOL_WORDS:
-        value = value.lower() in _TRUE_WORDS
-    elif kind is bool and value in (0, 1) and not isinstance(value, bool):
-        value = bool(value)
-    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif kind is str and isinstance(value, (int, float)):
-        value = str(value).lower() if isinstance(value, bool) else str(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"{owner} option {key!r} must be a {kind.__name__}, got {value!r}.")
-    if key in choices and value not in choices[key]:
-        raise UserError(f"{owner} option {key!r} must be one of "
-                        f"{', '.join(map(str, choices[key]))}; got {value!r}.")
-    return value
-
-
 class Stage(enum.Enum):
     """Where a compression step works, which fixes its place in a pipeline."""
 
@@ -200,14 +170,14 @@ class CompressionContext:
     def train_images(self, count: int | None = None) -> list[Path]:
         """The first ``count`` images (all when ``None``) of the train split, sorted by name.
         Raises :class:`edgebench.errors.UserError` when the split is missing or empty."""
-        from .compression import train_images
+        from .training_data import train_images
 
         return train_images(self.data_yaml, count)
 
     def dataset_yaml(self) -> Path:
         """The ``data.yaml`` to train on: the given one or the embedded dataset's, with its
         train split generated."""
-        from .compression import training_yaml
+        from .training_data import training_yaml
 
         return training_yaml(self.data_yaml)
 
@@ -238,6 +208,12 @@ class Compressor(abc.ABC):
     """For options with a closed set of values: option -> the allowed values."""
     primary_option: ClassVar[str | None] = None
     """The option a bare value sets: ``prune:0.3`` means ``prune:ratio=0.3``."""
+    torch_safe_globals: ClassVar[tuple[str, ...]] = ()
+    """Classes (``"package.module:Class"``) that the ``.pt`` files this MODEL step writes
+    pickle besides Ultralytics' own, e.g. a module replacing one of its blocks. The core
+    loads checkpoints with ``torch.load(weights_only=True)`` and allows only Ultralytics'
+    classes and those every installed compressor names here
+    (``torch.serialization.add_safe_globals``), so a ``.pt`` from elsewhere cannot run code."""
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:

@@ -43,10 +43,12 @@ Register = Callable[[type], None]
 
 @hookspec
 def edgebench_register_backends(register: Register) -> None:
-    """Register runtime backends (classes following :class:`edgebench.contracts.Backend`).
+    """Register runtime backends (subclasses of :class:`edgebench.contracts.Backend`).
 
     :param register: call it once per backend class; a name already taken by another
-        plugin raises an error that names both plugins.
+        plugin raises an error that names both plugins, and a class that does not subclass
+        the base class, leaves one of its abstract methods unimplemented or lacks its
+        ``name`` raises an error that names the plugin and the class.
     :returns: nothing.
 
     Called once, when the plugin manager is built.
@@ -55,7 +57,7 @@ def edgebench_register_backends(register: Register) -> None:
 
 @hookspec
 def edgebench_register_compressors(register: Register) -> None:
-    """Register compression steps (classes following :class:`edgebench.contracts.Compressor`).
+    """Register compression steps (subclasses of :class:`edgebench.contracts.Compressor`).
 
     :param register: as for :func:`edgebench_register_backends`.
     :returns: nothing.
@@ -66,7 +68,7 @@ def edgebench_register_compressors(register: Register) -> None:
 
 @hookspec
 def edgebench_register_devices(register: Register) -> None:
-    """Register device transports (classes following :class:`edgebench.contracts.Device`).
+    """Register device transports (subclasses of :class:`edgebench.contracts.Device`).
 
     :param register: as for :func:`edgebench_register_backends`; a device class is keyed by
         its URI ``scheme`` (``local``, ``ssh``, ``adb``).
@@ -78,7 +80,7 @@ def edgebench_register_devices(register: Register) -> None:
 
 @hookspec
 def edgebench_register_reporters(register: Register) -> None:
-    """Register report writers (classes following :class:`edgebench.contracts.Reporter`).
+    """Register report writers (subclasses of :class:`edgebench.contracts.Reporter`).
 
     :param register: as for :func:`edgebench_register_backends`.
     :returns: nothing.

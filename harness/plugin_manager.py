@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import importlib.metadata
+import inspect
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .contracts import Backend, Compressor, Device, Reporter
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -25,6 +27,8 @@ ESSENTIAL_PLUGINS = frozenset({"local", "json"})
 
 
 class PluginKind(enum.StrEnum):
+    """What a plugin registers (``edgebench plugins`` lists them by kind)."""
+
     BACKEND = "backend"
     COMPRESSOR = "compressor"
     DEVICE = "device"
@@ -39,6 +43,14 @@ _REGISTER_HOOKS = {
     PluginKind.DEVICE: "edgebench_register_devices",
     PluginKind.REPORTER: "edgebench_register_reporters",
 }
+
+BASE_CLASSES: Mapping[PluginKind, type] = {
+    PluginKind.BACKEND: Backend,
+    PluginKind.COMPRESSOR: Compressor,
+    PluginKind.DEVICE: Device,
+    PluginKind.REPORTER: Reporter,
+}
+"""The :mod:`edgebench.contracts` base class a registered class of each kind must subclass."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +68,9 @@ class Registration:
 
     def unavailable_reason(self) -> str | None:
         """Why it cannot be used on this host, or ``None`` when it can."""
-        if self.kind is PluginKind.HOOKS:
-            return None
-        check: Callable[[], str | None] | None = getattr(self.cls, "host_unavailable_reason", None)
-        return check() if check is not None else None
+        if issubclass(self.cls, (Backend, Compressor)):
+            return self.cls.host_unavailable_reason()
+        return None
 
 
 @dataclass(frozen=True)
@@ -69,9 +80,12 @@ class Registry:
     entries: Mapping[PluginKind, Mapping[str, Registration]] = field(default_factory=dict)
 
     def of(self, kind: PluginKind) -> Mapping[str, Registration]:
+        """What was registered as ``kind``, by name (``name/target`` for compressors)."""
         return self.entries.get(kind, {})
 
     def get(self, kind: PluginKind, name: str) -> Registration:
+        """The registration of ``kind`` called ``name``; :class:`PluginError` listing the
+        known names when there is none."""
         try:
             return self.of(kind)[name]
         except KeyError:
@@ -82,6 +96,7 @@ class Registry:
             ) from None
 
     def all(self) -> list[Registration]:
+        """Every registration, kind by kind."""
         return [r for kind in PluginKind for r in self.of(kind).values()]
 
 
@@ -161,19 +176,11 @@ def _registrar(
     dist: str | None,
     version: str | None,
 ) -> Callable[[type], None]:
-    key_attr = "scheme" if kind is PluginKind.DEVICE else "name"
+    base = BASE_CLASSES[kind]
 
     def register(cls: type) -> None:
-        name = getattr(cls, key_attr, None)
-        if not isinstance(name, str) or not name:
-            raise PluginError(
-                f"plugin {plugin_name!r} registered {cls!r} without a string {key_attr!r}."
-            )
-        if kind is PluginKind.COMPRESSOR:  # one technique, one class per target format
-            target = getattr(cls, "target", None)
-            if not isinstance(target, str) or not target:
-                raise PluginError(f"plugin {plugin_name!r} registered compressor {cls!r} "
-                                  "without a string 'target' format.")
+        name, target = _checked_class(cls, kind, base, plugin_name)
+        if target is not None:  # a compressor: one technique, one class per target format
             name = f"{name}/{target}"
         if name in table:
             other = table[name].plugin
@@ -184,6 +191,50 @@ def _registrar(
         table[name] = Registration(kind, name, cls, plugin_name, dist, version)
 
     return register
+
+
+def _checked_class(cls: object, kind: PluginKind, base: type, plugin_name: str
+                   ) -> tuple[str, str | None]:
+    """``(name, target)`` of a class registered as ``kind`` (``target``: compressors only,
+    else ``None``); :class:`PluginError` in one sentence naming the plugin and the class when
+    it does not subclass ``base``, leaves an abstract method unimplemented or a required
+    class attribute unset or not a non-empty string."""
+    shown = _class_name(cls)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"plugin {plugin_name!r} registered {shown} as a {kind.value}, but it "
+                          f"does not subclass edgebench.contracts.{base.__name__}; make it a "
+                          "subclass (the base class gives every optional member a default).")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(vars(cls).get("__abstractmethods__", ())))
+        raise PluginError(f"plugin {plugin_name!r} registered {shown} without implementing "
+                          f"{missing} (abstract in edgebench.contracts.{base.__name__}).")
+    try:  # the required class attributes (declared, without a default, by the base class)
+        if issubclass(cls, Device):
+            values: dict[str, object] = {"scheme": cls.scheme}
+        elif issubclass(cls, Compressor):
+            values = {"name": cls.name, "target": cls.target}
+        elif issubclass(cls, (Backend, Reporter)):
+            values = {"name": cls.name}
+    except AttributeError as exc:
+        values = {exc.name or "name": None}
+    for attr, value in values.items():
+        if not isinstance(value, str) or not value:
+            raise PluginError(f"plugin {plugin_name!r} registered {shown} without a string "
+                              f"{attr!r} (a non-empty class attribute).")
+    if issubclass(cls, Compressor) and not all(
+            isinstance(g, str) and ":" in g for g in cls.torch_safe_globals):
+        raise PluginError(f"plugin {plugin_name!r} registered {shown} with torch_safe_globals "
+                          f"{cls.torch_safe_globals!r}; give a tuple of "
+                          "'package.module:Class' strings.")
+    name, *target = (str(v) for v in values.values())
+    return name, target[0] if target else None
+
+
+def _class_name(cls: object) -> str:
+    """How a registered object is named in messages: ``module.QualifiedName`` for a class."""
+    if isinstance(cls, type):
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return repr(cls)
 
 
 def _distributions_by_plugin(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:

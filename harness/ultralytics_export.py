@@ -26,17 +26,43 @@ from .ultralytics_offline import ultralytics_offline_env
 def _safe_loading() -> None:
     """Load checkpoints with ``torch.load(weights_only=True)`` and Ultralytics' allow-list of
     model classes (``ULTRALYTICS_SAFE_LOAD``), so a ``.pt`` from an untrusted source cannot
-    run code here; edgebench's own module classes (pruned models) are allowed too. Must run
-    before Ultralytics is imported."""
+    run code here. The classes installed compressors declare in
+    :attr:`edgebench.contracts.Compressor.torch_safe_globals` (e.g. the blocks of pruned
+    models) are allowed too: they are named by installed plugin code, never by the file.
+    Must run before Ultralytics is imported."""
     os.environ.update(ultralytics_offline_env())
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     import torch
 
+    torch.serialization.add_safe_globals([_resolve(name) for name in _plugin_safe_globals()])
+
+
+def _plugin_safe_globals() -> tuple[str, ...]:
+    """What the installed compressors declare (entry points, as the harness loads them).
+    A plugin that fails to load here (one the run disabled) allows nothing: a checkpoint
+    needing a class is then refused by torch, never loaded unsafely."""
+    from .compression import torch_safe_globals
+    from .errors import PluginError
+    from .plugin_manager import collect_registry, make_plugin_manager
+
     try:
-        from edgebench.plugins.compression.c2f_split import C2fSplit
-    except ImportError:  # the plugins are not installed: nothing of ours to allow
-        return
-    torch.serialization.add_safe_globals([C2fSplit])
+        return torch_safe_globals(collect_registry(make_plugin_manager()))
+    except PluginError as exc:
+        print(f"edgebench: warning: no plugin classes allowed in checkpoints: {exc}",
+              file=sys.stderr)
+        return ()
+
+
+def _resolve(name: str) -> Any:
+    """The class named ``"package.module:Class"``; exit 2 with one sentence when missing."""
+    import pkgutil
+
+    try:
+        return pkgutil.resolve_name(name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SystemExit(f"edgebench: error: the torch safe global {name!r} a compressor "
+                         f"declares cannot be imported ({type(exc).__name__}: {exc}); "
+                         "reinstall or disable that plugin.") from None
 
 
 def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:

@@ -17,7 +17,7 @@ import pytest
 from edgebench import hookimpl
 from edgebench.compression import parse_step, resolve_pipelines
 from edgebench.config import Matrix
-from edgebench.contracts import CompressionContext, Stage, compressor_stage
+from edgebench.contracts import CompressionContext, Compressor, Stage, compressor_stage
 from edgebench.errors import PluginError, UserError
 from edgebench.pipeline import cached_export, describe_onnx
 from edgebench.plugin_manager import PluginKind, collect_registry, make_plugin_manager
@@ -27,7 +27,7 @@ from edgebench.reports.tradeoffs import baseline_id, tradeoffs
 from edgebench.runner import Session
 
 
-class RoundWeights:
+class RoundWeights(Compressor):
     """Round every float initializer to fp16 precision (kept as float32): a real change of
     the model with a tiny effect on its outputs."""
 
@@ -63,7 +63,7 @@ class RoundWeights:
         return ("float weights rounded to fp16 precision",)
 
 
-class Sharpen:
+class Sharpen(Compressor):
     """A MODEL-stage step (on the .pt); only its place in pipelines is exercised here."""
 
     name: ClassVar[str] = "sharpen"
@@ -81,7 +81,7 @@ class Sharpen:
         raise AssertionError("not run in these tests")
 
 
-def _plugin(*classes: type) -> types.SimpleNamespace:
+def _plugin(*classes: type[Compressor]) -> types.SimpleNamespace:
     def edgebench_register_compressors(register):  # type: ignore[no-untyped-def]
         for cls in classes:
             register(cls)
@@ -90,7 +90,7 @@ def _plugin(*classes: type) -> types.SimpleNamespace:
         edgebench_register_compressors=hookimpl(edgebench_register_compressors))
 
 
-def _registry(*classes: type):  # type: ignore[no-untyped-def]
+def _registry(*classes: type[Compressor]):  # type: ignore[no-untyped-def]
     pm = make_plugin_manager(extra_plugins=[("test-compressors", _plugin(*classes))])
     return pm, collect_registry(pm)
 

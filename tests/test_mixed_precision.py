@@ -17,7 +17,7 @@ from edgebench.plugins.compression.mixed_precision import (
     blocks_of,
     greedy_search,
 )
-from edgebench.plugins.compression.quantize_onnx import named_model
+from edgebench.plugins.compression.onnx_quant import named_model
 
 pytest.importorskip("onnxruntime")
 __all__ = ["onnx_source", "small_yaml", "val_set"]  # fixtures

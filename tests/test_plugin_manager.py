@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,22 @@ import pytest
 
 from edgebench import hookimpl
 from edgebench.cli import main
+from edgebench.contracts import Backend
 from edgebench.errors import PluginError
 from edgebench.plugin_manager import PluginKind, collect_registry, make_plugin_manager
 
 TOY = Path(__file__).parent / "toy_plugin"
 
 
-class _Backend:
+class _Backend(Backend):
     name = "onnxruntime"
+    formats = ("onnx",)
+
+    def export(self, source, workdir, *, imgsz):  # type: ignore[no-untyped-def]
+        return source
+
+    def runner(self) -> Path:
+        return Path(__file__)
 
 
 class _Shadowing:
@@ -80,8 +89,8 @@ def test_misspelt_hook_fails_loudly() -> None:
 
 
 def test_register_without_name_is_refused() -> None:
-    class Nameless:
-        pass
+    class Nameless(_Backend):
+        name = ""
 
     class Bad:
         @hookimpl
@@ -90,6 +99,83 @@ def test_register_without_name_is_refused() -> None:
 
     with pytest.raises(PluginError, match="without a string 'name'"):
         collect_registry(make_plugin_manager(extra_plugins=[("bad", Bad())]))
+
+
+def _registering(kind: str, cls: type) -> object:
+    """A plugin registering ``cls`` through the ``edgebench_register_<kind>s`` hook."""
+    import types
+
+    def register_all(register):  # type: ignore[no-untyped-def]
+        register(cls)
+
+    register_all.__name__ = f"edgebench_register_{kind}s"
+    return types.SimpleNamespace(**{register_all.__name__: hookimpl(register_all)})
+
+
+@pytest.mark.parametrize("kind, base", [("backend", "Backend"), ("compressor", "Compressor"),
+                                        ("device", "Device"), ("reporter", "Reporter")])
+def test_a_class_not_subclassing_the_base_class_is_refused(kind: str, base: str) -> None:
+    class Duck:  # every member a backend, compressor, device or reporter needs, no base class
+        name = scheme = "duck"
+        target = "onnx"
+        summary = filename = "duck"
+        formats = ("onnx",)
+
+    pm = make_plugin_manager(extra_plugins=[("ducks", _registering(kind, Duck))])
+    with pytest.raises(PluginError) as err:
+        collect_registry(pm)
+    assert str(err.value) == (
+        f"plugin 'ducks' registered {__name__}.{Duck.__qualname__} as a {kind}, but it does "
+        f"not subclass edgebench.contracts.{base}; make it a subclass (the base class gives "
+        "every optional member a default).")
+
+
+def test_a_class_leaving_an_abstract_method_is_refused() -> None:
+    class NoRunner(Backend):
+        name = "norunner"
+        formats = ("onnx",)
+
+        def export(self, source, workdir, *, imgsz):  # type: ignore[no-untyped-def]
+            return source
+
+    pm = make_plugin_manager(extra_plugins=[("half", _registering("backend", NoRunner))])
+    with pytest.raises(PluginError, match=r"^plugin 'half' registered .*NoRunner without "
+                       r"implementing runner \(abstract in edgebench.contracts.Backend\)\.$"):
+        collect_registry(pm)
+
+
+def test_a_compressor_without_target_is_refused() -> None:
+    from edgebench.contracts import Compressor
+
+    class NoTarget(Compressor):
+        name = "notarget"
+        summary = "x"
+
+        def apply(self, model, options, context):  # type: ignore[no-untyped-def]
+            return model
+
+    pm = make_plugin_manager(extra_plugins=[("nt", _registering("compressor", NoTarget))])
+    with pytest.raises(PluginError, match="NoTarget without a string 'target'"):
+        collect_registry(pm)
+
+
+def test_torch_safe_globals_must_name_module_and_class() -> None:
+    from edgebench.contracts import Compressor
+
+    class Vague(Compressor):
+        name = "vague"
+        target = "pt"
+        summary = "x"
+        torch_safe_globals = ("C2fSplit",)
+
+        def apply(self, model, options, context):  # type: ignore[no-untyped-def]
+            return model
+
+    pm = make_plugin_manager(extra_plugins=[("v", _registering("compressor", Vague))])
+    with pytest.raises(PluginError, match=re.escape(
+            "with torch_safe_globals ('C2fSplit',); give a tuple of 'package.module:Class' "
+            "strings")):
+        collect_registry(pm)
 
 
 def test_plugins_command_lists_kinds_and_usability(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,12 +18,8 @@ from edgebench.compression import CompressionPipeline, Step, apply_steps, check_
 from edgebench.errors import UserError
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
 from edgebench.plugins.compression import host_eval
-from edgebench.plugins.compression.quantize_onnx import (
-    OnnxDynamic,
-    OnnxInt8,
-    head_tail_nodes,
-    named_model,
-)
+from edgebench.plugins.compression.onnx_quant import head_tail_nodes, named_model
+from edgebench.plugins.compression.quantize_onnx import OnnxDynamic, OnnxInt8
 
 pytest.importorskip("onnxruntime")
 __all__ = ["onnx_source", "small_yaml", "val_set"]  # fixtures

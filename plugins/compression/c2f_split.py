@@ -23,7 +23,7 @@ _ULTRALYTICS_ATTRS = ("f", "i", "type", "np")
 """Attributes Ultralytics' ``DetectionModel`` sets on each layer and routes the forward by."""
 
 
-class C2fSplit(nn.Module):
+class C2fSplit(nn.Module):  # type: ignore[misc]  # torch is Any where it is not installed
     """C2f with ``cv1`` as two convs (``cv0``, ``cv1``) instead of one conv and ``chunk``."""
 
     def __init__(self, cv0: nn.Module, cv1: nn.Module, m: nn.ModuleList, cv2: nn.Module

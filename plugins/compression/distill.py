@@ -20,20 +20,21 @@ student's and the teacher's content, the training data and the options.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
-from edgebench.limits import run_limited
 from edgebench.pipeline import cached_export, sha256_file
 from edgebench.records import Artifact
+
+from .artifact_notes import artifact_meta, pt_artifact
+from .model_facts import inspect_models
+from .train_subset import data_fingerprint, subset_yaml
 
 EXPORT_HINT = "pip install 'edgebench[export]'"
 DISTILL_VERSION = 1
@@ -51,6 +52,7 @@ KD_OPTIONS: Mapping[str, Any] = {"teacher": "", "kd_weight": 1.0, "temperature":
 
 
 def torch_unavailable() -> str | None:
+    """Why training cannot run here (torch or Ultralytics missing), or ``None``."""
     absent = [m for m in ("torch", "ultralytics") if importlib.util.find_spec(m) is None]
     if absent:
         return f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not " \
@@ -256,10 +258,7 @@ def train_step(step: str, model: Artifact, options: Mapping[str, Any],
         (out / "artifact.json").write_text(json.dumps(meta))
 
     path, meta = cached_export(model, step, key, produce)
-    return Artifact(path=path, format="pt", sha256=sha256_file(path),
-                    size_bytes=path.stat().st_size, gflops=meta.get("gflops"),
-                    source_sha256=model.sha256, pipeline=model.pipeline,
-                    converter=meta.get("converter"))
+    return pt_artifact(path, model, meta)
 
 
 def _imgsz(options: Mapping[str, Any], context: CompressionContext) -> int:
@@ -272,147 +271,12 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def data_fingerprint(images: Sequence[Path], data_yaml: Path) -> str:
-    """Content hash of the training images, their labels and the dataset's class names."""
-    from edgebench.datasets import _yaml
-
-    digest = hashlib.sha256(b"edgebench-train-v1\0")
-    digest.update(json.dumps(_yaml(data_yaml).get("names"), sort_keys=True).encode())
-    for image in images:
-        label = label_path(image)
-        digest.update(hashlib.sha256(image.read_bytes()).digest())
-        digest.update(hashlib.sha256(label.read_bytes()).digest() if label.is_file()
-                      else b"no-label")
-    return digest.hexdigest()[:24]
-
-
-def label_path(image: Path) -> Path:
-    """Where a YOLO dataset keeps an image's labels (``.../images/x.png`` ->
-    ``.../labels/x.txt``), as Ultralytics finds them."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
-def subset_yaml(data_yaml: Path, images: Sequence[Path], folder: Path) -> Path:
-    """A ``data.yaml`` training on exactly ``images`` (a list file) with the dataset's
-    classes; its ``val`` is the dataset's (Ultralytics validates once after the last epoch,
-    for the reported figures only) or, when it has none, the same images."""
-    import yaml
-
-    from edgebench.datasets import _yaml
-
-    content = _yaml(data_yaml)
-    folder.mkdir(parents=True, exist_ok=True)
-    listing = folder / "train.txt"
-    listing.write_text("".join(f"{p.resolve()}\n" for p in images))
-    root = Path(str(content.get("path") or data_yaml.parent))
-    if not root.is_absolute():
-        root = (data_yaml.parent / root).resolve()
-    val = content.get("val")
-    if val:
-        entries = val if isinstance(val, list) else [val]
-        val = [str(root / str(v)) for v in entries]
-    subset = {"path": str(folder.resolve()), "train": str(listing.resolve()),
-              "val": val or str(listing.resolve()), "names": content["names"]}
-    if "nc" in content:
-        subset["nc"] = content["nc"]
-    out = folder / "data.yaml"
-    out.write_text(yaml.safe_dump(subset, sort_keys=False))
-    return out
-
-
-# -- describing models (in a subprocess: torch) ----------------------------------------
-
-
-def inspect_models(paths: Sequence[Path], *, imgsz: int | None = None,
-                   like: Path | None = None) -> list[dict[str, Any]]:
-    """Per ``.pt``: classes (``nc``, ``names``), ``reg_max``, ``strides``, ``params`` and,
-    with ``imgsz``, ``gflops``. :class:`UserError` naming the file that is not an
-    Ultralytics detection model. With ``like`` (a ``.pt``), each file's recorded training
-    size (``train_args["imgsz"]``, the default export size) is first set to that one's."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="edgebench-inspect-") as tmp:
-        result = Path(tmp) / "facts.json"
-        argv = [sys.executable, "-m", "edgebench.plugins.compression.distill", "inspect",
-                *[str(p) for p in paths], "--out", str(result)]
-        if imgsz:
-            argv += ["--imgsz", str(imgsz)]
-        if like is not None:
-            argv += ["--like", str(like)]
-        proc = run_limited(argv, f"inspecting {', '.join(p.name for p in paths)} with "
-                           "PyTorch", time_s=600)
-        if proc.returncode != 0 or not result.is_file():
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            raise UserError(lines[-1].removeprefix("edgebench: ") if lines
-                            else f"inspecting {', '.join(p.name for p in paths)} failed")
-        data: list[dict[str, Any]] = json.loads(result.read_text())
-    return data
-
-
-def describe(path: Path, imgsz: int | None) -> dict[str, Any]:
-    """(In the worker.) What :func:`inspect_models` reports about one ``.pt``."""
-    from ultralytics.nn.tasks import guess_model_task, load_checkpoint
-
-    try:
-        model, _ = load_checkpoint(str(path))  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise ValueError(f"{path.name} is not a loadable Ultralytics .pt "
-                         f"({type(exc).__name__}).") from None
-    task = guess_model_task(model)  # type: ignore[no-untyped-call]
-    if task != "detect":
-        raise ValueError(f"{path.name} is an Ultralytics {task} model, not a detection model; "
-                         "distill compares detection heads.")
-    head = model.model[-1]
-    names = getattr(model, "names", None) or {}
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-    facts: dict[str, Any] = {
-        "nc": int(head.nc), "names": names, "reg_max": int(head.reg_max),
-        "strides": [int(s) for s in head.stride.tolist()],
-        "params": int(sum(p.numel() for p in model.parameters()))}
-    if imgsz:
-        from ultralytics.utils.torch_utils import get_flops
-
-        facts["gflops"] = round(float(get_flops(model.float(), imgsz)), 3)  # type: ignore[no-untyped-call]
-    return facts
-
-
-def copy_train_size(like: Path, path: Path) -> None:
-    """(In the worker.) Give ``path``'s checkpoint the training size recorded in ``like``'s,
-    which Ultralytics' export uses when no size is given."""
-    import os
-
-    import torch
-
-    size = (torch.load(like, map_location="cpu", weights_only=False).get("train_args")
-            or {}).get("imgsz")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    args = ckpt.get("train_args")
-    if size is None or not isinstance(args, dict) or args.get("imgsz") == size:
-        return
-    args["imgsz"] = size
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
-
-
 # -- what the report says ---------------------------------------------------------------
 
 
-def artifact_meta(path: Path) -> dict[str, Any]:
-    """The ``artifact.json`` next to a cached step output (empty when there is none)."""
-    try:
-        data = json.loads((path.parent / "artifact.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def training_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """Report lines of a trained model from its ``artifact.json`` (teacher and KD settings,
+    epochs, images, time, Ultralytics val mAP after training)."""
     if not meta:
         return ()
     how = (f"distilled from {meta['teacher']} (sha256 {str(meta.get('teacher_sha256'))[:12]}; "
@@ -424,37 +288,3 @@ def training_notes(meta: Mapping[str, Any]) -> tuple[str, ...]:
     if meta.get("val_map50_95") is not None:
         notes.append(f"Ultralytics val mAP50-95 after training {meta['val_map50_95']:.3f}")
     return tuple(notes)
-
-
-# -- the worker --------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import os
-
-    parser = argparse.ArgumentParser(description="distill's torch-side helper")
-    sub = parser.add_subparsers(dest="mode", required=True)
-    inspect = sub.add_parser("inspect", help="print facts about .pt detection models (JSON)")
-    inspect.add_argument("weights", type=Path, nargs="+")
-    inspect.add_argument("--imgsz", type=int)
-    inspect.add_argument("--out", type=Path, required=True, help="write the JSON here")
-    inspect.add_argument("--like", type=Path, help="set train_args.imgsz as in this .pt")
-    args = parser.parse_args(argv)
-    from edgebench.ultralytics_offline import ultralytics_offline_env
-
-    os.environ.update(ultralytics_offline_env())
-    try:
-        if args.like is not None:
-            for path in args.weights:
-                copy_train_size(args.like, path)
-        facts = [describe(p, args.imgsz) for p in args.weights]
-    except ValueError as exc:
-        print(f"edgebench: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    args.out.write_text(json.dumps(facts))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

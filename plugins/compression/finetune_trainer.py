@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import shutil
@@ -217,10 +216,11 @@ def _make_trainer(overrides: dict[str, Any]) -> Any:
 
 
 def _import_factory(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    if not name:
+    import pkgutil
+
+    if ":" not in spec:
         raise ValueError(f"kd.criterion must be 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module), name)
+    return pkgutil.resolve_name(spec)
 
 
 def _install_criterion(trainer: Any, factory: Any, teacher: Any, kd: KDSettings) -> None:

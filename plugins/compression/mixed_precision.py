@@ -36,16 +36,15 @@ from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
 from edgebench.records import Artifact
 
+from .artifact_notes import artifact_meta, quantization_notes
 from .calibration import check_calibration, images_fingerprint, input_hw
-from .quantize_onnx import (
+from .onnx_quant import (
     ACTIVATION_TYPES,
-    artifact_meta,
     calibrate,
     head_tail_nodes,
     named_model,
     ort_unavailable,
     ort_version,
-    quantization_notes,
     quantize_qdq,
     require_onnx,
 )

@@ -38,8 +38,8 @@ from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
 from edgebench.records import Artifact
 
+from .artifact_notes import artifact_meta, quantization_notes
 from .calibration import check_calibration, images_fingerprint, input_hw, tensors
-from .quantize_onnx import artifact_meta, quantization_notes
 
 INSTALL = "pip install 'edgebench[export]'"
 
@@ -102,7 +102,7 @@ def head_tail_scopes(path: Path) -> list[str]:
     """The ai-edge-quantizer scopes (output tensor names + ``;``) of the detection head's
     tail: the DFL (everything downstream of a SOFTMAX, its fixed conv included) and every
     non-conv op downstream of which no feature conv is left (reshapes, concatenations, box
-    decoding, the score sigmoid). The same rule as for ONNX (``quantize_onnx``)."""
+    decoding, the score sigmoid). The same rule as for ONNX (``onnx_quant.head_tail_nodes``)."""
     from ai_edge_litert import interpreter as litert
 
     interp = litert.Interpreter(model_path=str(path))
@@ -232,7 +232,7 @@ class _LiteRTQuantizer(Compressor):
 
         path, meta = cached_export(model, f"tflite-{self.scheme}", key, produce)
         artifact = exported_artifact(path, "tflite", model, meta)
-        from .litert import describe_tflite
+        from edgebench.plugins.backends.litert.plugin import describe_tflite
 
         return describe_tflite(artifact)
 

@@ -31,7 +31,7 @@ from edgebench.pipeline import (
 from edgebench.plugins.backends.ncnn.pnnx import onnx_to_ncnn, pnnx_binary
 from edgebench.records import Artifact
 
-from .quantize_onnx import artifact_meta
+from .artifact_notes import artifact_meta
 
 NCNN_INT8_REASON = (
     "ncnn int8 needs ncnn's ncnn2table (calibration table) and ncnn2int8 tools, which no "

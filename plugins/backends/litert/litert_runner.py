@@ -93,7 +93,7 @@ def delegation(interpreter, name):
                 continue
             covered.add(op["index"])
             stack.extend(int(x) for x in op["inputs"] if int(x) >= 0)
-    fallback = {}
+    fallback: dict[str, int] = {}
     for op in originals:
         if op["index"] not in covered:
             fallback[op["op_name"]] = fallback.get(op["op_name"], 0) + 1

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from edgebench.contracts import Backend, resolve_options
 from edgebench.hookspecs import Register, hookimpl
+from edgebench.input_size import ImgSz
 from edgebench.pipeline import export_with_ultralytics
 from edgebench.records import Artifact, DeviceInfo, RunSettings
 
@@ -29,7 +30,7 @@ class OnnxRuntimeBackend(Backend):
             return f"onnxruntime is not installed: {cls.install_hint}"
         return None
 
-    def export(self, source: Artifact, workdir: Path, *, imgsz: int | None) -> Artifact:
+    def export(self, source: Artifact, workdir: Path, *, imgsz: ImgSz | None) -> Artifact:
         if source.format == "onnx":
             return source
         return export_with_ultralytics(source, "onnx", workdir, imgsz=imgsz)

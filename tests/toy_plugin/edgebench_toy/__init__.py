@@ -1,9 +1,12 @@
 """A third-party plugin, as a user would write one: a backend and a reporter."""
 
+from pathlib import Path
+
 from edgebench import hookimpl
+from edgebench.contracts import Backend, Reporter
 
 
-class ToyBackend:
+class ToyBackend(Backend):
     name = "toy"
     formats = ("onnx",)
     runtime_modules = ("toyruntime",)
@@ -13,8 +16,14 @@ class ToyBackend:
     def host_unavailable_reason(cls):
         return "toyruntime is not installed: pip install toyruntime"
 
+    def export(self, source, workdir, *, imgsz):
+        return source
 
-class CsvReporter:
+    def runner(self):
+        return Path(__file__).with_name("toy_runner.py")
+
+
+class CsvReporter(Reporter):
     name = "toy-csv"
     filename = "report.csv"
 
