@@ -29,7 +29,8 @@ from edgebench.devices.native import (
     summary_latency,
 )
 from edgebench.errors import CaseError, UserError
-from edgebench.matrix_file import OPTIONS, TABLES, MatrixFile, parse_backend_option
+from edgebench.matrix_file import TABLES, MatrixFile
+from edgebench.options import OPTIONS, parse_backend_option
 from edgebench.records import (
     CaseResult,
     DeviceInfo,
