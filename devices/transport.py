@@ -142,7 +142,7 @@ def _host_lock(key: str) -> Iterator[None]:
     import fcntl
     import hashlib
 
-    from edgebench.pipeline import cache_root
+    from edgebench.cache import cache_root
 
     path = cache_root() / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.lock"
     try:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cache import cache_root
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -353,13 +355,6 @@ def dataset_cache_key(
     return f"shapes-v{GENERATOR_VERSION}-seed{seed}-train{n_train}-val{n_val}-sz{imgsz}"
 
 
-def _default_cache_root() -> Path:
-    """``$EDGEBENCH_CACHE/datasets`` or ``~/.cache/edgebench/datasets``."""
-    env = os.environ.get("EDGEBENCH_CACHE")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "edgebench"
-    return base / "datasets"
-
-
 def default_shapes_dataset(
     cache_dir: Path | None = None,
     *,
@@ -386,7 +381,7 @@ def default_shapes_dataset(
     Returns:
         Path to ``data.yaml``.
     """
-    base = Path(cache_dir) if cache_dir is not None else _default_cache_root()
+    base = Path(cache_dir) if cache_dir is not None else cache_root() / "datasets"
     base = base.expanduser().resolve()
     final = base / dataset_cache_key(seed=seed, n_train=n_train, n_val=n_val, imgsz=imgsz)
     yaml_file = final / "data.yaml"

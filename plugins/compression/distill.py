@@ -28,11 +28,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgebench.cache import sha256_file
 from edgebench.contracts import CompressionContext
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.limits import run_limited
-from edgebench.pipeline import cached_export, sha256_file
+from edgebench.pipeline import cached_export
 from edgebench.records import Artifact
 
 EXPORT_HINT = "pip install 'edgebench[export]'"
