@@ -23,7 +23,8 @@ import pluggy
 from edgebench.contracts import Device
 from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
-from edgebench.records import DeviceInfo, from_json_dict
+from edgebench.record_json import from_json_dict
+from edgebench.records import DeviceInfo
 from edgebench.redaction import redact
 
 PID_MARK = "edgebench-pid:"

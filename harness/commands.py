@@ -51,7 +51,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     import json
 
     from .config import load_matrix
-    from .records import to_json_dict
+    from .record_json import to_json_dict
     from .redaction import redact  # an unusable URI may hold a password
     from .runner import probe_devices
 

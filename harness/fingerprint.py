@@ -11,7 +11,8 @@ import pluggy
 
 from .contracts import Device
 from .errors import CaseError
-from .records import DeviceInfo, from_json_dict
+from .record_json import from_json_dict
+from .records import DeviceInfo
 
 AGENT_SCRIPT = Path(__file__).parent / "agent" / "edgebench_agent.py"
 AGENT_NAME = "edgebench_agent.py"

@@ -216,7 +216,8 @@ def check_result(raw: Any) -> None:
     if not isinstance(details, dict) or not all(isinstance(v, str) for v in details.values()):
         raise bad("runtime.details is not an object of strings")
     if rt.get("delegation") is not None:
-        from .records import Delegation, from_json_dict
+        from .record_json import from_json_dict
+        from .records import Delegation
 
         try:
             from_json_dict(Delegation, rt["delegation"])
