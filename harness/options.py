@@ -224,10 +224,10 @@ def check_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
             wrong = problem(option, item)
             if wrong is not None:
                 raise UserError(f"{label} {wrong}.")
-        twice = repeated_value(name, value)
+        converted = tuple(_converted(option, item) for item in items)
+        twice = repeated_value(name, converted)
         if twice is not None:
             raise UserError(f"{label} names {str(twice)!r} twice; {REPEAT_HINT}.")
-        converted = tuple(_converted(option, item) for item in items)
         out[name] = converted if option.many else converted[0]
     return out
 

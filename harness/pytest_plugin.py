@@ -44,7 +44,7 @@ def edgebench_run(request: pytest.FixtureRequest, tmp_path: Path
                  "output": tmp_path / "edgebench", **options}
         matrix = load_matrix(flags)
         pm = make_plugin_manager()
-        session = Session(matrix, pm, collect_registry(pm))
+        session = Session(matrix, pm, collect_registry(pm), retry=matrix.retry)
         try:
             out = tmp_path / "edgebench" / session.run_id
             out.mkdir(parents=True, exist_ok=True)
