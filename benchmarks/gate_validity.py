@@ -54,8 +54,7 @@ from edgebench.compare import (
     run_median_ms,
     side_by_side,
 )
-from edgebench.config import DEFAULT_MODEL, Matrix, matrix_from_options
-from edgebench.matrix_file import MatrixFile, merged
+from edgebench.config import DEFAULT_MODEL, Matrix, load_matrix
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
 from edgebench.records import Case, CaseResult, LatencyStats, RunReport
 from edgebench.runner import Session
@@ -126,12 +125,8 @@ def matrix_and_thresholds(args: argparse.Namespace, models: tuple[Path, ...] = (
                              "threads": (args.threads,), "repeats": args.repeats,
                              "iterations": args.iterations,
                              "min_duration_s": args.min_duration}
-    values = merged(MatrixFile(args.config).values, flags)
-    thresholds = Thresholds(latency=values["latency_threshold"],
-                            map_points=values["map_threshold"], alpha=values["alpha"],
-                            alpha_repeats=values["alpha_repeats"],
-                            noise_factor=values["noise_factor"])
-    return matrix_from_options(values), thresholds
+    matrix = load_matrix(flags, args.config)
+    return matrix, matrix.gate
 
 
 def main() -> int:

@@ -43,9 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgebench.cache import cache_root
 from edgebench.cli import main as edgebench
 from edgebench.config import ASSETS
-from edgebench.pipeline import cache_root
 
 
 def run(args: argparse.Namespace, output: Path) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, output: Path) -> dict[str, Any]:
 
 def step_meta() -> dict[str, dict[str, Any]]:
     """The MODEL steps' ``artifact.json`` in the cache, by the sha256 of their ``.pt``."""
-    from edgebench.pipeline import sha256_file
+    from edgebench.cache import sha256_file
 
     found: dict[str, dict[str, Any]] = {}
     for meta_file in (cache_root() / "exports").glob("*/artifact.json"):

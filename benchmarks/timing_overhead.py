@@ -58,7 +58,7 @@ def harness_median_ms(session_factory, out: Path) -> float:  # type: ignore[no-u
 
 
 def main() -> int:
-    from edgebench.config import DEFAULT_MODEL, Matrix, make_settings
+    from edgebench.config import DEFAULT_MODEL, load_matrix
     from edgebench.plugin_manager import collect_registry, make_plugin_manager
     from edgebench.runner import Session
 
@@ -70,10 +70,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
-    settings = make_settings(warmup=args.warmup, iterations=args.iterations,
-                             threads=args.threads)
-    matrix = Matrix(models=(DEFAULT_MODEL,), backends=("onnxruntime",), settings=settings,
-                    accuracy=None)
+    matrix = load_matrix({"models": (DEFAULT_MODEL,), "backends": ("onnxruntime",),
+                          "warmup": args.warmup, "iterations": args.iterations,
+                          "threads": (args.threads,) if args.threads else None,
+                          "accuracy": False})
     pm = make_plugin_manager()
     registry = collect_registry(pm)
 

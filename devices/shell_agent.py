@@ -17,7 +17,8 @@ import pluggy
 from edgebench.contracts import Device
 from edgebench.errors import CaseError
 from edgebench.fingerprint import AgentDevice, DeviceAgent
-from edgebench.records import DeviceInfo, from_json_dict
+from edgebench.record_json import from_json_dict
+from edgebench.records import DeviceInfo
 
 PROBE_SCRIPT = r"""
 echo @@uname; uname -m; uname -r; uname -s; uname -n

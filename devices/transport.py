@@ -18,10 +18,6 @@ from urllib.parse import unquote
 from edgebench.errors import CaseError, UserError
 from edgebench.redaction import redact
 
-# redact is re-exported: edgebench.cli imports it from here
-__all__ = ["EXIT_MARK", "PID_MARK", "device_lock", "kill_command", "new_workdir_name",
-           "parse_query", "redact", "remote_command", "remove_command", "split_exit",
-           "split_pid", "within"]
 
 PID_MARK = "edgebench-pid:"
 """The first line a remote command prints: the PID (and process group) to kill on abort."""
@@ -139,7 +135,7 @@ def _host_lock(key: str) -> Iterator[None]:
     import fcntl
     import hashlib
 
-    from edgebench.pipeline import cache_root
+    from edgebench.cache import cache_root
 
     path = cache_root() / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.lock"
     try:

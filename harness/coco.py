@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .datasets import Dataset
+from .dataset_records import Dataset
 
 if TYPE_CHECKING:
     from .accuracy import Detections

@@ -20,7 +20,7 @@ from typing import Any
 
 from .contracts import CompressionContext, Compressor, Stage, compressor_stage
 from .errors import CaseSkipped, UserError
-from .options import checked_option
+from .plugin_options import checked_option
 from .plugin_manager import PluginKind, Registry
 from .records import Artifact
 

@@ -1,4 +1,6 @@
-"""What to run, validated at the edge: a :class:`Matrix` built from command-line flags."""
+"""What to run, validated at the edge: the one :class:`Matrix` of a command, built by
+:func:`load_matrix` from its flags and its matrix file (``matrix_file.py``) before any slow
+work; nothing downstream reads a flag or a file value."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .accuracy import AccuracySettings
+from .compare import Thresholds
 from .errors import UserError
 from .input_size import ImgSz
 from .records import RunSettings
 from .redaction import redact
+from .retry import RetryPolicy
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "shapes-yolov8n.onnx"
@@ -53,6 +57,10 @@ class Matrix:
     baseline_model: Path | None = None
     """Measured side by side with ``models`` (it is ``models[0]`` then), and the gate
     judges every other model's cases against its own (see ``compare.side_by_side``)."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Retries of a case cut by a lost connection (``--retries``, ``--retry-backoff``)."""
+    gate: Thresholds = field(default_factory=Thresholds)
+    """The gate's thresholds (``[gate]``; ``edgebench compare`` and ``--baseline-model``)."""
 
     @property
     def all_settings(self) -> tuple[RunSettings, ...]:
@@ -68,51 +76,37 @@ def device_scheme(uri: str) -> str:
     return match.group("scheme")
 
 
-def make_settings(
-    *,
-    warmup: int = 10,
-    warmup_s: float = 0.0,
-    iterations: int = 100,
-    min_duration_s: float = 0.0,
-    threads: int | None = None,
-    timeout_s: float = 600.0,
-    repeats: int = 1,
-    cooldown_s: float = 0.0,
-    max_temperature_c: float | None = None,
-    temperature_wait_s: float = 300.0,
-    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> RunSettings:
-    """Validated run settings; each error names the flag."""
-    from .matrix_file import check_flags
+def load_matrix(flags: Mapping[str, Any] | None = None, config: Path | None = None, *,
+                disabled: tuple[str, ...] = ()) -> Matrix:
+    """The one :class:`Matrix` of a command: built once, at the edge, from the option
+    values given as flags (option names of ``matrix_file.OPTIONS``; ``None``: not given)
+    and the matrix file ``config``. Precedence: defaults, then the file, then the flags
+    (backend options merge key by key). Each value is checked once, where it was given:
+    the file's by :class:`~edgebench.matrix_file.MatrixFile` (errors name file, line and
+    key), the flags' by :func:`~edgebench.matrix_file.check_flags` (errors name the flag).
+    Raises :class:`UserError` (exit 2) before any slow work."""
+    from .matrix_file import MatrixFile
+    from .options import check_flags, merged
 
-    check_flags({"warmup": warmup, "warmup_s": warmup_s, "iterations": iterations,
-                 "min_duration_s": min_duration_s, "threads": threads, "timeout_s": timeout_s,
-                 "repeats": repeats,
-                 "cooldown_s": cooldown_s, "max_temperature_c": max_temperature_c,
-                 "temperature_wait_s": temperature_wait_s})
-    return RunSettings(warmup_iterations=warmup, warmup_s=warmup_s, iterations=iterations,
-                       min_duration_s=min_duration_s, threads=threads, timeout_s=timeout_s,
-                       repeats=repeats, cooldown_s=cooldown_s,
-                       max_temperature_c=max_temperature_c,
-                       temperature_wait_s=temperature_wait_s,
-                       backend_options={b: dict(o) for b, o in (backend_options or {}).items()})
+    given = check_flags(flags or {})
+    file_values = MatrixFile(config).values if config is not None else {}
+    return _matrix(merged(file_values, given), disabled)
 
 
-def matrix_from_options(values: dict[str, Any], *, disabled: tuple[str, ...] = ()) -> Matrix:
-    """The :class:`Matrix` from merged matrix-file and flag values (see ``matrix_file``)."""
-    threads = tuple(values["threads"]) or (None,)
-    backend_options = values.get("backend_options") or {}
-    settings = tuple(make_settings(
-        warmup=values["warmup"], warmup_s=values["warmup_s"], iterations=values["iterations"],
-        min_duration_s=values["min_duration_s"], threads=t, timeout_s=values["timeout_s"],
-        repeats=values["repeats"],
+def _matrix(values: Mapping[str, Any], disabled: tuple[str, ...]) -> Matrix:
+    """The record of merged, checked option values."""
+    backend_options = {b: dict(o) for b, o in (values["backend_options"] or {}).items()}
+    settings = tuple(RunSettings(
+        warmup_iterations=values["warmup"], warmup_s=values["warmup_s"],
+        iterations=values["iterations"], min_duration_s=values["min_duration_s"], threads=t,
+        timeout_s=values["timeout_s"], repeats=values["repeats"],
         cooldown_s=values["cooldown_s"], max_temperature_c=values["max_temperature_c"],
         temperature_wait_s=values["temperature_wait_s"], backend_options=backend_options)
-        for t in threads)
+        for t in tuple(values["threads"]) or (None,))
     accuracy = AccuracySettings(conf=values["conf"], iou=values["iou"]) \
         if values["accuracy"] else None
     models = tuple(values["models"] or (DEFAULT_MODEL,))
-    baseline = values.get("baseline_model")
+    baseline = values["baseline_model"]
     return Matrix(
         models=(baseline, *models) if baseline else models,
         baseline_model=baseline,
@@ -127,7 +121,11 @@ def matrix_from_options(values: dict[str, Any], *, disabled: tuple[str, ...] = (
         images=values["images"],
         accuracy=accuracy,
         compress=tuple(values["compress"]),
-        train_data=values.get("train_data"),
+        train_data=values["train_data"],
+        retry=RetryPolicy(retries=values["retries"], backoff_s=values["retry_backoff_s"]),
+        gate=Thresholds(latency=values["latency_threshold"], map_points=values["map_threshold"],
+                        alpha=values["alpha"], alpha_repeats=values["alpha_repeats"],
+                        noise_factor=values["noise_factor"]),
     )
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 
 from .accuracy import precision_tolerance
 from .input_size import ImgSz
-from .options import checked_option as checked_option  # re-exported: plugins use it
+from .plugin_options import checked_option as checked_option  # re-exported: plugins use it
 from .records import (
     Artifact,
     DeviceInfo,

@@ -18,7 +18,7 @@ from .accuracy import (
 )
 from .batching import group_tensors, split_outputs
 from .coco import coco_map
-from .datasets import Dataset
+from .dataset_records import Dataset
 from .errors import CaseError, UserError
 from .heads import HeadLayout, canonical_head, decode_head, detections_fidelity, head_layout
 from .model_metadata import ModelMetadata

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 import pluggy
 
 from .errors import CaseError
-from .records import DeviceInfo, from_json_dict
+from .record_json import from_json_dict
+from .records import DeviceInfo
 
 
 class _Ran(Protocol):

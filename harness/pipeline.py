@@ -2,7 +2,7 @@
 
 An export is keyed by the content hash of its source plus the export options, so the same
 ``.pt`` exported twice with the same options is converted once. The cache lives under
-``$EDGEBENCH_CACHE`` (default ``~/.cache/edgebench``).
+``cache.cache_root()`` (``$EDGEBENCH_CACHE``, default ``~/.cache/edgebench``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .cache import cache_root as cache_root  # re-exported for runner.py (its split pending)
+from .cache import sha256_file, size_bytes
 from .errors import CaseError, CaseSkipped, UserError
 from .input_size import ImgSz, declared_hw, hw, imgsz_arg
 from .limits import run_limited
@@ -32,42 +34,6 @@ Ultralytics writes as ``*_ncnn_model/``) is an ncnn source too."""
 EXPORT_CACHE_VERSION = 2
 ULTRALYTICS_FORMATS = {"onnx": "onnx", "litert": "tflite", "ncnn": "ncnn"}
 """Ultralytics ``format=`` name -> the artifact format it produces."""
-
-
-def cache_root() -> Path:
-    """Root of edgebench's caches (exports, datasets, input tensors)."""
-    env = os.environ.get("EDGEBENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "edgebench"
-
-
-def sha256_file(path: Path) -> str:
-    """Content hash of a file or, for a directory artifact, of its files (see
-    :func:`artifact_files`): names and contents, so renaming a file changes it."""
-    if path.is_dir():
-        digest = hashlib.sha256(b"edgebench-dir-v1\0")
-        for f in artifact_files(path):
-            digest.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\0".encode())
-        return digest.hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def artifact_files(path: Path) -> list[Path]:
-    """The files that make up an artifact: the file itself, or every regular file under a
-    directory artifact (ncnn's ``.param`` + ``.bin``), sorted, hidden files left out.
-    Pushing an artifact to a device pushes exactly these."""
-    if not path.is_dir():
-        return [path]
-    return sorted(f for f in path.rglob("*")
-                  if f.is_file() and not any(p.startswith(".")
-                                             for p in f.relative_to(path).parts))
-
-
-def size_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in artifact_files(path))
 
 
 def load_source(path: Path) -> Artifact:

@@ -19,29 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .precision_label import label_precision
 from .records import Artifact
-
-PRECISIONS = ("fp32", "fp16", "int8", "mixed")
-
-
-def label_precision(weights: Iterable[str], io: Iterable[str] = ()) -> str | None:
-    """The label of a model whose weights have the precisions ``weights`` and whose inputs
-    and outputs have ``io`` (``"fp32"``, ``"fp16"``, ``"int8"``, ...)."""
-    kinds = set(weights)
-    if not kinds:
-        return None
-    if len(kinds) > 1:
-        return "mixed"
-    (kind,) = kinds
-    if kind not in PRECISIONS:
-        return "mixed"
-    if kind == "fp32" and "fp16" in set(io):
-        return "mixed"
-    return kind
+from .tflite_info import tflite_precision
 
 
 def artifact_precision(path: Path, fmt: str) -> str | None:
@@ -56,8 +39,6 @@ def artifact_precision(path: Path, fmt: str) -> str | None:
         except Exception:
             return None
     if fmt == "tflite":
-        from .tflite_info import tflite_precision
-
         return tflite_precision(path)
     if fmt == "ncnn":
         return ncnn_precision(path)

@@ -35,18 +35,16 @@ def edgebench_run(request: pytest.FixtureRequest, tmp_path: Path
 
     def run(*, model: str | Path | None = None, backend: str = "onnxruntime",
             device: str | None = None, **options: Any) -> CaseResult:
-        from .config import matrix_from_options
-        from .matrix_file import check_flags, merged
+        from .config import load_matrix
         from .plugin_manager import collect_registry, make_plugin_manager
         from .runner import Session
 
         flags = {"models": (Path(model),) if model else None, "backends": (backend,),
                  "devices": (device or request.config.getoption("--edgebench-device"),),
                  "output": tmp_path / "edgebench", **options}
-        check_flags(flags)
-        matrix = matrix_from_options(merged({}, flags))
+        matrix = load_matrix(flags)
         pm = make_plugin_manager()
-        session = Session(matrix, pm, collect_registry(pm))
+        session = Session(matrix, pm, collect_registry(pm), retry=matrix.retry)
         try:
             out = tmp_path / "edgebench" / session.run_id
             out.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from .cache import artifact_files, sha256_file
 from .contracts import Device
 from .errors import CaseError
 from .fingerprint import DeviceAgent
-from .pipeline import artifact_files
 from .retry import ConnectionLost, RunnerTimedOut, last_phase
 
 
@@ -53,14 +53,6 @@ class RunnerOutcome:
     pass."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Pusher:
     """Pushes each file once per device (models and tensors are large; Pis are slow), and
     remembers what each pushed file must hash to (the runner checks before loading)."""
@@ -72,7 +64,7 @@ class Pusher:
         key = (device.uri, str(remote))
         if key not in self._pushed:
             device.push(local, remote)
-            self._pushed[key] = (_sha256(local), local.stat().st_size)
+            self._pushed[key] = (sha256_file(local), local.stat().st_size)
         return remote
 
     def expected(self, device: Device, remote: PurePosixPath) -> tuple[str, int]:
@@ -224,7 +216,8 @@ def check_result(raw: Any) -> None:
     if not isinstance(details, dict) or not all(isinstance(v, str) for v in details.values()):
         raise bad("runtime.details is not an object of strings")
     if rt.get("delegation") is not None:
-        from .records import Delegation, from_json_dict
+        from .record_json import from_json_dict
+        from .records import Delegation
 
         try:
             from_json_dict(Delegation, rt["delegation"])

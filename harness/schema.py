@@ -68,7 +68,8 @@ def _schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if origin in (Mapping, dict) or tp in (dict, Mapping):
         args = typing.get_args(tp) or (str, Any)
         return {"type": "object", "additionalProperties": _schema_of(args[1], defs)}
-    simple = {int: "integer", float: "number", str: "string", bool: "boolean"}
+    simple = {int: "integer", float: "number", str: "string", bool: "boolean",
+              Path: "string"}  # a path is written as its string (record_json.to_json_dict)
     if tp in simple:
         return {"type": simple[tp]}
     if tp is Any:

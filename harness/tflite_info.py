@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from .precision import label_precision
+from .precision_label import label_precision
 
 TENSOR_TYPES = {0: "fp32", 1: "fp16", 2: "int32", 3: "int8", 4: "int64", 7: "int16", 9: "int8",
                 10: "fp64", 17: "int8", 18: "bf16"}
@@ -96,7 +96,7 @@ def tflite_precision(path: Path) -> str | None:
     """``fp32`` / ``fp16`` / ``int8`` / ``mixed`` from the tensor types of the weights of the
     conv, depthwise-conv, fully-connected and transpose-conv operators (through
     a ``DEQUANTIZE`` of a constant, as fp16- and int8-weight exports store them) and of the
-    model's inputs and outputs (see :func:`edgebench.precision.label_precision`); ``None``
+    model's inputs and outputs (see :func:`edgebench.precision_label.label_precision`); ``None``
     when the file has no such operator or cannot be read."""
     try:
         reader = _Reader(path.read_bytes())

@@ -31,10 +31,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from .cache import cache_root
+
 __all__ = [
     "FONT_NAMES",
     "ULTRALYTICS_SUBDIR",
-    "default_cache_root",
     "find_matplotlib_font",
     "ultralytics_offline",
     "ultralytics_offline_env",
@@ -45,17 +46,6 @@ FONT_NAMES: tuple[str, ...] = ("Arial.ttf", "Arial.Unicode.ttf")
 
 #: Sub-directory of ``$YOLO_CONFIG_DIR`` that Ultralytics uses as ``USER_CONFIG_DIR``.
 ULTRALYTICS_SUBDIR: str = "Ultralytics"
-
-
-def default_cache_root() -> Path:
-    """Return the edgebench cache root.
-
-    ``$EDGEBENCH_CACHE`` if set, otherwise ``~/.cache/edgebench``.
-    """
-    env = os.environ.get("EDGEBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "edgebench"
 
 
 def find_matplotlib_font(name: str = "DejaVuSans.ttf") -> Path:
@@ -112,7 +102,7 @@ def ultralytics_offline_env(cache_dir: Path | None = None) -> dict[str, str]:
         Mapping of environment variable names to values.  Merge it into
         ``os.environ`` (or a subprocess ``env``) *before* importing ultralytics.
     """
-    config_dir = Path(cache_dir) if cache_dir is not None else default_cache_root() / "ultralytics"
+    config_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "ultralytics"
     config_dir = config_dir.expanduser().resolve()
     font_dir = config_dir / ULTRALYTICS_SUBDIR
     font_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgebench.pipeline import export_with_ultralytics, load_source, sha256_file, size_bytes
+from edgebench.cache import sha256_file, size_bytes
+from edgebench.pipeline import export_with_ultralytics, load_source
 
 ASSETS = Path(__file__).resolve().parents[1] / "harness" / "assets"
 MANIFEST = ASSETS / "shapes-yolov8n.json"

@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -36,27 +35,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_edgebench_module(name: str) -> ModuleType:
-    """Import ``edgebench.<name>``, falling back to ``harness/<name>.py`` if not installed."""
+    """Import ``edgebench.<name>``, falling back to the package in ``harness/`` if edgebench
+    is not installed (its modules import each other, so the package is loaded, not a file)."""
     try:
         return importlib.import_module(f"edgebench.{name}")
     except ImportError:
-        path = REPO_ROOT / "harness" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"_edgebench_{name}", path)
+        harness = REPO_ROOT / "harness"
+        spec = importlib.util.spec_from_file_location(
+            "edgebench", harness / "__init__.py", submodule_search_locations=[str(harness)])
         if spec is None or spec.loader is None:
             raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["edgebench"] = package
+        spec.loader.exec_module(package)
+        return importlib.import_module(f"edgebench.{name}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     offline = _load_edgebench_module("ultralytics_offline")
     shapes = _load_edgebench_module("shapes")
+    sha256_file = _load_edgebench_module("cache").sha256_file
 
     # Must happen before `import ultralytics`: it reads these at import time.
     os.environ.update(offline.ultralytics_offline_env())

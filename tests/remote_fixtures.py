@@ -198,16 +198,13 @@ def session_for(argv: list[str], *, plugins: Sequence[tuple[str, object]] = (),
     """A Session built from ``edgebench run`` flags exactly as the CLI builds it, with extra
     plugins and test-only runner options."""
     from edgebench.cli import build_parser, run_flags
-    from edgebench.config import matrix_from_options
-    from edgebench.matrix_file import merged
+    from edgebench.config import load_matrix
     from edgebench.plugin_manager import collect_registry, make_plugin_manager
-    from edgebench.retry import RetryPolicy
 
-    values = merged({}, run_flags(build_parser().parse_args(["run", *argv])))
+    matrix = load_matrix(run_flags(build_parser().parse_args(["run", *argv])))
     pm = make_plugin_manager(extra_plugins=plugins)
-    return Session(matrix_from_options(values), pm, collect_registry(pm), argv=argv,
-                   test_options=test_options,
-                   retry=RetryPolicy(values["retries"], values["retry_backoff_s"]))
+    return Session(matrix, pm, collect_registry(pm), argv=argv, test_options=test_options,
+                   retry=matrix.retry)
 
 
 def run_session(session: Session, out: Path, injector: Injector | None = None) -> RunReport:

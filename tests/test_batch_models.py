@@ -18,12 +18,12 @@ import pytest
 
 from edgebench.accuracy import AccuracySettings
 from edgebench.batching import group_tensors, groups, split_outputs, static_batch
+from edgebench.cache import sha256_file
 from edgebench.cli import main
 from edgebench.config import ASSETS, DEFAULT_MODEL
 from edgebench.datasets import embedded_val_yaml, load_dataset
 from edgebench.errors import CaseSkipped
 from edgebench.evaluation import batched, evaluate, make_reference, prepare_batch
-from edgebench.pipeline import sha256_file
 from edgebench.records import Artifact
 from edgebench.runner import refuse_batch
 from edgebench.stats import latency_stats, per_image

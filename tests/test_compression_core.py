@@ -21,7 +21,7 @@ from edgebench.contracts import CompressionContext, Compressor, Stage, compresso
 from edgebench.errors import PluginError, UserError
 from edgebench.pipeline import cached_export, describe_onnx
 from edgebench.plugin_manager import PluginKind, collect_registry, make_plugin_manager
-from edgebench.records import Artifact, RunReport, Status
+from edgebench.records import Artifact, RunReport, RunSettings, Status
 from edgebench.reports.markdown import render_markdown
 from edgebench.reports.tradeoffs import baseline_id, tradeoffs
 from edgebench.runner import Session
@@ -146,11 +146,9 @@ def test_one_name_for_several_formats_but_not_twice_for_one() -> None:
 
 def _session(tmp_path: Path, model: Path, compress: tuple[str, ...],
              backends: tuple[str, ...] = ("onnxruntime",), images: int = 10) -> Session:
-    from edgebench.config import make_settings
-
     pm, registry = _registry(RoundWeights, Sharpen)
     matrix = Matrix(models=(model,), backends=backends, compress=compress, images=images,
-                    settings=make_settings(warmup=2, iterations=20),
+                    settings=RunSettings(warmup_iterations=2, iterations=20),
                     output_dir=tmp_path)
     return Session(matrix, pm, registry)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgebench.cache import sha256_file
 from edgebench.cli import main
 from edgebench.config import ASSETS
-from edgebench.pipeline import sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.export]
 

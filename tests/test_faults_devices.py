@@ -36,7 +36,8 @@ from remote_fixtures import (  # noqa: F401
 )
 from servers import AdbServer, SshServer, free_port
 
-from edgebench.records import Status, to_json_dict
+from edgebench.record_json import to_json_dict
+from edgebench.records import Status
 
 pytestmark = [pytest.mark.faults, pytest.mark.sshd, pytest.mark.adb]
 PY = sys.executable

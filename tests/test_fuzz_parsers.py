@@ -29,13 +29,13 @@ from edgebench.devices.native_parsers import (
     summary_latency,
 )
 from edgebench.errors import CaseError, UserError
-from edgebench.matrix_file import OPTIONS, TABLES, MatrixFile, parse_backend_option
+from edgebench.matrix_file import TABLES, MatrixFile
+from edgebench.options import OPTIONS, parse_backend_option
+from edgebench.record_json import from_json_dict, to_json_dict
 from edgebench.records import (
     CaseResult,
     DeviceInfo,
     RunReport,
-    from_json_dict,
-    to_json_dict,
 )
 from edgebench.remote import check_result
 from edgebench.reports.json_report import load_report, render_json, report_from_dict

@@ -19,12 +19,12 @@ import pytest
 from head_fixtures import build_models, ultralytics_predictions
 from test_accuracy_vs_ultralytics import ultralytics_val
 
+from edgebench.cache import cache_root
 from edgebench.cli import main
 from edgebench.datasets import load_dataset
 from edgebench.evaluation import head_outputs, prepare_batch
 from edgebench.heads import OBB_REASON, RTDETR_REASON, decode_head
 from edgebench.model_metadata import read_metadata
-from edgebench.pipeline import cache_root
 from edgebench.preprocess import Letterbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.export]
@@ -177,7 +177,7 @@ def test_edgebench_run_every_family(models: dict[str, Path], tmp_path: Path) -> 
     for case in cases.values():
         assert case["latency"]["p50_ms"] > 0 and case["memory"]["peak_rss_bytes"] > 0
         by_file[case["artifact"]["sha256"]] = case
-    from edgebench.pipeline import sha256_file
+    from edgebench.cache import sha256_file
 
     for label, path in onnx.items():
         case = by_file[sha256_file(path)]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from edgebench.cli import main
-from edgebench.config import matrix_from_options
+from edgebench.config import load_matrix
 from edgebench.errors import UserError
-from edgebench.matrix_file import MatrixFile, merged
+from edgebench.matrix_file import MatrixFile
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "nightly.toml"
 
@@ -43,20 +43,18 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_example_file_is_valid() -> None:
-    values = MatrixFile(EXAMPLE).values
-    matrix = matrix_from_options(merged(values, {}))
+    matrix = load_matrix(config=EXAMPLE)
     assert matrix.models[0].name == "shapes-yolov8n.onnx" and matrix.models[0].is_file()
     assert [s.threads for s in matrix.all_settings] == [1, 2]
     assert matrix.settings.iterations == 100 and matrix.settings.cooldown_s == 0.5
     assert matrix.settings.repeats == 10
     assert matrix.settings.max_temperature_c == 70 and matrix.images == 100
-    assert values["latency_threshold"] == 0.05
+    assert matrix.gate.latency == 0.05
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[settings]\niterations = 300\nthreads = [1, 2]\n")
-    matrix = matrix_from_options(merged(MatrixFile(path).values,
-                                        {"iterations": 7, "threads": None}))
+    matrix = load_matrix({"iterations": 7, "threads": None}, path)
     assert matrix.settings.iterations == 7
     assert [s.threads for s in matrix.all_settings] == [1, 2]
 
@@ -123,12 +121,11 @@ def test_bad_matrix_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_backend_options_from_file_and_flags(tmp_path: Path) -> None:
-    from edgebench.matrix_file import parse_backend_option
+    from edgebench.options import parse_backend_option
 
     path = write(tmp_path, "[backend_options.ncnn]\nfp16_storage = true\npacking = false\n")
-    values = MatrixFile(path).values
     flags = {"backend_options": {"ncnn": {"packing": True}}}
-    matrix = matrix_from_options(merged(values, flags))
+    matrix = load_matrix(flags, path)
     assert matrix.settings.backend_options == {"ncnn": {"fp16_storage": True, "packing": True}}
     assert parse_backend_option("litert.threads=2") == ("litert", "threads", 2)
     assert parse_backend_option("x.y=off") == ("x", "y", "off")
@@ -204,3 +201,34 @@ def test_a_value_repeated_in_the_flags_exits_2_before_any_work(
     err = capsys.readouterr().err.strip()
     assert err.endswith(message.replace("{tmp}", str(tmp_path))), err
     assert not (tmp_path / "out").exists()
+
+
+def test_retry_and_gate_are_part_of_the_one_matrix(tmp_path: Path) -> None:
+    path = write(tmp_path, "[settings]\nretries = 1\nretry_backoff_s = 2\n"
+                           "[gate]\nlatency_threshold = 0.1\nalpha = 0.05\n")
+    matrix = load_matrix({"retries": 0, "alpha": None}, path)
+    assert (matrix.retry.retries, matrix.retry.backoff_s) == (0, 2.0)  # the flag won
+    assert (matrix.gate.latency, matrix.gate.alpha, matrix.gate.map_points) == (0.1, 0.05, 0.5)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"iterations": "5"}, "--iterations must be an integer >= 1, got '5'."),
+    ({"timeout_s": float("inf")}, "--timeout must be a finite number, got inf."),
+    ({"imgsz": "250"}, "--imgsz must be a size >= 32"),
+    ({"temperature_wait_s": -1}, "temperature_wait_s must be a number >= 0, got -1."),
+    ({"itertions": 5}, "'itertions' is not a matrix option; options are "),
+])
+def test_flags_from_code_are_checked_by_the_same_rules(flags: dict[str, object],
+                                                      message: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_matrix(flags)
+    assert str(err.value).startswith(message)
+
+
+def test_devices_command_lists_the_files_devices_unless_flags_name_others(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[run]\ndevices = ['bogus://x']\n")
+    assert main(["devices", "-c", str(path)]) == 1
+    assert "bogus://x  UNREACHABLE" in capsys.readouterr().out
+    assert main(["devices", "-c", str(path), "-d", "local"]) == 0
+    assert "bogus" not in capsys.readouterr().out

@@ -11,7 +11,8 @@ import pytest
 from edgebench.cli import main
 from edgebench.config import ASSETS
 from edgebench.input_size import declared_hw, input_hw, parse_imgsz
-from edgebench.precision import artifact_precision, label_precision
+from edgebench.precision import artifact_precision
+from edgebench.precision_label import label_precision
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from edgebench.errors import UserError
+from edgebench.record_json import from_json_dict, to_json_dict
 from edgebench.records import (
     SCHEMA_VERSION,
     Artifact,
@@ -22,8 +23,6 @@ from edgebench.records import (
     RunState,
     RuntimeInfo,
     Status,
-    from_json_dict,
-    to_json_dict,
 )
 from edgebench.reports.json_report import load_report, render_json
 from edgebench.schema import SCHEMA_PATH, report_schema
@@ -40,7 +39,7 @@ def sample_report() -> RunReport:
                 device="local", settings=RunSettings())
     ok = CaseResult(
         case=case, status=Status.OK, device=INFO,
-        artifact=Artifact(path="/m.onnx", format="onnx", sha256="ab" * 32, size_bytes=10,
+        artifact=Artifact(path=Path("/m.onnx"), format="onnx", sha256="ab" * 32, size_bytes=10,
                           input_name="images", input_shape=(1, 3, 32, 32), gflops=0.1),
         runtime=RuntimeInfo(name="onnxruntime", version="1.20.0", threads=None,
                             providers=("CPUExecutionProvider",), details={"k": "v"}),

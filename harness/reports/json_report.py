@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 from ..contracts import Reporter
 from ..errors import UserError
 from ..hookspecs import Register, hookimpl
-from ..records import SCHEMA_VERSION, RunReport, from_json_dict, to_json_dict
+from ..record_json import from_json_dict, to_json_dict
+from ..records import SCHEMA_VERSION, RunReport
 
 
 def upgrade_to_2(data: dict[str, Any]) -> dict[str, Any]:

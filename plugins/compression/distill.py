@@ -26,10 +26,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgebench.cache import sha256_file
 from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
-from edgebench.pipeline import cached_export, sha256_file
+from edgebench.limits import run_limited
+from edgebench.pipeline import cached_export
 from edgebench.records import Artifact
 
 from .artifact_notes import artifact_meta, pt_artifact

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgebench.accuracy import FP16_TOLERANCE, precision_tolerance
+from edgebench.cache import sha256_file
 from edgebench.contracts import Backend, resolve_options
 from edgebench.errors import CaseError, CaseSkipped
 from edgebench.hookspecs import Register, hookimpl
@@ -34,7 +35,6 @@ from edgebench.pipeline import (
     export_with_ultralytics,
     exported_artifact,
     prebuilt_export,
-    sha256_file,
 )
 from edgebench.plugins.backends.ncnn.pnnx import onnx_to_ncnn
 from edgebench.records import Artifact, DeviceInfo, RunSettings, RuntimeInfo, Tolerance
