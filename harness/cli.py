@@ -296,7 +296,7 @@ def _side_by_side_sources(matrix: Matrix, sources: list[Artifact]
     A model with the baseline's name and content is the nightly case where the model did
     not change: it is measured once, as the baseline, and the other models (if any) are
     gated against it. (A copy under another name is an A/A check: both are measured.)"""
-    from .runner import model_label
+    from .planning import model_label
 
     if matrix.baseline_model is None:
         return None, sources
@@ -380,8 +380,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
     import json
 
     from .matrix_file import MatrixFile
+    from .probe import probe_devices
     from .records import to_json_dict
-    from .runner import probe_devices
 
     pm = make_plugin_manager(disabled=_split(args.disable))
     registry = collect_registry(pm)

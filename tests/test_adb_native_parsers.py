@@ -27,8 +27,8 @@ from edgebench.devices.transport import (
     split_pid,
     throttling,
 )
+from edgebench.execution import thermal_notes
 from edgebench.records import CaseResult, DeviceInfo, Status
-from edgebench.runner import thermal_notes
 
 TFLITE = """STARTING!
 Log parameter values verbosely: [0]

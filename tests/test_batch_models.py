@@ -24,8 +24,8 @@ from edgebench.datasets import embedded_val_yaml, load_dataset
 from edgebench.errors import CaseSkipped
 from edgebench.evaluation import batched, evaluate, make_reference, prepare_batch
 from edgebench.pipeline import sha256_file
+from edgebench.planning import refuse_batch
 from edgebench.records import Artifact
-from edgebench.runner import refuse_batch
 from edgebench.stats import latency_stats, per_image
 from edgebench.ultralytics_offline import ultralytics_offline_env
 
