@@ -313,7 +313,8 @@ def _side_by_side_sources(matrix: Matrix, sources: list[Artifact]
 def _gate_side_by_side(report: RunReport, baseline: str, values: dict[str, Any],
                        output_dir: Path) -> int:
     """Print and save (compare.md) the side-by-side gate; 1 on a regression."""
-    from .compare import Verdict, render_comparison, side_by_side
+    from .compare import Verdict, side_by_side
+    from .reports.comparison import render_comparison
     from .reports.writer import atomic_write_text
 
     if all(r.case.model == baseline for r in report.cases):
@@ -411,9 +412,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import Verdict, compare_reports, render_comparison
+    from .compare import Verdict, compare_reports
     from .history import host_fingerprint, load_runs, resolve_report
     from .matrix_file import MatrixFile, check_flags, merged
+    from .reports.comparison import render_comparison
     from .reports.json_report import load_report
 
     flags = {"latency_threshold": args.latency_threshold, "map_threshold": args.map_threshold,

@@ -341,19 +341,21 @@ class RunnerResult:
     def to_json(self) -> Dict[str, Any]:
         """The wire form: the fields that are set (``None`` ones absent), the memory
         readings of the phases reached always (``null`` where unreadable)."""
-        out: Dict[str, Any] = {"protocol": self.protocol}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "protocol" or (value is None and not f.name.startswith("rss_")):
-                continue
-            if hasattr(value, "to_json"):
-                value = value.to_json()
-            elif f.name == "outputs":
-                value = [o.to_json() for o in value]
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
+        out: Dict[str, Any] = {
+            "protocol": self.protocol, "rss_baseline_bytes": self.rss_baseline_bytes,
+            "rss_before_load_bytes": self.rss_before_load_bytes, "init_ns": self.init_ns,
+            "rss_after_load_bytes": self.rss_after_load_bytes,
+            "runtime": self.runtime.to_json() if self.runtime is not None else None,
+            "first_inference_ns": self.first_inference_ns,
+            "outputs": [o.to_json() for o in self.outputs] if self.outputs is not None
+            else None,
+            "warmup_ns": self.warmup_ns, "samples_ns": self.samples_ns,
+            "cpu_samples_ns": self.cpu_samples_ns, "peak_rss_bytes": self.peak_rss_bytes,
+            "accuracy": self.accuracy.to_json() if self.accuracy is not None else None,
+            "error": self.error.to_json() if self.error is not None else None,
+        }
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()
+                if v is not None or k.startswith("rss_")}
 
     @classmethod
     def from_json(cls, raw: Any) -> RunnerResult:
