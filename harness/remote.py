@@ -89,6 +89,8 @@ class Pusher:
         self._pushed: dict[tuple[str, str], tuple[str, int]] = {}
 
     def once(self, device: Device, local: Path, remote: PurePosixPath) -> PurePosixPath:
+        """Push ``local`` to ``remote`` on ``device`` unless it was pushed there already;
+        return ``remote``."""
         key = (device.uri, str(remote))
         if key not in self._pushed:
             device.push(local, remote)
