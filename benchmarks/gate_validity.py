@@ -43,21 +43,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgebench.compare import (
-    MIN_HISTORY,
-    CaseComparison,
-    Thresholds,
-    Verdict,
-    compare_case,
-    match_key,
-    repeat_noise,
-    run_median_ms,
-    side_by_side,
-)
+from edgebench.comparability import match_key
+from edgebench.compare import CaseComparison, Thresholds, Verdict, compare_case, side_by_side
 from edgebench.config import DEFAULT_MODEL, Matrix, load_matrix
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
 from edgebench.records import Case, CaseResult, LatencyStats, RunReport
 from edgebench.runner import Session
+from edgebench.significance import MIN_HISTORY, repeat_noise, run_median_ms
 
 NIGHTLY = Path(__file__).resolve().parent.parent / "examples" / "nightly.toml"
 

@@ -118,14 +118,8 @@ def main() -> int:
 
 def timing_loop_cost_ns() -> float:
     """Median cost of one iteration of the device agent's timed loop around a no-op."""
-    import importlib.util
+    from edgebench.agent import edgebench_agent as agent
 
-    from edgebench.fingerprint import AGENT_SCRIPT
-
-    spec = importlib.util.spec_from_file_location("edgebench_agent", AGENT_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    agent = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(agent)
     return float(statistics.median(agent._timed_loop(lambda: None, 200_000, 0.0, 0.0)[0]))
 
 

@@ -74,6 +74,7 @@ class SSHDevice(Device):
     """``ssh://user@host``: runners run in a private work dir over an SSH connection."""
 
     scheme: ClassVar[str] = "ssh"
+    has_host_keys: ClassVar[bool] = True
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

@@ -18,7 +18,6 @@ from urllib.parse import unquote
 from edgebench.errors import CaseError, UserError
 from edgebench.redaction import redact
 
-
 PID_MARK = "edgebench-pid:"
 """The first line a remote command prints: the PID (and process group) to kill on abort."""
 EXIT_MARK = "edgebench-exit:"

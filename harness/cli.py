@@ -118,7 +118,7 @@ def _side_by_side_sources(matrix: Matrix, sources: list[Artifact]
     A model with the baseline's name and content is the nightly case where the model did
     not change: it is measured once, as the baseline, and the other models (if any) are
     gated against it. (A copy under another name is an A/A check: both are measured.)"""
-    from .runner import model_label
+    from .planning import model_label
 
     if matrix.baseline_model is None:
         return None, sources
@@ -135,7 +135,8 @@ def _side_by_side_sources(matrix: Matrix, sources: list[Artifact]
 def _gate_side_by_side(report: RunReport, baseline: str, thresholds: Thresholds,
                        output_dir: Path) -> int:
     """Print and save (compare.md) the side-by-side gate; 1 on a regression."""
-    from .compare import Verdict, render_comparison, side_by_side
+    from .compare import Verdict, side_by_side
+    from .reports.comparison import render_comparison
     from .reports.writer import atomic_write_text
 
     if all(r.case.model == baseline for r in report.cases):

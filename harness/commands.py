@@ -51,9 +51,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
     import json
 
     from .config import load_matrix
+    from .probe import probe_devices
     from .record_json import to_json_dict
     from .redaction import redact  # an unusable URI may hold a password
-    from .runner import probe_devices
 
     pm = make_plugin_manager(disabled=split_list(args.disable))
     registry = collect_registry(pm)
@@ -80,9 +80,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import Verdict, compare_reports, render_comparison
+    from .compare import Verdict, compare_reports
     from .config import load_matrix
     from .history import host_fingerprint, load_runs, resolve_report
+    from .reports.comparison import render_comparison
     from .reports.json_report import load_report
 
     flags = {"latency_threshold": args.latency_threshold, "map_threshold": args.map_threshold,

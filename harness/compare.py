@@ -40,10 +40,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import Accuracy, CaseResult, RunReport, Status
+from .comparability import (
+    evaluation_changes,
+    fingerprint_changes,
+    input_size_change,
+    match_key,
+    pairing_key,
+)
+from .identity import CaseKey
+from .records import CaseResult, RunReport, Status
+from .significance import (
+    history_noise,
+    mann_whitney_p,
+    rank_ratio,
+    ratio_ci,
+    repeat_noise,
+    run_median_ms,
+)
 
 
 class Verdict(enum.StrEnum):
+    """What the gate says about one case; ``regressed`` fails ``edgebench compare``."""
+
     REGRESSED = "regressed"
     IMPROVED = "improved"
     UNCHANGED = "unchanged"
@@ -54,6 +72,8 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Thresholds:
+    """What change counts (``--latency-threshold``, ``--map-threshold``, ...)."""
+
     latency: float = 0.05
     """Relative change of the latency that matters (0.05 = 5 %)."""
     map_points: float = 0.5
@@ -69,9 +89,6 @@ class Thresholds:
     bootstrap: int = 2000
 
 
-MIN_HISTORY = 5
-"""Earlier runs of a case needed before their run-to-run noise raises its threshold."""
-
 MIN_REPEATS = 5
 """Repeats a side for the repeats test: with 5 against 5 the exact rank test can reach
 p = 0.008, below the default ``alpha_repeats``; with 4 against 4 it cannot go below 0.029."""
@@ -79,6 +96,10 @@ p = 0.008, below the default ``alpha_repeats``; with 4 against 4 it cannot go be
 
 @dataclass(frozen=True)
 class CaseComparison:
+    """One case's verdict with its figures: p50 latencies in ms, the current/baseline
+    ratio with its interval, the test's p-value, the noise and the threshold applied
+    (relative), the mAP50-95 change in points, and why."""
+
     key: str
     verdict: Verdict
     baseline_p50_ms: float | None = None
@@ -109,6 +130,8 @@ class CaseComparison:
 
 @dataclass(frozen=True)
 class Comparison:
+    """Every case of two reports (or of two models of one run) compared."""
+
     baseline: str
     current: str
     thresholds: Thresholds
@@ -117,175 +140,13 @@ class Comparison:
     """Both measured in one run, interleaved (see :func:`side_by_side`)."""
 
     def of(self, verdict: Verdict) -> list[CaseComparison]:
+        """The cases with ``verdict``, in order."""
         return [c for c in self.cases if c.verdict is verdict]
 
     @property
     def overlapping(self) -> int:
+        """How many cases both sides have."""
         return sum(c.verdict not in (Verdict.NEW, Verdict.MISSING) for c in self.cases)
-
-
-def mann_whitney_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Two-sided p-value of the Mann-Whitney U test (scipy, asymptotic with ties)."""
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(a, b, alternative="two-sided", method="asymptotic").pvalue)
-
-
-def ratio_ci(baseline: np.ndarray, current: np.ndarray, *, resamples: int,
-             seed: int = 0) -> tuple[float, float]:
-    """Bootstrap 95 % percentile interval of median(current) / median(baseline)."""
-    rng = np.random.default_rng(seed)
-    b = np.median(rng.choice(baseline, (resamples, baseline.size)), axis=1)
-    c = np.median(rng.choice(current, (resamples, current.size)), axis=1)
-    lo, hi = np.percentile(c / b, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def _u_null_counts(n: int, m: int) -> np.ndarray:
-    """How many of the C(n+m, n) orderings give each Mann-Whitney U = 0 .. n*m (no ties).
-
-    U counts the pairs in which the current value is the smaller. The largest of all n + m
-    values is either a baseline one (above all m current ones: U grows by m) or a current
-    one (U unchanged): f(n, m, u) = f(n-1, m, u-m) + f(n, m-1, u).
-    """
-    table = [[np.ones(1) for _ in range(m + 1)] for _ in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            counts = np.zeros(i * j + 1)
-            counts[j:j + (i - 1) * j + 1] += table[i - 1][j]
-            counts[:i * (j - 1) + 1] += table[i][j - 1]
-            table[i][j] = counts
-    return table[n][m]
-
-
-def rank_ratio(base: Sequence[float], cur: Sequence[float], *, alpha: float
-               ) -> tuple[float, tuple[float, float], float]:
-    """Ratio cur/base of repeat medians: Hodges-Lehmann estimate, interval, p-value.
-
-    The estimate is the median of all n x m ratios cur_j / base_i; the 1 - ``alpha``
-    interval is the distribution-free one that inverts the exact two-sided Mann-Whitney
-    test (order statistics of those ratios), so it lies beyond 1 exactly when p < alpha.
-    Where no interval reaches that confidence (too few repeats) it is (0, inf).
-    """
-    lb, lc = np.log(np.asarray(base, dtype=np.float64)), np.log(np.asarray(cur, dtype=np.float64))
-    d = np.sort(np.subtract.outer(lc, lb).ravel())
-    cdf = np.cumsum(_u_null_counts(lb.size, lc.size))
-    cdf /= cdf[-1]
-    k = int(np.searchsorted(cdf, alpha / 2 * (1 + 1e-12), side="right"))
-    ci = (float(np.exp(d[k - 1])), float(np.exp(d[d.size - k]))) if k else (0.0, float("inf"))
-    u = float(np.sum(d < 0) + 0.5 * np.sum(d == 0))  # pairs where current is faster
-    lower = cdf[int(np.floor(u))]
-    upper = 1.0 - (cdf[int(np.ceil(u)) - 1] if u >= 1 else 0.0)
-    p = min(1.0, 2 * min(lower, upper))
-    return float(np.exp(np.median(d))), ci, float(p)
-
-
-def repeat_noise(base: Sequence[float], cur: Sequence[float]) -> float:
-    """Relative spread of one repeat's median: the robust SD (1.4826 x MAD) of the log
-    repeat medians, pooled over both runs."""
-    def robust_var(values: Sequence[float]) -> float:
-        logs = np.log(np.asarray(values, dtype=np.float64))
-        return float((1.4826 * np.median(np.abs(logs - np.median(logs)))) ** 2)
-
-    return float(np.expm1(np.sqrt((robust_var(base) + robust_var(cur)) / 2)))
-
-
-def run_median_ms(result: CaseResult) -> float | None:
-    """A run's latency of a case: the median of its repeat medians (or its median)."""
-    if result.status is not Status.OK or result.latency is None:
-        return None
-    lat = result.latency
-    return float(np.median(lat.repeat_medians_ms)) if lat.repeat_medians_ms else lat.p50_ms
-
-
-def history_noise(medians_ms: Sequence[float]) -> float | None:
-    """Relative run-to-run change of a case: the robust SD (1.4826 x median absolute
-    value) of the log ratios of successive runs, i.e. the noise of a comparison of two
-    runs. Successive ratios keep a real step in the history from counting as noise
-    more than once. ``None`` with fewer than ``MIN_HISTORY`` runs."""
-    if len(medians_ms) < MIN_HISTORY:
-        return None
-    steps = np.diff(np.log(np.asarray(medians_ms, dtype=np.float64)))
-    return float(np.expm1(1.4826 * np.median(np.abs(steps))))
-
-
-def match_key(result: CaseResult) -> str:
-    """The case id without the model's content hash: a changed model file still compares."""
-    case = result.case
-    model = case.model.split("@")[0]
-    parts = [model, "+".join(case.pipeline) or "fp32", case.backend, case.device,
-             f"t{case.settings.threads or 'auto'}"]
-    options = case.settings.backend_options.get(case.backend)
-    if options:
-        parts.append(",".join(f"{k}={v}" for k, v in sorted(options.items())))
-    return "|".join(parts)
-
-
-def fingerprint_changes(base: CaseResult, cur: CaseResult, *, same_model: bool = True
-                        ) -> tuple[str, ...]:
-    """What differs between the two cases' setups; ``same_model=False``: the model is meant
-    to differ (side by side), so that is not a change."""
-    changes = []
-    if same_model and base.case.model != cur.case.model:
-        changes.append(f"model {base.case.model} -> {cur.case.model}")
-    if base.device and cur.device:
-        for field in ("arch", "cpu_model", "cores", "governor", "os"):
-            a, b = getattr(base.device, field), getattr(cur.device, field)
-            if a != b:
-                changes.append(f"{field} {a} -> {b}")
-    if base.runtime and cur.runtime and base.runtime.version != cur.runtime.version:
-        changes.append(f"{cur.runtime.name} {base.runtime.version} -> {cur.runtime.version}")
-    if base.case.settings != cur.case.settings:
-        changes.append("run settings differ")
-    before = base.artifact.precision if base.artifact is not None else None
-    after = cur.artifact.precision if cur.artifact is not None else None
-    if before and after and before != after:
-        changes.append(f"precision {before} -> {after}")
-    return tuple(changes)
-
-
-def _hw(hw: tuple[int, int] | None) -> str:
-    return f"{hw[0]}x{hw[1]}" if hw is not None else "?"
-
-
-def input_size_change(base: CaseResult, cur: CaseResult) -> str | None:
-    """Why two cases do not compare when they ran at different input sizes (H x W): the
-    latency and the mAP both change with the input size by design. ``None``: same size
-    (or a side's size unknown)."""
-    before, after = base.input_hw(), cur.input_hw()
-    if before is None or after is None or before == after:
-        return None
-    return (f"input size {_hw(before)} -> {_hw(after)} (H x W): latency and mAP both change "
-            "with the input size, so the two do not compare")
-
-
-def evaluation_changes(base: Accuracy, cur: Accuracy) -> tuple[str, ...]:
-    """What differs between the two evaluation sets, each a phrase; empty: the same set.
-
-    The set's identity is its content fingerprint when both reports have one, else its name
-    (a path) and the images left out; the image count and conf / iou always count.
-    """
-    changes = []
-    if base.dataset_fingerprint is not None and cur.dataset_fingerprint is not None:
-        if base.dataset_fingerprint != cur.dataset_fingerprint:
-            changes.append(f"dataset {base.dataset} -> {cur.dataset} (content "
-                           f"{base.dataset_fingerprint[:8]} -> {cur.dataset_fingerprint[:8]})"
-                           if base.dataset != cur.dataset else
-                           f"dataset content {base.dataset_fingerprint[:8]} -> "
-                           f"{cur.dataset_fingerprint[:8]}")
-    elif base.dataset != cur.dataset:
-        changes.append(f"dataset {base.dataset} -> {cur.dataset}")
-    if base.images != cur.images:
-        changes.append(f"images evaluated {base.images} -> {cur.images}")
-    if set(base.left_out) != set(cur.left_out):
-        changes.append(f"images left out {len(base.left_out)} -> {len(cur.left_out)}"
-                       if len(base.left_out) != len(cur.left_out) else
-                       "other images left out")
-    if base.conf != cur.conf:
-        changes.append(f"conf {base.conf:g} -> {cur.conf:g}")
-    if base.iou != cur.iou:
-        changes.append(f"iou {base.iou:g} -> {cur.iou:g}")
-    return tuple(changes)
 
 
 def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
@@ -417,8 +278,8 @@ def side_by_side(report: RunReport, baseline_model: str, thresholds: Thresholds,
     """Every other model's cases against the cases of ``baseline_model`` (a model label,
     ``stem@sha8``) with the same pipeline, backend, device and settings, all measured in
     ``report``'s run with their repeats interleaved (``edgebench run --baseline-model``)."""
-    def rest(r: CaseResult) -> str:
-        return match_key(r).split("|", 1)[1]
+    def rest(r: CaseResult) -> CaseKey:
+        return pairing_key(r).replace(model="")
 
     base = {rest(r): r for r in report.cases if r.case.model == baseline_model}
     cases = []
@@ -432,55 +293,3 @@ def side_by_side(report: RunReport, baseline_model: str, thresholds: Thresholds,
             cases.append(compare_case(key, base[rest(r)], r, thresholds, side_by_side=True))
     return Comparison(f"{name}: {baseline_model}", f"{name}: the other models", thresholds,
                       tuple(cases), side_by_side=True)
-
-
-def render_comparison(comp: Comparison) -> str:
-    """A Markdown table, regressions first."""
-    order = [Verdict.REGRESSED, Verdict.IMPROVED, Verdict.NOT_COMPARABLE, Verdict.UNCHANGED,
-             Verdict.NEW, Verdict.MISSING]
-    t = comp.thresholds
-    if comp.side_by_side:
-        rule = (f"Measured side by side in one run (repeats interleaved A B B A ...). A case "
-                f"regresses when its latency, or its CPU time per inference, grows by more "
-                f"than {t.latency * 100:g} % and the change is significant:")
-    else:
-        rule = (f"A case regresses when its latency grows by more than {t.latency * 100:g} % "
-                f"(or {t.noise_factor:g} x its noise, if larger: the scatter of its repeats, "
-                f"and its run-to-run change over >= {MIN_HISTORY} earlier runs) and the "
-                f"change is significant:")
-    lines = [f"# edgebench compare: {comp.current} vs {comp.baseline}", "",
-             f"{rule} with >= {MIN_REPEATS} repeats a side, the ratio of "
-             f"repeat medians and its {(1 - t.alpha_repeats) * 100:g} % distribution-free "
-             f"interval (rank test p < {t.alpha_repeats:g}); else Mann-Whitney on the samples "
-             f"p < {t.alpha:g} and a 95 % bootstrap interval. mAP50-95: "
-             f"{t.map_points:g} points.", "",
-             "| verdict | case | baseline p50 ms | current p50 ms | ratio | ratio CI | p | "
-             "CPU time ratio (CI) | test | noise % repeats / runs / threshold % | "
-             "ΔmAP50-95 pts | why | fingerprint changes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|"]
-    for verdict in order:
-        for c in comp.of(verdict):
-            lines.append("| " + " | ".join([
-                f"**{c.verdict.value}**" if c.verdict is Verdict.REGRESSED else c.verdict.value,
-                f"`{c.key}`",
-                _f(c.baseline_p50_ms, ".2f"), _f(c.current_p50_ms, ".2f"),
-                _f(c.ratio, ".3f"),
-                f"{c.ratio_ci[0]:.3f}–{c.ratio_ci[1]:.3f} ({c.ci_level or 0.95:.0%})"
-                if c.ratio_ci else "–",
-                _f(c.p_value, ".1e"),
-                f"{c.cpu_ratio:.3f} ({c.cpu_ratio_ci[0]:.3f}–{c.cpu_ratio_ci[1]:.3f})"
-                if c.cpu_ratio is not None and c.cpu_ratio_ci else "–",
-                c.test or "–",
-                " / ".join(_f(v * 100 if v is not None else None, ".1f")
-                           for v in (c.noise, c.run_noise, c.threshold)),
-                _f(c.map_delta_points, "+.2f"),
-                "; ".join(c.reasons) or "–",
-                "⚠ " + "; ".join(c.fingerprint_changes) if c.fingerprint_changes else "–",
-            ]) + " |")
-    counts = ", ".join(f"{len(comp.of(v))} {v.value}" for v in order if comp.of(v))
-    lines += ["", f"{counts}."]
-    return "\n".join(lines) + "\n"
-
-
-def _f(value: float | None, spec: str) -> str:
-    return format(value, spec) if value is not None else "–"

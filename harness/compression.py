@@ -20,8 +20,8 @@ from typing import Any
 
 from .contracts import CompressionContext, Compressor, Stage, compressor_stage
 from .errors import CaseSkipped, UserError
-from .plugin_options import checked_option
 from .plugin_manager import PluginKind, Registry
+from .plugin_options import checked_option
 from .records import Artifact
 
 _TRUE = ("true", "on", "yes")

@@ -267,6 +267,10 @@ class Device(abc.ABC):
 
     scheme: ClassVar[str]
     """URI scheme this class handles: ``local``, ``ssh``, ``adb``."""
+    has_host_keys: ClassVar[bool] = False
+    """``True`` when the device authenticates its host by a key the user must accept once
+    (SSH): ``edgebench devices --accept-new-host-keys`` calls :meth:`accept_new_host_key`
+    for these classes only and probes the others as usual."""
     uri: str
     """The device URI as the user gave it (may hold options; never a password)."""
     python: str

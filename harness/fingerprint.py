@@ -40,6 +40,10 @@ class AgentDevice(Protocol):
 
 AGENT_SCRIPT = Path(__file__).parent / "agent" / "edgebench_agent.py"
 AGENT_NAME = "edgebench_agent.py"
+PROTOCOL_SCRIPT = Path(__file__).parent / "agent" / "edgebench_protocol.py"
+AGENT_FILES = (PROTOCOL_SCRIPT, AGENT_SCRIPT)
+"""What the agent needs on the device, side by side in one directory (the agent imports the
+runner protocol from its own directory); a runner script goes next to them."""
 
 
 class DeviceAgent:
@@ -51,11 +55,12 @@ class DeviceAgent:
 
     @property
     def path(self) -> PurePosixPath:
-        """The agent's path on the device (pushed on first use)."""
+        """The agent's path on the device (pushed on first use, with the runner protocol
+        it imports: :data:`AGENT_FILES`)."""
         if self._remote is None:
-            remote = self.device.workdir / AGENT_NAME
-            self.device.push(AGENT_SCRIPT, remote)
-            self._remote = remote
+            for local in AGENT_FILES:
+                self.device.push(local, self.device.workdir / local.name)
+            self._remote = self.device.workdir / AGENT_NAME
         return self._remote
 
     def probe(self, modules: tuple[str, ...], pm: pluggy.PluginManager | None = None

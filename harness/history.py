@@ -1,7 +1,7 @@
 """Run history: every run's ``report.json`` under a results directory, read back in order.
 
 ``edgebench run`` writes ``RESULTS/<run-id>/report.json``; that directory of versioned JSON
-files is the history. Cases are keyed across runs by :func:`edgebench.compare.match_key`
+files is the history. Cases are keyed across runs by :func:`edgebench.comparability.match_key`
 (model name, pipeline, backend, device, threads); each point also carries the model hash
 and the device fingerprint with the input size (and, for mAP, the evaluation set), so a
 change of any shows in the series.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compare import match_key
+from .comparability import match_key
 from .errors import UserError
 from .records import CaseResult, DeviceInfo, RunReport, Status
 from .reports.json_report import load_report

@@ -9,22 +9,39 @@ fails the case, it never crashes the harness.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from .agent.edgebench_protocol import AccuracyRequest, ProtocolError, RunnerRequest, RunnerResult
 from .cache import artifact_files, sha256_file
 from .contracts import Device
 from .errors import CaseError
 from .fingerprint import DeviceAgent
+from .records import RunSettings
 from .retry import ConnectionLost, RunnerTimedOut, last_phase
+
+
+def runner_request(settings: RunSettings, options: Mapping[str, Any],
+                   test_options: Mapping[str, float] | None = None) -> RunnerRequest:
+    """The request of a case measured with ``settings`` and the backend's resolved runner
+    ``options`` (``Backend.runner_options``): the one place the host turns settings into a
+    :class:`RunnerRequest`. The paths (model, inputs, files to verify, accuracy pass) are
+    filled in by :func:`run_job` once pushed. ``test_options``: test-only knobs
+    (``test_delay_s``, ``test_slowdown``); another name raises ``ProtocolError``."""
+    request = RunnerRequest(
+        warmup_iterations=settings.warmup_iterations, warmup_s=settings.warmup_s,
+        iterations=settings.iterations, min_duration_s=settings.min_duration_s,
+        threads=settings.threads, options=dict(options))
+    return request.with_test_options(test_options) if test_options else request
 
 
 @dataclass(frozen=True)
@@ -38,14 +55,17 @@ class RunnerJob:
     """Content hash: the model is pushed once per device under this name."""
     inputs: Path
     accuracy_inputs: Path | None
-    request: dict[str, Any]
+    request: RunnerRequest
+    """Settings and options (see :func:`runner_request`); :func:`run_job` adds the paths."""
     timeout_s: float
 
 
 @dataclass(frozen=True)
 class RunnerOutcome:
-    raw: dict[str, Any]
-    """The runner's result JSON (see ``edgebench_agent.measure``), checked by
+    """What one runner invocation returned."""
+
+    result: RunnerResult
+    """The runner's result (see ``edgebench_agent.measure``), checked by
     :func:`check_result`."""
     outputs: list[list[np.ndarray]] | None
     """Per accuracy input (an image, or a group of a static batch: see
@@ -61,6 +81,8 @@ class Pusher:
         self._pushed: dict[tuple[str, str], tuple[str, int]] = {}
 
     def once(self, device: Device, local: Path, remote: PurePosixPath) -> PurePosixPath:
+        """Push ``local`` to ``remote`` on ``device`` unless it was pushed there already;
+        return ``remote``."""
         key = (device.uri, str(remote))
         if key not in self._pushed:
             device.push(local, remote)
@@ -120,19 +142,21 @@ def _run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher,
     model, model_files = push_model(device, pusher, job.model, work / "models" / job.model_key)
     phase[0] = "push of the inputs"
     inputs = pusher.once(device, job.inputs, work / "inputs" / _unique_name(job.inputs))
-    request = {**job.request, "model": str(model), "inputs": str(inputs)}
-    request["verify"] = {str(f): list(pusher.expected(device, f)) for f in model_files}
     tag = f"{time.time_ns() % 10**12:012d}"
     remote_outputs = work / f"outputs-{tag}.npz"
+    accuracy = None
     if job.accuracy_inputs is not None:
         batch = pusher.once(device, job.accuracy_inputs,
                             work / "inputs" / _unique_name(job.accuracy_inputs))
-        request["accuracy"] = {"inputs": str(batch), "out": str(remote_outputs)}
+        accuracy = AccuracyRequest(inputs=str(batch), out=str(remote_outputs))
+    request = dataclasses.replace(
+        job.request, model=str(model), inputs=str(inputs), accuracy=accuracy,
+        verify={str(f): pusher.expected(device, f) for f in model_files})
     remote_request = work / f"request-{tag}.json"
     remote_result = work / f"result-{tag}.json"
     with tempfile.TemporaryDirectory(prefix="edgebench-job-") as tmp:
         local_request = Path(tmp) / "request.json"
-        local_request.write_text(json.dumps(request))
+        local_request.write_text(json.dumps(request.to_json()))
         phase[0] = "push of the request"
         device.push(local_request, remote_request)
         phase[0] = "run"
@@ -156,81 +180,41 @@ def _run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher,
                 raise ConnectionLost(str(err.get("message"))[:500], during="push of the model",
                                      what="copy corrupted")
             raise CaseError(message)
-        check_result(raw)
+        result = check_result(raw)
         outputs = None
-        if job.accuracy_inputs is not None and "skipped" not in raw.get("accuracy", {}):
+        if job.accuracy_inputs is not None and (
+                result.accuracy is None or result.accuracy.skipped is None):
             phase[0] = "pull of the outputs"
             local_outputs = Path(tmp) / "outputs.npz"
             device.pull(remote_outputs, local_outputs)
             outputs = _read_outputs(local_outputs)
-    return RunnerOutcome(raw, outputs)
+    return RunnerOutcome(result, outputs)
 
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_count(value: Any) -> bool:
-    return _is_int(value) and value >= 0
-
-
-def check_result(raw: Any) -> None:
-    """Raise :class:`CaseError` unless ``raw`` is a runner result the host can use: the
-    fields ``runner._result_from_raw`` reads, with the types it expects."""
-    def bad(what: str) -> CaseError:
-        return CaseError(f"the runner's result is malformed: {what}")
-
-    if not isinstance(raw, dict):
-        raise bad("not a JSON object")
-    samples = raw.get("samples_ns")
-    if not isinstance(samples, list) or not samples or not all(map(_is_count, samples)):
-        raise bad("samples_ns is not a non-empty list of non-negative integers")
-    cpu = raw.get("cpu_samples_ns", [])
-    if not isinstance(cpu, list) or not all(map(_is_count, cpu)) or (
-            cpu and len(cpu) != len(samples)):
-        raise bad("cpu_samples_ns is not a list of non-negative integers, one per sample")
-    warmup = raw.get("warmup_ns", [])
-    if not isinstance(warmup, list) or not all(map(_is_count, warmup)):
-        raise bad("warmup_ns is not a list of non-negative integers")
-    for key in ("init_ns", "first_inference_ns"):
-        if not _is_count(raw.get(key)):
-            raise bad(f"{key} is not a non-negative integer")
-    for key in ("rss_baseline_bytes", "rss_before_load_bytes", "rss_after_load_bytes",
-                "peak_rss_bytes"):
-        if raw.get(key) is not None and not _is_count(raw[key]):
-            raise bad(f"{key} is not a non-negative integer")
-    rt = raw.get("runtime")
-    if not isinstance(rt, dict) or not isinstance(rt.get("name"), str) \
-            or not isinstance(rt.get("version"), str):
-        raise bad("runtime has no name and version")
-    if rt.get("threads") is not None and not _is_int(rt["threads"]):
-        raise bad("runtime.threads is not an integer")
-    if not isinstance(rt.get("providers", []), list) \
-            or not all(isinstance(p, str) for p in rt.get("providers", [])):
-        raise bad("runtime.providers is not a list of strings")
-    details = rt.get("details", {})
-    if not isinstance(details, dict) or not all(isinstance(v, str) for v in details.values()):
-        raise bad("runtime.details is not an object of strings")
-    if rt.get("delegation") is not None:
+def check_result(raw: Any) -> RunnerResult:
+    """The runner's result from its JSON, checked: the fields the host computes from, with
+    the types it expects (:meth:`RunnerResult.from_json`) and a delegation summary that is
+    a :class:`~edgebench.records.Delegation`. Raises :class:`CaseError` ("the runner's
+    result is malformed: <field>") otherwise."""
+    try:
+        result = RunnerResult.from_json(raw)
+    except ProtocolError as exc:
+        raise CaseError(f"the runner's result is malformed: {exc}") from None
+    delegation = result.runtime.delegation if result.runtime is not None else None
+    if delegation is not None:
         from .record_json import from_json_dict
         from .records import Delegation
 
         try:
-            from_json_dict(Delegation, rt["delegation"])
+            from_json_dict(Delegation, dict(delegation))
         except (ValueError, TypeError) as exc:
-            raise bad(f"runtime.delegation: {exc}") from None
-    outputs = raw.get("outputs", [])
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-        raise bad("outputs is not a list of objects")
-    accuracy = raw.get("accuracy", {})
-    if not isinstance(accuracy, dict):
-        raise bad("accuracy is not an object")
-    if any(isinstance(v, float) and not math.isfinite(v) for v in raw.values()):
-        raise bad("a number is not finite")
+            raise CaseError(f"the runner's result is malformed: runtime.delegation: "
+                            f"{exc}") from None
+    return result
 
 
 def _unique_name(path: Path) -> str:

@@ -20,7 +20,7 @@ from .records import CaseResult, RunReport, Status
 from .reports.json_report import load_report
 
 if TYPE_CHECKING:
-    from .runner import CasePlan
+    from .planning import CasePlan
 
 DONE = (Status.OK, Status.SKIPPED)
 

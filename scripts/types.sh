@@ -25,7 +25,13 @@ to_source() {
 }
 status=0
 MYPYPATH="$tree" "$mypy" -p edgebench "$@" 2>&1 | to_source || status=1
-MYPYPATH=harness/agent "$mypy" --config-file "" --check-untyped-defs \
+# The runners' bare `import edgebench_agent` resolves to a shim that re-exports the agent as
+# the package module (it imports its protocol relatively, which needs its package).
+mkdir -p "$tree/runner-shim"
+printf '%s\n' "from edgebench.agent.edgebench_agent import *  # noqa: F403" \
+    "from edgebench.agent.edgebench_agent import _module_version  # noqa: F401" \
+    > "$tree/runner-shim/edgebench_agent.py"
+MYPYPATH="$tree/runner-shim:$tree" "$mypy" --config-file "" --check-untyped-defs \
     --ignore-missing-imports --no-warn-unused-ignores --follow-imports=silent \
     plugins/backends/*/*_runner.py || status=1
 exit "$status"

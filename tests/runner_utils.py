@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.fingerprint import AGENT_SCRIPT
+from edgebench.fingerprint import AGENT_FILES
 
 
 def run_device_runner(backend: Any, tmp_path: Path, model: Path,
@@ -21,7 +21,8 @@ def run_device_runner(backend: Any, tmp_path: Path, model: Path,
     and run the runner in its own isolated interpreter; returns (exit code, result JSON)."""
     work = tmp_path / "device"
     work.mkdir(exist_ok=True)
-    shutil.copy(AGENT_SCRIPT, work / AGENT_SCRIPT.name)
+    for script in AGENT_FILES:  # the agent and the runner protocol it imports
+        shutil.copy(script, work / script.name)
     runner = work / backend.runner().name
     shutil.copy(backend.runner(), runner)
     np.savez(work / "inputs.npz", **inputs)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from servers import AdbServer, free_port, process_alive
 from edgebench.cli import main
 from edgebench.devices.adb import AdbDevice
 from edgebench.errors import CaseError
-from edgebench.runner import device_agent
+from edgebench.probe import device_agent
 
 pytestmark = pytest.mark.adb
 FAST = ["--warmup", "1", "-n", "5", "--images", "2"]

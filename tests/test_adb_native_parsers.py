@@ -21,8 +21,8 @@ from edgebench.devices.native_parsers import (
 )
 from edgebench.devices.shell_agent import hottest_zone_c, probe_fields, sections, throttling
 from edgebench.devices.transport import split_exit, split_pid
+from edgebench.execution import thermal_notes
 from edgebench.records import CaseResult, DeviceInfo, Status
-from edgebench.runner import thermal_notes
 
 TFLITE = """STARTING!
 Log parameter values verbosely: [0]

@@ -24,8 +24,8 @@ from edgebench.config import ASSETS, DEFAULT_MODEL
 from edgebench.datasets import embedded_val_yaml, load_dataset
 from edgebench.errors import CaseSkipped
 from edgebench.evaluation import batched, evaluate, make_reference, prepare_batch
+from edgebench.planning import refuse_batch
 from edgebench.records import Artifact
-from edgebench.runner import refuse_batch
 from edgebench.stats import latency_stats, per_image
 from edgebench.ultralytics_offline import ultralytics_offline_env
 
@@ -155,7 +155,7 @@ class _OneImageBackend:
 
 
 def test_a_backend_declaring_max_batch_refuses_a_larger_static_batch() -> None:
-    model = Artifact(path="/models/yolo_b4.onnx", format="onnx", sha256="0" * 64,
+    model = Artifact(path=Path("/models/yolo_b4.onnx"), format="onnx", sha256="0" * 64,
                      size_bytes=1, input_shape=(4, 3, 320, 320))
     with pytest.raises(CaseSkipped) as refused:
         refuse_batch(_OneImageBackend(), model)  # type: ignore[arg-type]
@@ -163,7 +163,7 @@ def test_a_backend_declaring_max_batch_refuses_a_larger_static_batch() -> None:
         "oneimage runs one image per inference but yolo_b4.onnx has a static batch of 4; "
         "export the model with batch=1 for oneimage")
     refuse_batch(_OneImageBackend(),  # type: ignore[arg-type]
-                 Artifact(path="/m.onnx", format="onnx", sha256="0" * 64, size_bytes=1,
+                 Artifact(path=Path("/m.onnx"), format="onnx", sha256="0" * 64, size_bytes=1,
                           input_shape=(-1, 3, 320, 320)))  # a dynamic batch runs as 1
     from edgebench.plugins.backends.litert.plugin import LiteRTBackend
     from edgebench.plugins.backends.ncnn.plugin import NcnnBackend

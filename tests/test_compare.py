@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgebench.compare import Thresholds, Verdict, compare_reports, render_comparison
+from edgebench.compare import Thresholds, Verdict, compare_reports
 from edgebench.records import (
     SCHEMA_VERSION,
     Accuracy,
@@ -22,6 +22,7 @@ from edgebench.records import (
     RuntimeInfo,
     Status,
 )
+from edgebench.reports.comparison import render_comparison
 from edgebench.stats import latency_stats
 
 INFO = DeviceInfo(uri="local", hostname="h", arch="x86_64", os="Linux", cpu_model="cpu",
@@ -241,7 +242,7 @@ def test_history_run_to_run_noise_raises_the_threshold() -> None:
 
 
 def test_history_noise_known_values() -> None:
-    from edgebench.compare import history_noise
+    from edgebench.significance import history_noise
 
     assert history_noise([10.0, 11.0, 10.0, 11.0]) is None  # fewer than 5 runs
     assert history_noise([10.0, 11.0, 10.0, 11.0, 10.0]) == pytest.approx(
@@ -260,7 +261,7 @@ def test_too_few_repeats_fall_back_to_the_samples_test() -> None:
 def test_rank_ratio_matches_the_exact_mann_whitney_test() -> None:
     from scipy import stats
 
-    from edgebench.compare import rank_ratio
+    from edgebench.significance import rank_ratio
 
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -282,7 +283,7 @@ def test_rank_ratio_matches_the_exact_mann_whitney_test() -> None:
 def test_mann_whitney_null_distribution() -> None:
     from math import comb
 
-    from edgebench.compare import _u_null_counts
+    from edgebench.significance import _u_null_counts
 
     assert list(_u_null_counts(2, 2)) == [1, 1, 2, 1, 1]
     for n, m in ((5, 5), (3, 7), (8, 6)):

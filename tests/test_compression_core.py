@@ -172,7 +172,7 @@ def test_variant_runs_next_to_fp32_with_speedup_and_map_delta(
     assert variant.status is Status.OK, variant.reason
     assert variant.artifact is not None and variant.artifact.pipeline == ("roundw",)
     assert "roundw: float weights rounded to fp16 precision" in variant.notes
-    base = by_id[baseline_id(variant.case.id)]
+    base = by_id[baseline_id(variant.case)]
     assert base.case.pipeline == () and base.status is Status.OK
     assert variant.artifact.sha256 != base.artifact.sha256  # type: ignore[union-attr]
     assert variant.accuracy is not None and base.accuracy is not None

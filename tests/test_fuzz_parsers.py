@@ -29,6 +29,7 @@ from edgebench.devices.native_parsers import (
     summary_latency,
 )
 from edgebench.errors import CaseError, UserError
+from edgebench.execution import result_from_runner
 from edgebench.matrix_file import TABLES, MatrixFile
 from edgebench.options import OPTIONS, parse_backend_option
 from edgebench.record_json import from_json_dict, to_json_dict
@@ -39,7 +40,6 @@ from edgebench.records import (
 )
 from edgebench.remote import check_result
 from edgebench.reports.json_report import load_report, render_json, report_from_dict
-from edgebench.runner import CaseExecutor
 
 FUZZ = settings(max_examples=250, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -162,7 +162,7 @@ _INFO = DeviceInfo(uri="local", hostname=None, arch="x86_64", os="Linux", cpu_mo
 @given(mutated(VALID_RESULT))
 def test_runner_result_from_a_device(raw: Any) -> None:
     try:
-        check_result(raw)
+        measured = check_result(raw)
     except CaseError as exc:
         assert str(exc).startswith("the runner's result is malformed: ")
         return
@@ -172,8 +172,8 @@ def test_runner_result_from_a_device(raw: Any) -> None:
                 settings=RunSettings())
     base = CaseResult(case=case, status=Status.FAILED)
     plan = SimpleNamespace(artifact=SimpleNamespace(gflops=1.0), batch=None)
-    result = CaseExecutor._result_from_raw(raw, plan, _INFO, base,  # type: ignore[arg-type]
-                                           None, None)
+    result = result_from_runner(measured, plan, _INFO, base,  # type: ignore[arg-type]
+                                None, None)
     assert result.latency is not None and result.latency.n == len(raw["samples_ns"])
     json.dumps(to_json_dict(result), allow_nan=False)  # it can be written to the report
 

@@ -14,11 +14,12 @@ import pytest
 from test_compare import noisy, report, result, with_repeats
 
 from edgebench.cli import main
-from edgebench.compare import Thresholds, Verdict, compare_reports, render_comparison, side_by_side
+from edgebench.compare import Thresholds, Verdict, compare_reports, side_by_side
 from edgebench.config import DEFAULT_MODEL, Matrix, RunSettings
 from edgebench.matrix_file import MatrixFile
 from edgebench.plugin_manager import collect_registry, make_plugin_manager
 from edgebench.records import Case, CaseResult, RunReport
+from edgebench.reports.comparison import render_comparison
 from edgebench.reports.json_report import render_json
 from edgebench.reports.markdown import render_markdown
 from edgebench.runner import Session

@@ -19,7 +19,7 @@ from servers import SshServer, free_port, keygen, process_alive
 from edgebench.cli import main
 from edgebench.devices.ssh import SSHDevice
 from edgebench.errors import CaseError
-from edgebench.runner import device_agent
+from edgebench.probe import device_agent
 
 pytestmark = pytest.mark.sshd
 FAST = ["--warmup", "1", "-n", "5", "--images", "2"]

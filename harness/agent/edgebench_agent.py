@@ -34,9 +34,15 @@ import socket
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-AGENT_PROTOCOL = 1
+if TYPE_CHECKING or __package__:  # imported by the harness
+    from . import edgebench_protocol as protocol
+else:  # a script on the device: the protocol was copied next to it
+    import edgebench_protocol as protocol
+
+AGENT_PROTOCOL = protocol.PROTOCOL
 
 _INTERESTING_FLAGS = (
     "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8",
@@ -301,21 +307,19 @@ def _timed_loop(infer: Callable[[], Any], min_iterations: int, min_duration_s: f
     return samples, cpu_samples
 
 
-def _describe_outputs(outputs: Any) -> List[Dict[str, Any]]:
+def _describe_outputs(outputs: Any) -> Tuple[protocol.OutputSummary, ...]:
     import numpy as np
 
-    described: List[Dict[str, Any]] = []
+    described: List[protocol.OutputSummary] = []
     for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
         arr = np.asarray(out)
-        described.append({
-            "shape": list(arr.shape),
-            "dtype": str(arr.dtype),
-            "finite": bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True,
-        })
-    return described
+        described.append(protocol.OutputSummary(
+            shape=tuple(int(d) for d in arr.shape), dtype=str(arr.dtype),
+            finite=bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True))
+    return tuple(described)
 
 
-def _accuracy_pass(loaded: Loaded, inputs_path: str, out_path: str) -> Dict[str, Any]:
+def _accuracy_pass(loaded: Loaded, inputs_path: str, out_path: str) -> protocol.AccuracyPass:
     """Run every tensor of ``inputs_path`` (keys in order) and save the outputs, untimed."""
     import numpy as np
 
@@ -330,7 +334,7 @@ def _accuracy_pass(loaded: Loaded, inputs_path: str, out_path: str) -> Dict[str,
     tmp = "%s.tmp.%d.npz" % (out_path, os.getpid())
     np.savez(tmp, **outputs)
     os.replace(tmp, out_path)
-    return {"images": len(inputs), "seconds": seconds}
+    return protocol.AccuracyPass(images=len(inputs), seconds=seconds)
 
 
 PHASE_MARK = "edgebench-phase:"
@@ -342,7 +346,7 @@ def announce(phase: str) -> None:
     sys.stdout.flush()
 
 
-def verify_files(expected: Dict[str, Any]) -> None:
+def verify_files(expected: Mapping[str, Tuple[str, int]]) -> None:
     """Check pushed files against ``{path: [sha256, size]}``: a copy cut short or corrupted
     on the way fails here, with what differs, instead of as a confusing load error."""
     for path, (sha256, size) in sorted(expected.items()):
@@ -365,91 +369,93 @@ def verify_files(expected: Dict[str, Any]) -> None:
 
 def measure(import_runtime: Callable[[Dict[str, Any]], Any],
             load: Callable[[Any, Dict[str, Any], Dict[str, Any]], Loaded],
-            request: Dict[str, Any]) -> Dict[str, Any]:
-    """Run the whole measurement for one request; return the result dict."""
-    result: Dict[str, Any] = {"protocol": AGENT_PROTOCOL, "rss_baseline_bytes": rss_bytes()}
+            request: protocol.RunnerRequest) -> protocol.RunnerResult:
+    """Run the whole measurement for one request. A failure in any phase is the result's
+    ``error`` (with the fields measured until then), never an exception. The runner's
+    functions get the request in its wire form (a dict: see ``edgebench_protocol``)."""
+    wire = request.to_json()
+    result = protocol.RunnerResult(protocol=AGENT_PROTOCOL, rss_baseline_bytes=rss_bytes())
     phase = "verify"
     try:
         announce(phase)
-        verify_files(request.get("verify") or {})
+        verify_files(request.verify)
         phase = "import"
         announce(phase)
-        runtime = import_runtime(request)
+        runtime = import_runtime(wire)
         phase = "inputs"
         announce(phase)
-        inputs = load_inputs(request["inputs"])
-        result["rss_before_load_bytes"] = rss_bytes()
+        inputs = load_inputs(request.inputs)
+        result = replace(result, rss_before_load_bytes=rss_bytes())
         phase = "load"
         announce(phase)
         t0 = time.perf_counter_ns()
-        loaded = load(runtime, request, inputs)
-        result["init_ns"] = time.perf_counter_ns() - t0
-        result["rss_after_load_bytes"] = rss_bytes()
-        result["runtime"] = {
-            "name": loaded.runtime[0],
-            "version": loaded.runtime[1],
-            "threads": loaded.threads,
-            "providers": loaded.providers,
-            "details": {k: str(v) for k, v in loaded.details.items()},
-        }
-        if loaded.delegation is not None:
-            result["runtime"]["delegation"] = loaded.delegation
+        loaded = load(runtime, wire, inputs)
+        result = replace(result, init_ns=time.perf_counter_ns() - t0,
+                         rss_after_load_bytes=rss_bytes(), runtime=protocol.RuntimeReport(
+                             name=loaded.runtime[0], version=loaded.runtime[1],
+                             threads=loaded.threads, providers=tuple(loaded.providers),
+                             details={k: str(v) for k, v in loaded.details.items()},
+                             delegation=loaded.delegation))
         phase = "first inference"
         announce(phase)
         t0 = time.perf_counter_ns()
         outputs = loaded.infer()
-        result["first_inference_ns"] = time.perf_counter_ns() - t0
-        result["outputs"] = _describe_outputs(outputs)
-        delay_s = float(request.get("test_delay_s", 0.0))
-        slowdown = float(request.get("test_slowdown", 0.0))
+        result = replace(result, first_inference_ns=time.perf_counter_ns() - t0,
+                         outputs=_describe_outputs(outputs))
+        delay_s, slowdown = request.test_delay_s, request.test_slowdown
         phase = "warm-up"
         announce(phase)
-        warmup, _ = _timed_loop(loaded.infer, int(request.get("warmup_iterations", 0)),
-                                float(request.get("warmup_s", 0.0)), delay_s, slowdown)
+        warmup, _ = _timed_loop(loaded.infer, request.warmup_iterations, request.warmup_s,
+                                delay_s, slowdown)
         phase = "timed loop"
         announce(phase)
-        samples, cpu_samples = _timed_loop(
-            loaded.infer, max(1, int(request.get("iterations", 1))),
-            float(request.get("min_duration_s", 0.0)), delay_s, slowdown)
-        result["warmup_ns"] = warmup
-        result["samples_ns"] = samples
-        result["cpu_samples_ns"] = cpu_samples
-        result["peak_rss_bytes"] = peak_rss_bytes()
-        accuracy = request.get("accuracy")
-        if accuracy and loaded.predict is None:
-            result["accuracy"] = {"skipped": "the runner gives no outputs for other inputs "
-                                             "(its Loaded has no predict)"}
-        elif accuracy:
+        samples, cpu_samples = _timed_loop(loaded.infer, max(1, request.iterations),
+                                           request.min_duration_s, delay_s, slowdown)
+        result = replace(result, warmup_ns=tuple(warmup), samples_ns=tuple(samples),
+                         cpu_samples_ns=tuple(cpu_samples), peak_rss_bytes=peak_rss_bytes())
+        if request.accuracy is not None and loaded.predict is None:
+            result = replace(result, accuracy=protocol.AccuracyPass(
+                skipped="the runner gives no outputs for other inputs (its Loaded has no "
+                        "predict)"))
+        elif request.accuracy is not None:
             phase = "accuracy pass"
             announce(phase)
-            result["accuracy"] = _accuracy_pass(loaded, accuracy["inputs"], accuracy["out"])
+            result = replace(result, accuracy=_accuracy_pass(
+                loaded, request.accuracy.inputs, request.accuracy.out))
     except RunnerFailure as exc:
-        result["error"] = {"phase": exc.phase, "message": exc.message}
+        result = replace(result, error=protocol.RunnerError(exc.phase, exc.message))
     except MemoryError:
-        result["error"] = {"phase": phase, "message": "out of memory"}
+        result = replace(result, error=protocol.RunnerError(phase, "out of memory"))
     except Exception as exc:
         message = ("%s: %s" % (type(exc).__name__, exc)).strip().splitlines()
-        result["error"] = {
-            "phase": phase,
-            "message": message[0][:500] if message else type(exc).__name__,
-            "traceback": traceback.format_exc()[-4000:],
-        }
+        result = replace(result, error=protocol.RunnerError(
+            phase, message[0][:500] if message else type(exc).__name__,
+            traceback.format_exc()[-4000:]))
     return result
 
 
 def main(import_runtime: Callable[[Dict[str, Any]], Any],
          load: Callable[[Any, Dict[str, Any], Dict[str, Any]], Loaded],
          argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of a runner script."""
+    """Entry point of a runner script: read the request (``--request``, a
+    :class:`RunnerRequest` in wire form), measure, write the :class:`RunnerResult`
+    (``--out``); exit 1 when the result is an error (a malformed request is one too, in the
+    ``request`` phase)."""
     parser = argparse.ArgumentParser(description="edgebench device-side runner")
     parser.add_argument("--request", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     with open(args.request) as f:
-        request = json.load(f)
-    result = measure(import_runtime, load, request)
-    write_json_atomic(args.out, result)
-    return 1 if "error" in result else 0
+        raw = json.load(f)
+    try:
+        request = protocol.RunnerRequest.from_json(raw)
+    except protocol.ProtocolError as exc:
+        result = protocol.RunnerResult(protocol=AGENT_PROTOCOL, error=protocol.RunnerError(
+            "request", "the request is malformed: %s" % exc))
+    else:
+        result = measure(import_runtime, load, request)
+    write_json_atomic(args.out, result.to_json())
+    return 1 if result.error is not None else 0
 
 
 def _cli(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..records import CaseResult, RunReport, Status
-
-UNCOMPRESSED = "fp32"
+from ..identity import UNCOMPRESSED, CaseKey
+from ..records import Case, CaseResult, RunReport, Status
 
 
 @dataclass(frozen=True)
@@ -36,17 +35,14 @@ class Tradeoff:
     """On its device's latency-vs-mAP Pareto front (no case is both faster and better)."""
 
 
-def baseline_id(case_id: str) -> str:
-    """The id of the fp32 case a variant compares with (the pipeline field replaced)."""
-    parts = case_id.split("|")
-    if len(parts) > 1:
-        parts[1] = UNCOMPRESSED
-    return "|".join(parts)
+def baseline_id(case: Case) -> str:
+    """The id of the fp32 case a variant compares with (its variant field ``fp32``)."""
+    return CaseKey.of(case).replace(variant=UNCOMPRESSED).id
 
 
-def _without_pipeline(case_id: str) -> str:
-    parts = case_id.split("|")
-    return "|".join(parts[:1] + parts[2:])
+def _without_variant(case: Case) -> CaseKey:
+    """The case's identity but its variant: the cell it shares with its fp32 baseline."""
+    return CaseKey.of(case).replace(variant="")
 
 
 def _map(r: CaseResult) -> float | None:
@@ -61,11 +57,11 @@ def tradeoffs(report: RunReport) -> list[Tradeoff]:
         return []
     # the uncompressed case of the same model, backend, device and settings (its id names
     # its precision, fp32 or what its graph holds)
-    baselines = {_without_pipeline(r.case.id): r for r in measured if not r.case.pipeline}
+    baselines = {_without_variant(r.case): r for r in measured if not r.case.pipeline}
     rows = []
     for r in measured:
         assert r.latency is not None
-        base = baselines.get(_without_pipeline(r.case.id))
+        base = baselines.get(_without_variant(r.case))
         speedup = map_delta = size_ratio = None
         if base is not None and base.latency is not None:
             speedup = base.latency.p50_ms / r.latency.p50_ms

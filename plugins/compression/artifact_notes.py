@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgebench.pipeline import sha256_file
+from edgebench.cache import sha256_file
 from edgebench.records import Artifact
 
 

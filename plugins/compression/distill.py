@@ -30,7 +30,6 @@ from edgebench.cache import sha256_file
 from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl
-from edgebench.limits import run_limited
 from edgebench.pipeline import cached_export
 from edgebench.records import Artifact
 

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgebench.cache import sha256_file
 from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError, UserError
 from edgebench.hookspecs import Register, hookimpl

@@ -1,0 +1,288 @@
+"""Executing one case on one device: the runner (or the device's native benchmark tool),
+the statistics of what it measured, the accuracy of its outputs and the agreement verdict.
+
+:class:`CaseExecutor` is the core's implementation of the ``edgebench_run_case`` hook;
+plugins wrap it (cool-down, power, ...). A case never raises: a user-caused or per-case
+problem is a failed or skipped :class:`CaseResult` with one sentence; only a lost connection
+leaves an attempt, for :mod:`edgebench.retry` to decide on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from .accuracy import AccuracySettings, precision_tolerance, tolerance_problems
+from .agent.edgebench_protocol import RunnerResult
+from .contracts import Backend, Device, NativeRunner
+from .errors import CaseError, CaseSkipped
+from .evaluation import evaluate
+from .fingerprint import DeviceAgent
+from .hookspecs import hookimpl
+from .planning import CasePlan
+from .probe import device_agent
+from .records import (
+    Accuracy,
+    Artifact,
+    Case,
+    CaseResult,
+    Delegation,
+    DeviceInfo,
+    MemoryStats,
+    RuntimeInfo,
+    Status,
+    Tolerance,
+    from_json_dict,
+)
+from .remote import Pusher, RunnerJob, run_job, runner_request
+from .reports.writer import utc_now
+from .retry import ConnectionLost, Retrier, RetryPolicy
+from .stats import latency_stats, per_image
+
+TestOptions = Mapping[str, float] | Callable[[Case], Mapping[str, float]]
+"""Test-only runner-request knobs (``test_delay_s``, ``test_slowdown``: see
+:class:`~edgebench.agent.edgebench_protocol.RunnerRequest`): for every case, or a function
+of the case."""
+
+HOT_START_C = 70.0
+"""A case that starts at or above this CPU temperature (°C) is flagged "started hot"."""
+
+
+def backend_tolerance(backend: Backend, artifact: Artifact | None,
+                      runtime: RuntimeInfo | None) -> Tolerance | None:
+    """The agreement tolerance the backend declares for this artifact and runtime setup
+    (:meth:`~edgebench.contracts.Backend.tolerance`); backends that declare none get the
+    one of the artifact's precision for uncompressed artifacts
+    (:func:`edgebench.accuracy.precision_tolerance`), none for compressed ones."""
+    if artifact is None:
+        return None
+    declared = backend.tolerance(artifact, runtime)
+    if declared is not None:
+        return declared
+    return None if artifact.pipeline else precision_tolerance(artifact.precision)
+
+
+def agreement_verdict(result: CaseResult) -> CaseResult:
+    """Fail a case whose outputs are outside its tolerance, with the figures: a conversion
+    that changed the model is not benchmarked silently. The measurements are kept."""
+    acc = result.accuracy
+    fid = acc.fidelity if acc is not None else None
+    if fid is None or fid.within_tolerance is not False or fid.tolerance is None:
+        return result
+    ref = [np.zeros(1, np.float32)]
+    problems = tolerance_problems(fid, fid.tolerance, ref) if fid.box_max_abs_px is not None \
+        else [f"outputs differ by up to {fid.max_abs:.3g} (tolerance "
+              f"{fid.tolerance.raw_max_rel:g} of the reference's largest value)"]
+    fmt = result.artifact.format if result.artifact is not None else "model"
+    return dataclasses.replace(
+        result, status=Status.FAILED,
+        reason=f"the {fmt} model disagrees with the float reference beyond the "
+               f"{result.case.backend} tolerance: {'; '.join(problems)}")
+
+
+def thermal_notes(result: CaseResult, throttled_before: str | None,
+                  throttled_after: str | None) -> CaseResult:
+    """Flag a case that started hot (:data:`HOT_START_C`) or ran throttled (the device's
+    :meth:`~edgebench.contracts.Device.throttling` before and after): its numbers are not
+    the device's best."""
+    notes: list[str] = []
+    before = result.device.temperature_c if result.device is not None else None
+    if before is not None and before >= HOT_START_C:
+        notes.append(f"started hot ({before:.0f} °C)")
+    if throttled_before or throttled_after:
+        when = "throughout" if throttled_before and throttled_after else (
+            "at the start" if throttled_before else "by the end")
+        notes.append(f"throttled {when}: {throttled_after or throttled_before}")
+    if not notes:
+        return result
+    return dataclasses.replace(result, notes=(*result.notes, *notes))
+
+
+def _check_python(device: Device, backend: str) -> None:
+    if not device.python:
+        raise CaseSkipped(
+            f"{device.uri} has no Python for the {backend} runner; give the device URI a "
+            "native runner built for its ABI (onnxruntime_perf_test=PATH, benchmark_model=PATH "
+            "or benchncnn=PATH) or a Python (python=PATH)")
+
+
+def _check_supported(backend: Backend, info: DeviceInfo, uri: str) -> None:
+    reason = backend.unsupported_reason(info)
+    if reason:
+        raise CaseSkipped(reason)
+    if not any(m in info.runtimes for m in backend.runtime_modules):
+        module = " or ".join(backend.runtime_modules)
+        raise CaseSkipped(f"{module} is not installed on {uri} ({backend.install_hint})")
+
+
+def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
+                       base: CaseResult, temp_before: float | None,
+                       temp_after: float | None) -> CaseResult:
+    """``base`` with what the runner measured (a result :func:`edgebench.remote.check_result`
+    accepted): latency statistics per image (``stats.latency_stats``), memory, runtime;
+    failed when an output holds NaN or infinity. Temperatures in °C."""
+    assert plan.artifact is not None and measured.samples_ns is not None
+    assert measured.init_ns is not None and measured.first_inference_ns is not None
+    assert measured.runtime is not None
+    latency = latency_stats(
+        list(measured.samples_ns), warmup_ns=measured.warmup_ns or (),
+        init_ns=measured.init_ns, first_inference_ns=measured.first_inference_ns,
+        gflops=plan.artifact.gflops, peak_gflops=info.peak_gflops_estimate(),
+        cpu_samples_ns=measured.cpu_samples_ns or (),
+        batch=plan.batch.batch if plan.batch is not None else 1)
+    before, after = measured.rss_before_load_bytes, measured.rss_after_load_bytes
+    memory = MemoryStats(
+        rss_baseline_bytes=measured.rss_baseline_bytes, rss_before_load_bytes=before,
+        rss_after_load_bytes=after,
+        load_delta_bytes=after - before if before is not None and after is not None
+        else None,
+        peak_rss_bytes=measured.peak_rss_bytes)
+    rt = measured.runtime
+    runtime = RuntimeInfo(name=rt.name, version=rt.version, threads=rt.threads,
+                          providers=rt.providers, details=dict(rt.details),
+                          delegation=from_json_dict(Delegation, dict(rt.delegation))
+                          if rt.delegation else None)
+    nonfinite = [i for i, o in enumerate(measured.outputs or ()) if not o.finite]
+    if nonfinite:
+        return dataclasses.replace(
+            base, runtime=runtime, latency=latency, memory=memory,
+            reason=f"the model ran but output {nonfinite[0]} holds NaN or infinity")
+    if temp_before is not None:
+        info = dataclasses.replace(info, temperature_c=temp_before)
+    return dataclasses.replace(base, status=Status.OK, device=info, runtime=runtime,
+                               latency=latency, memory=memory,
+                               temperature_after_c=temp_after)
+
+
+class CaseExecutor:
+    """The core's implementation of ``edgebench_run_case`` for one run.
+
+    Registered in the plugin manager for the run's duration, so plugins can wrap it.
+    ``plans`` by case id; ``accuracy``: ``None`` with accuracy off; ``agents`` and ``infos``
+    (by device URI) are filled in by the scheduler as each device is entered and probed.
+    """
+
+    def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
+                 test_options: TestOptions | None = None,
+                 retrier: Retrier | None = None) -> None:
+        self.plans = plans
+        self.accuracy = accuracy
+        self.test_options = test_options or {}
+        self.retrier = retrier or Retrier(RetryPolicy(retries=0))
+        self._evaluated: set[str] = set()
+        """Cases whose accuracy was measured (on their first repeat)."""
+        self.agents: dict[str, DeviceAgent] = {}
+        self.infos: dict[str, DeviceInfo] = {}
+        self.pusher = Pusher()
+
+    @hookimpl(trylast=True)
+    def edgebench_run_case(self, case: Case, device: Device) -> CaseResult:
+        """Measure ``case`` on the entered ``device`` (retried as the run's policy says);
+        the result's ``wall_s`` is the whole case, attempts included."""
+        plan = self.plans[case.id]
+        info = self.infos[device.uri]
+        started, t0 = utc_now(), time.perf_counter()
+        base = CaseResult(case=case, status=Status.FAILED, device=info,
+                          artifact=plan.artifact, started_at=started)
+        result = self.retrier.run(lambda: self._attempt(plan, device, base), base, device,
+                                  lambda: self._recover(device))
+        return dataclasses.replace(result, wall_s=round(time.perf_counter() - t0, 3),
+                                   notes=plan.notes + result.notes)
+
+    def _recover(self, device: Device) -> None:
+        """After a reconnect: push everything again, to the work dir the device has now."""
+        self.pusher.forget(device.uri)
+        self.agents[device.uri] = device_agent(device)
+
+    def _attempt(self, plan: CasePlan, device: Device, base: CaseResult) -> CaseResult:
+        """One attempt at the case; a lost connection raises (the retrier decides)."""
+        info = self.infos[device.uri]
+        try:
+            if plan.skip is not None:
+                raise CaseSkipped(plan.skip)
+            if plan.error is not None:
+                raise CaseError(plan.error)
+            native = device.native_runner(plan.backend.name)
+            if native is None:
+                _check_python(device, plan.backend.name)
+                _check_supported(plan.backend, info, device.uri)
+            throttled_before = device.throttling()
+            if native is not None:
+                result = self._measure_native(native, plan, device, info, base)
+            else:
+                result = self._measure(plan, device, info, base)
+            result = thermal_notes(result, throttled_before, device.throttling())
+        except CaseSkipped as exc:
+            result = dataclasses.replace(base, status=Status.SKIPPED, reason=str(exc))
+        except ConnectionLost:
+            raise
+        except CaseError as exc:
+            result = dataclasses.replace(base, reason=str(exc))
+        return result
+
+    def _job(self, plan: CasePlan) -> RunnerJob:
+        assert plan.artifact is not None and plan.batch is not None
+        settings = plan.case.settings
+        test = self.test_options(plan.case) if callable(self.test_options) \
+            else self.test_options
+        return RunnerJob(
+            runner=plan.backend.runner(), model=plan.artifact.path,
+            model_key=plan.artifact.sha256[:16], inputs=plan.batch.timing_input,
+            accuracy_inputs=plan.batch.tensors
+            if self.accuracy is not None and plan.case.id not in self._evaluated else None,
+            request=runner_request(settings, plan.backend.runner_options(settings), test),
+            timeout_s=settings.timeout_s)
+
+    def _measure(self, plan: CasePlan, device: Device, info: DeviceInfo,
+                 base: CaseResult) -> CaseResult:
+        assert plan.artifact is not None and plan.batch is not None
+        agent = self.agents[device.uri]
+        job = self._job(plan)
+        temperature_before = agent.temperature()
+        first_repeat = plan.case.id not in self._evaluated
+        outcome = run_job(device, agent, job, self.pusher)
+        self._evaluated.add(plan.case.id)
+        result = result_from_runner(outcome.result, plan, info, base, temperature_before,
+                                    agent.temperature())
+        if not first_repeat or self.accuracy is None or result.status is not Status.OK:
+            return result  # accuracy was measured on the first repeat
+        if outcome.outputs is not None:
+            accuracy = evaluate(plan.batch, outcome.outputs, self.accuracy,
+                                reference=plan.reference,
+                                reference_problem=plan.reference_problem,
+                                boxes_normalised=plan.backend.boxes_normalised,
+                                tolerance=backend_tolerance(plan.backend, plan.artifact,
+                                                            result.runtime),
+                                metadata=plan.metadata)
+            return agreement_verdict(dataclasses.replace(result, accuracy=accuracy))
+        passed = outcome.result.accuracy
+        reason = passed.skipped if passed is not None and passed.skipped else \
+            "no outputs returned"
+        return dataclasses.replace(result, accuracy=Accuracy(
+            status=Status.SKIPPED, reason=reason, dataset=plan.batch.dataset.name,
+            images=0, labelled=plan.batch.dataset.labelled,
+            dataset_fingerprint=plan.batch.dataset_fingerprint,
+            input_hw=plan.batch.input_hw))
+
+    def _measure_native(self, native: NativeRunner, plan: CasePlan, device: Device,
+                        info: DeviceInfo, base: CaseResult) -> CaseResult:
+        """A case measured by the device's native benchmark binary (no Python there)."""
+        assert plan.artifact is not None and plan.batch is not None
+        agent = self.agents[device.uri]
+        temp_before = agent.temperature()
+        measured = native.measure(device, plan.artifact, plan.batch.timing_input,
+                                  plan.case.settings, info)
+        measured = dataclasses.replace(measured, latency=per_image(measured.latency,
+                                                                   plan.batch.batch))
+        temp_after = agent.temperature()
+        if temp_before is not None:
+            info = dataclasses.replace(info, temperature_c=temp_before)
+        notes = measured.notes
+        if self.accuracy is not None:
+            notes += (f"accuracy not measured: {native.tool} returns no outputs",)
+        return dataclasses.replace(base, status=Status.OK, device=info, runtime=measured.runtime,
+                                   latency=measured.latency, memory=measured.memory,
+                                   temperature_after_c=temp_after, notes=base.notes + notes)
