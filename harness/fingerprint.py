@@ -41,7 +41,8 @@ class AgentDevice(Protocol):
 AGENT_SCRIPT = Path(__file__).parent / "agent" / "edgebench_agent.py"
 AGENT_NAME = "edgebench_agent.py"
 PROTOCOL_SCRIPT = Path(__file__).parent / "agent" / "edgebench_protocol.py"
-AGENT_FILES = (PROTOCOL_SCRIPT, AGENT_SCRIPT)
+READINGS_SCRIPT = Path(__file__).parent / "agent" / "edgebench_readings.py"
+AGENT_FILES = (PROTOCOL_SCRIPT, READINGS_SCRIPT, AGENT_SCRIPT)
 """What the agent needs on the device, side by side in one directory (the agent imports the
 runner protocol from its own directory); a runner script goes next to them."""
 

@@ -83,9 +83,9 @@ def probe_devices(uris: Sequence[str], pm: pluggy.PluginManager, registry: Regis
 def host_info() -> DeviceInfo:
     """The host's own fingerprint (uri ``"host"``), from the agent's probe run in-process
     (numpy's version among its runtimes)."""
-    from .agent import edgebench_agent
+    from .agent import edgebench_readings
 
-    fields: dict[str, Any] = edgebench_agent.probe(["numpy"])
+    fields: dict[str, Any] = edgebench_readings.probe(["numpy"])
     known = {f.name for f in dataclasses.fields(DeviceInfo)}
     return from_json_dict(DeviceInfo, {"uri": "host", **{k: v for k, v in fields.items()
                                                           if k in known}})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebench.agent import edgebench_agent as agent
+from edgebench.agent import edgebench_readings as readings
 from edgebench.devices.local import LocalDevice
 from edgebench.errors import CaseError
 from edgebench.fingerprint import DeviceAgent
@@ -71,13 +71,13 @@ def test_probe_fingerprint() -> None:
 
 
 def test_probe_never_crashes_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent, "_read", lambda path: None)
-    monkeypatch.setattr(agent.glob, "glob", lambda pattern: [])
-    fields = agent.probe(["numpy"])
+    monkeypatch.setattr(readings, "_read", lambda path: None)
+    monkeypatch.setattr(readings.glob, "glob", lambda pattern: [])
+    fields = readings.probe(["numpy"])
     assert fields["governor"] is None and fields["temperature_c"] is None
     assert fields["ram_bytes"] is None and fields["cpu_max_mhz"] is None
-    assert agent.rss_bytes() is None
-    assert agent.peak_rss_bytes() is not None  # falls back to getrusage
+    assert readings.rss_bytes() is None
+    assert readings.peak_rss_bytes() is not None  # falls back to getrusage
 
 
 def test_probe_reads_a_raspberry_pi_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,10 +89,10 @@ def test_probe_reads_a_raspberry_pi_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> 
         "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "ondemand\n",
         "/sys/class/thermal/thermal_zone0/temp": "51350\n",
     }
-    monkeypatch.setattr(agent, "_read", files.get)
-    monkeypatch.setattr(agent.glob, "glob",
+    monkeypatch.setattr(readings, "_read", files.get)
+    monkeypatch.setattr(readings.glob, "glob",
                         lambda pattern: ["/sys/class/thermal/thermal_zone0/temp"])
-    fields = agent.probe([])
+    fields = readings.probe([])
     assert fields["cpu_model"] == "Raspberry Pi 5 Model B Rev 1.0"
     assert fields["cpu_max_mhz"] == 2400.0 and fields["governor"] == "ondemand"
     assert fields["temperature_c"] == pytest.approx(51.35)

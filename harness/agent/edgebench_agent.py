@@ -1,7 +1,9 @@
-"""Device-side code shared by every runner: the probe, the timing loop, memory readings.
+"""Device-side code shared by every runner: the timing loop, the accuracy pass, the result.
 
-This file is copied to the device next to a backend's runner script and must stay
-self-contained: the standard library and numpy only (numpy only inside the runner path),
+This file is copied to the device next to a backend's runner script, with the two files it
+imports (``edgebench_protocol.py``: the request/result record; ``edgebench_readings.py``:
+the fingerprint probe and memory/temperature readings), and must stay self-contained: the
+standard library and numpy only (numpy only inside the runner path),
 Python 3.8+. The harness runs it on the device in its own process (and imports
 only :func:`probe` for the host's own fingerprint):
 
@@ -24,13 +26,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import glob
 import hashlib
 import json
 import os
-import platform
-import resource
-import socket
 import sys
 import time
 import traceback
@@ -39,157 +37,40 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 if TYPE_CHECKING or __package__:  # imported by the harness
     from . import edgebench_protocol as protocol
-else:  # a script on the device: the protocol was copied next to it
+    from .edgebench_readings import (  # re-exported: runners and the host use them
+        _module_version as _module_version,
+    )
+    from .edgebench_readings import (
+        peak_rss_bytes as peak_rss_bytes,
+    )
+    from .edgebench_readings import (
+        probe as probe,
+    )
+    from .edgebench_readings import (
+        rss_bytes as rss_bytes,
+    )
+    from .edgebench_readings import (
+        temperature_c as temperature_c,
+    )
+else:  # a script on the device: the protocol and the readings were copied next to it
     import edgebench_protocol as protocol
+    from edgebench_readings import (  # re-exported: runners and the host use them
+        _module_version as _module_version,
+    )
+    from edgebench_readings import (
+        peak_rss_bytes as peak_rss_bytes,
+    )
+    from edgebench_readings import (
+        probe as probe,
+    )
+    from edgebench_readings import (
+        rss_bytes as rss_bytes,
+    )
+    from edgebench_readings import (
+        temperature_c as temperature_c,
+    )
 
 AGENT_PROTOCOL = protocol.PROTOCOL
-
-_INTERESTING_FLAGS = (
-    "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8",
-    "f16c", "sse4_2", "neon", "asimd", "asimdhp", "asimddp", "fphp", "sve", "sve2", "i8mm",
-    "bf16",
-)
-
-
-# ----------------------------------------------------------------------------- readings
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _status_kb(field: str) -> Optional[int]:
-    text = _read("/proc/self/status")
-    if text is None:
-        return None
-    for line in text.splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def rss_bytes() -> Optional[int]:
-    """Current resident set size, or None where /proc is absent."""
-    return _status_kb("VmRSS")
-
-
-def peak_rss_bytes() -> Optional[int]:
-    """High-water mark of the resident set (VmHWM), falling back to getrusage."""
-    hwm = _status_kb("VmHWM")
-    if hwm is not None:
-        return hwm
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def temperature_c() -> Optional[float]:
-    """Hottest thermal zone in degrees Celsius, or None when none is readable."""
-    temps: List[float] = []
-    for path in glob.glob("/sys/class/thermal/thermal_zone*/temp"):
-        text = _read(path)
-        try:
-            value = int(text.strip()) / 1000.0 if text else None
-        except ValueError:
-            value = None
-        if value is not None and -40.0 < value < 150.0:
-            temps.append(value)
-    return max(temps) if temps else None
-
-
-def _cpuinfo() -> Tuple[Optional[str], Optional[float], List[str]]:
-    text = _read("/proc/cpuinfo") or ""
-    names: Dict[str, str] = {}
-    mhz: List[float] = []
-    flags = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        value = value.strip()
-        if key in ("model name", "hardware", "model", "cpu model") and value:
-            names.setdefault(key, value)
-        elif key == "cpu mhz":
-            try:
-                mhz.append(float(value))
-            except ValueError:
-                pass
-        elif key in ("flags", "features"):
-            flags.update(value.split())
-    max_freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    cpu_max_mhz = None
-    if max_freq and max_freq.strip().isdigit():
-        cpu_max_mhz = int(max_freq.strip()) / 1000.0
-    elif mhz:
-        cpu_max_mhz = max(mhz)
-    # "model name" on x86, "Model" (the board) / "Hardware" on ARM; x86's "model" is a number.
-    model = names.get("model name") or names.get("cpu model")
-    board = names.get("model") if not names.get("model", "").isdigit() else None
-    if board and model:
-        model = "%s (%s)" % (board, model)
-    model = model or board or names.get("hardware") or platform.processor() or None
-    return model, cpu_max_mhz, sorted(f for f in flags if f in _INTERESTING_FLAGS)
-
-
-def _os_name() -> str:
-    text = _read("/etc/os-release") or ""
-    for line in text.splitlines():
-        if line.startswith("PRETTY_NAME="):
-            return "%s (%s %s)" % (line.split("=", 1)[1].strip('"'), platform.system(),
-                                   platform.release())
-    return platform.platform()
-
-
-def _ram_bytes() -> Optional[int]:
-    text = _read("/proc/meminfo") or ""
-    for line in text.splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _module_version(name: str) -> Optional[str]:
-    try:
-        module = __import__(name)
-    except Exception:
-        return None
-    version = getattr(module, "__version__", None)
-    if version is None:
-        try:
-            from importlib import metadata
-
-            version = metadata.version(name.replace("_", "-"))
-        except Exception:
-            version = "unknown"
-    return str(version)
-
-
-def probe(modules: Sequence[str]) -> Dict[str, Any]:
-    """The device fingerprint as a dict of DeviceInfo fields (uri is added by the host)."""
-    cpu_model, cpu_max_mhz, flags = _cpuinfo()
-    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
-    runtimes: Dict[str, str] = {}
-    for name in modules:
-        version = _module_version(name)
-        if version is not None:
-            runtimes[name] = version
-    return {
-        "hostname": socket.gethostname() or None,
-        "arch": platform.machine(),
-        "os": _os_name(),
-        "cpu_model": cpu_model,
-        "cores": os.cpu_count(),
-        "ram_bytes": _ram_bytes(),
-        "python": platform.python_version(),
-        "governor": governor.strip() if governor else None,
-        "temperature_c": temperature_c(),
-        "cpu_max_mhz": cpu_max_mhz,
-        "cpu_flags": flags,
-        "runtimes": runtimes,
-    }
-
 
 # ----------------------------------------------------------------------------- results
 
