@@ -153,6 +153,7 @@ def test_device_reboots_mid_case_and_the_retry_measures_it(
 
 
 @ONLY_ONE_ADB
+@pytest.mark.slow
 def test_hung_runner_times_out_and_leaves_no_orphan(sshd: SshServer, standin: AdbStandin,
                                                     adb_env: AdbServer, tmp_path: Path,
                                                     make_onnx: Any) -> None:
@@ -266,6 +267,7 @@ def test_unreachable_device_is_retried_then_fails_every_case(sshd: SshServer,
     assert reason.endswith("Connection refused (gave up after 3 attempts)")
 
 
+@pytest.mark.slow
 def test_two_runs_never_measure_one_device_at_once(sshd: SshServer, tmp_path: Path,
                                                    make_onnx: Any) -> None:
     from edgebench.devices.transport import device_lock
