@@ -231,7 +231,6 @@ def test_compression_needs_a_train_split(tmp_path: Path, embedded_onnx: Path) ->
         ctx.train_images(4)
 
 
-@pytest.mark.slow
 def test_embedded_train_split_is_not_the_val_split(tmp_path: Path) -> None:
     ctx = CompressionContext(source=None, data_yaml=None, imgsz=320,  # type: ignore[arg-type]
                              workdir=tmp_path)
