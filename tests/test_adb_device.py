@@ -95,6 +95,7 @@ def test_timeout_and_abort_kill_the_remote_process_group(standin: AdbStandin,
         assert not process_alive(runner) and not process_alive(child), "orphan on the device"
 
 
+@pytest.mark.slow
 def test_unauthorized_offline_and_refused_are_one_clear_reason(
         tmp_path: Path, adb_env: AdbServer) -> None:
     for mode, expected in (("unauthorized", "is unauthorized: unlock it and accept"),

@@ -203,6 +203,7 @@ def test_model_step_needs_a_pytorch_model(tmp_path: Path, make_onnx) -> None:  #
     assert not (tmp_path / "out" / "report.json").exists()  # refused before any work
 
 
+@pytest.mark.export
 def test_step_checks_run_before_any_work(tmp_path: Path, embedded_onnx: Path) -> None:
     pytest.importorskip("ultralytics")  # the embedded ONNX's .pt is used for MODEL steps
     session = _session(tmp_path, embedded_onnx, ("sharpen:1.5",))

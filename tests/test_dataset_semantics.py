@@ -148,6 +148,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.export
 def test_exif_sizes_and_pixels_match_ultralytics(tmp_path: Path) -> None:
     """All 8 orientations in JPEG, PNG, WebP and TIFF: the size labels are scaled by and the
     decoded pixels are Ultralytics' (verify_image_label's shape, imread's array), and they
@@ -186,6 +187,7 @@ def test_exif_labels_scale_with_the_oriented_image(sets: dict[str, Path]) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.export
 def test_exif_map_matches_ultralytics_val(sets: dict[str, Path], tmp_path: Path,
                                           plain_run: tuple[dict[str, Any], Path]) -> None:
     """Plain and EXIF-rotated copies of the same images: edgebench within 0.01 of
@@ -207,6 +209,7 @@ def test_exif_map_matches_ultralytics_val(sets: dict[str, Path], tmp_path: Path,
 # -- corrupt images and a class without ground truth ------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.export
 def test_corrupt_images_left_out_and_missing_class(
         sets: dict[str, Path], tmp_path: Path, plain_run: tuple[dict[str, Any], Path]) -> None:
     """A JPEG cut to 40 %, a zero-byte file and a text file named .png are left out and
@@ -458,6 +461,7 @@ def rules_dataset(cwd: Path) -> tuple[Path, dict[str, str]]:
     return yaml, {stem: str(label) for stem, label in cases.items()}
 
 
+@pytest.mark.export
 def test_yolo_rules_match_ultralytics_loader(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Every rule of Ultralytics' loader, each on its own image: the same images kept, the

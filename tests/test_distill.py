@@ -30,6 +30,7 @@ from edgebench.plugins.compression.distill import Distill, Finetune  # noqa: E40
 
 EMBEDDED_PT = ASSETS / "shapes-yolov8n.pt"
 TINY: Mapping[str, Any] = {"epochs": 1, "imgsz": 64, "images": 16, "batch": 8}
+pytestmark = pytest.mark.export  # torch + ultralytics
 
 
 # -- the loss ----------------------------------------------------------------------------

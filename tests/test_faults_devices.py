@@ -65,6 +65,7 @@ def _dicts(report: Any) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("victim", "adb_server"), [("ssh", ONE_ADB), ("adb", ONE_ADB),
                                                    ("adb", "adb-debian")],
                          indirect=["adb_server"])
+@pytest.mark.slow
 def test_device_killed_mid_case(victim: str, sshd: SshServer, standin: AdbStandin,
                                 adb_env: AdbServer, tmp_path: Path, make_onnx: Any) -> None:
     devices = _devices(sshd, standin, adb_env, tmp_path)
@@ -113,6 +114,7 @@ def _reboot_ssh(sshd: SshServer, marker: str) -> None:
 
 @ONLY_ONE_ADB
 @pytest.mark.parametrize("victim", ["ssh", "adb"])
+@pytest.mark.slow
 def test_device_reboots_mid_case_and_the_retry_measures_it(
         victim: str, sshd: SshServer, standin: AdbStandin, adb_env: AdbServer,
         tmp_path: Path, make_onnx: Any) -> None:
@@ -152,6 +154,7 @@ def test_device_reboots_mid_case_and_the_retry_measures_it(
 
 
 @ONLY_ONE_ADB
+@pytest.mark.slow
 def test_hung_runner_times_out_and_leaves_no_orphan(sshd: SshServer, standin: AdbStandin,
                                                     adb_env: AdbServer, tmp_path: Path,
                                                     make_onnx: Any) -> None:
@@ -265,6 +268,7 @@ def test_unreachable_device_is_retried_then_fails_every_case(sshd: SshServer,
     assert reason.endswith("Connection refused (gave up after 3 attempts)")
 
 
+@pytest.mark.slow
 def test_two_runs_never_measure_one_device_at_once(sshd: SshServer, tmp_path: Path,
                                                    make_onnx: Any) -> None:
     from edgebench.devices.transport import device_lock
@@ -304,6 +308,7 @@ def _holds_lock_file(pid: int) -> bool:
 
 
 @ONLY_ONE_ADB
+@pytest.mark.slow
 def test_phone_turns_unauthorized_mid_run(standin: AdbStandin, adb_env: AdbServer,
                                           tmp_path: Path, make_onnx: Any) -> None:
     uri, marker = adb_uri(standin, adb_env), str(standin.root)

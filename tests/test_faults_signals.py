@@ -36,6 +36,7 @@ PY = sys.executable
 
 @pytest.mark.parametrize("adb_server", ["adb-adbutils"], indirect=True)
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_signal_mid_run_on_remote_devices(sig: signal.Signals, code: int, sshd: SshServer,
                                           standin: AdbStandin, adb_env: AdbServer,
                                           tmp_path: Path, make_onnx: Any) -> None:

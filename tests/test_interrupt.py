@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), [
+    (signal.SIGINT, 130),
+    pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow),  # the same path, another signal
+])
 def test_signal_mid_run(tmp_path: Path, make_onnx, sig: signal.Signals, code: int) -> None:  # type: ignore[no-untyped-def]
     fast, slow = make_onnx("conv", size=32, name="a.onnx"), make_onnx("conv", size=48,
                                                                       name="b.onnx")

@@ -55,6 +55,7 @@ def test_greedy_returns_the_best_set_when_the_budget_cannot_be_met() -> None:
     assert [s.kept for s in met.trace] == ["(none: all int8)", "a", "b"]
 
 
+@pytest.mark.slow
 def test_search_meets_the_budget_on_held_out_train_images(tmp_path, onnx_source, small_yaml,
                                                           val_set) -> None:  # type: ignore[no-untyped-def]
     art = apply(OnnxMixedPrecision, onnx_source, context(onnx_source, small_yaml, tmp_path),

@@ -34,6 +34,7 @@ __all__ = ["onnx_source", "small_yaml", "val_set"]  # fixtures
 # quantized too (Ultralytics' recipe as is) -5.9 points. Tolerances for 20 val images and
 # 16 calibration images, with room for the small sets:
 TOLERANCE_PTS = {"fp16": 0.5, "w8a32": 2.0, "w8a16": 2.0, "int8": 2.0, "int8-naive": 12.0}
+pytestmark = pytest.mark.export  # ai-edge-quantizer
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ def outputs_of(tmp_path: Path, model: Path, val_set) -> tuple[dict, list]:  # ty
         return result, [out[f"{i}_0"] for i in range(len(val_set.tensors))]
 
 
+@pytest.mark.export
 def test_fp16_halves_the_weights_and_turns_fp16_on_in_the_runner(
         tmp_path, onnx_source, small_yaml, val_set) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("pnnx")

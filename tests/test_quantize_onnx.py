@@ -68,6 +68,7 @@ def test_naive_int8_loses_the_scores(tmp_path, onnx_source, small_yaml, val_set)
     assert host_eval.onnx_map(art.path, val_set) < 0.05
 
 
+@pytest.mark.slow
 def test_dynamic_and_per_channel(tmp_path, onnx_source, small_yaml, val_set, fp32_map) -> None:  # type: ignore[no-untyped-def]
     ctx = context(onnx_source, small_yaml, tmp_path)
     dyn = apply(OnnxDynamic, onnx_source, ctx)

@@ -85,6 +85,7 @@ def test_candidate_cases_without_a_baseline_counterpart_are_new() -> None:
     assert "Measured side by side in one run" in text and "old@aaaa" in text
 
 
+@pytest.mark.slow
 def test_repeats_run_in_abba_order_and_a_slow_candidate_is_caught(tmp_path: Path) -> None:
     base, cand = tmp_path / "base.onnx", tmp_path / "cand.onnx"
     shutil.copyfile(DEFAULT_MODEL, base)

@@ -64,6 +64,7 @@ def _overlap(a: tuple[str, float, float], b: tuple[str, float, float]) -> float:
     return min(a[2], b[2]) - max(a[1], b[1])
 
 
+@pytest.mark.slow
 def test_ssh_and_adb_devices_run_concurrently(sshd: SshServer, standin: AdbStandin,
                                               adb_env: AdbServer, clock: CaseClock,
                                               tmp_path: Path, make_onnx: Any) -> None:
@@ -80,6 +81,7 @@ def test_ssh_and_adb_devices_run_concurrently(sshd: SshServer, standin: AdbStand
     assert overlap > 0.5, f"the two devices did not run at the same time: {clock.spans}"
 
 
+@pytest.mark.slow
 def test_same_device_under_two_uris_is_never_measured_twice_at_once(
         sshd: SshServer, clock: CaseClock, tmp_path: Path, make_onnx: Any) -> None:
     first, second = sshd.uri(python=PY), sshd.uri(python=PY, connect_timeout="9")
