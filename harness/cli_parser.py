@@ -113,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("baseline", help="report.json, a run dir, 'previous' or 'last'")
     compare.add_argument("current", nargs="?", default="last",
                          help="report.json, a run dir or 'last' (default)")
-    compare.add_argument("--results", type=Path, default=Path("edgebench-results"),
-                         help="where 'last'/'previous' look (edgebench-results)")
-    compare.add_argument("--config", "-c", type=Path, help="matrix file: its [gate] table")
+    compare.add_argument("--results", type=Path,
+                         help="where 'last'/'previous' look (default: the matrix file's "
+                              "[run] output with -c, else edgebench-results)")
+    compare.add_argument("--config", "-c", type=Path,
+                         help="matrix file: its [gate] table, and its [run] output as --results")
     compare.add_argument("--latency-threshold", type=float,
                          help="relative latency change that matters (0.05)")
     compare.add_argument("--map-threshold", type=float,
@@ -132,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", "-o", type=Path, help="also write the table here")
 
     history = sub.add_parser("history", help="a metric over the runs in a results dir")
-    history.add_argument("--results", type=Path, default=Path("edgebench-results"))
+    history.add_argument("--results", type=Path,
+                         help="the results dir (default: the matrix file's [run] output with "
+                              "-c, else edgebench-results)")
+    history.add_argument("--config", "-c", type=Path,
+                         help="matrix file: its [run] output as --results")
     history.add_argument("--case", default="", help="only cases whose key contains this")
     history.add_argument("--metric", default="p50_ms",
                          help="p50_ms (default), p90_ms, peak_rss_mib, map50_95, map50")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .cli_parser import split_list
 from .plugin_manager import collect_registry, make_plugin_manager
@@ -89,7 +90,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     flags = {"latency_threshold": args.latency_threshold, "map_threshold": args.map_threshold,
              "alpha": args.alpha, "alpha_repeats": args.alpha_repeats,
              "noise_factor": args.noise_factor}
-    thresholds = load_matrix(flags, args.config).gate
+    matrix = load_matrix(flags, args.config)
+    thresholds = matrix.gate
+    args.results = results_dir(args.results, args.config, matrix.output_dir)
     current_path = resolve_report(args.current, args.results)
     baseline_path = resolve_report(args.baseline, args.results, exclude=current_path)
     current = load_report(current_path)
@@ -117,9 +120,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def results_dir(given: Path | None, config: Path | None, output_dir: Path) -> Path:
+    """Where ``compare``/``history`` find the runs: ``--results``, else the matrix file's
+    ``[run] output`` when ``-c`` names one (the directory ``edgebench run -c`` wrote to),
+    else ``edgebench-results``."""
+    if given is not None:
+        return given
+    return output_dir if config is not None else Path("edgebench-results")
+
+
 def cmd_history(args: argparse.Namespace) -> int:
+    from .config import load_matrix
     from .history import METRICS, load_runs, render_history, series
 
+    if args.results is None:
+        output_dir = load_matrix({}, args.config).output_dir if args.config else Path()
+        args.results = results_dir(None, args.config, output_dir)
     data = series(load_runs(args.results), args.metric, args.case)
     print(render_history(data, args.metric))
     if args.html:

@@ -75,7 +75,8 @@ class MatrixFile:
     def _error(self, table: str, key: str, message: str) -> UserError:
         line = _line_of(self.text, table, key)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return UserError(f"{where}: [{table}] {key} {message}.")
+        end = "" if message.endswith("?") else "."
+        return UserError(f"{where}: [{table}] {key} {message}{end}")
 
     def _validate(self, data: dict[str, Any]) -> None:
         for table, content in data.items():
@@ -85,7 +86,8 @@ class MatrixFile:
                     f"; tables are {', '.join(f'[{t}]' for t in TABLES)}"
                 line = _line_of(self.text, table, "\0")
                 where = f"{self.path}:{line}" if line else str(self.path)
-                raise UserError(f"{where}: unknown table [{table}]{hint}.")
+                end = "" if hint.endswith("?") else "."
+                raise UserError(f"{where}: unknown table [{table}]{hint}{end}")
             if not isinstance(content, dict):
                 raise UserError(f"{self.path}: [{table}] must be a table.")
             if table == "backend_options":

@@ -37,6 +37,26 @@ def test_compare_previous_last(two_runs: Path, capsys: pytest.CaptureFixture[str
     assert "| unchanged | `shapes-yolov8n|fp32|onnxruntime|local|t1` |" in out
 
 
+def test_compare_and_history_with_c_look_in_the_matrix_files_output(
+        two_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``run -c nightly.toml`` writes to its ``[run] output``; ``compare previous last -c
+    nightly.toml`` must gate those runs, not whatever ./edgebench-results holds."""
+    matrix = tmp_path / "nightly.toml"
+    matrix.write_text(f'[run]\noutput = "{two_runs}"\n[gate]\nlatency_threshold = 0.5\n')
+    elsewhere = tmp_path / "cwd"
+    shutil.copytree(two_runs, elsewhere / "edgebench-results")  # a decoy: one run removed
+    shutil.rmtree(sorted((elsewhere / "edgebench-results").iterdir())[0])
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["compare", "previous", "last", "-c", str(matrix)]) == 0
+    out = capsys.readouterr().out
+    assert "1 unchanged." in out and "| unchanged |" in out
+    assert main(["history", "-c", str(matrix)]) == 0
+    listed = capsys.readouterr().out
+    assert all(run.parent.name in listed for run in reports(two_runs))
+
+
 def test_compare_exits_1_on_an_injected_regression(two_runs: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     base, cur = reports(two_runs)
