@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pluggy
 
 from .errors import CaseError
+from .hook_calls import notify
 from .record_json import from_json_dict
 from .records import DeviceInfo
 
@@ -78,7 +79,7 @@ class DeviceAgent:
         fields: dict[str, Any] = json.loads(done.stdout)["probe"]
         fields["uri"] = self.device.uri
         if pm is not None:
-            pm.hook.edgebench_device_info(device=self.device, info=fields)
+            notify(pm.hook.edgebench_device_info, device=self.device, info=fields)
         known = {f.name for f in dataclasses.fields(DeviceInfo)}
         return from_json_dict(DeviceInfo, {k: v for k, v in fields.items() if k in known})
 

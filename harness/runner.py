@@ -22,6 +22,7 @@ import pluggy
 from . import __version__
 from .config import Matrix
 from .execution import CaseExecutor, TestOptions
+from .hook_calls import notify
 from .planning import CasePlan, Planner
 from .plugin_manager import PluginKind, Registry
 from .probe import device_class, host_info, host_versions
@@ -122,5 +123,5 @@ class Session:
         finally:
             self.pm.unregister(executor)
         writer.finish(RunState.COMPLETE)
-        self.pm.hook.edgebench_session_finished(report=writer.report)
+        notify(self.pm.hook.edgebench_session_finished, report=writer.report)
         return writer.report

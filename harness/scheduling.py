@@ -17,6 +17,7 @@ import pluggy
 from .contracts import Device
 from .errors import CaseError, UserError
 from .execution import CaseExecutor
+from .hook_calls import notify, run_case_failure
 from .planning import CasePlan
 from .plugin_manager import Registry
 from .probe import device_agent, device_class, open_device
@@ -120,7 +121,11 @@ class Scheduler:
                     continue
                 if self.stop.is_set():
                     return
-                result = self.pm.hook.edgebench_run_case(case=plan.case, device=device)
+                try:
+                    result = self.pm.hook.edgebench_run_case(case=plan.case, device=device)
+                except Exception as exc:  # not KeyboardInterrupt: that stops the run
+                    result = CaseResult(case=plan.case, status=Status.FAILED,
+                                        reason=run_case_failure(exc))
                 if self.stop.is_set():
                     return  # interrupted mid-case: not a measurement
                 result = combine(combined.get(plan.case.id), result, peak_gflops=peak)
@@ -132,6 +137,6 @@ class Scheduler:
 
     def _record(self, result: CaseResult, writer: ReportWriter) -> None:
         writer.add(result)
-        self.pm.hook.edgebench_case_finished(result=result)
+        notify(self.pm.hook.edgebench_case_finished, result=result)
         if self.on_case is not None:
             self.on_case(result)

@@ -19,7 +19,7 @@ from edgebench import hookimpl
 from edgebench.cli import main
 from edgebench.config import ASSETS
 from edgebench.plugin_manager import make_plugin_manager
-from edgebench.records import Status
+from edgebench.records import Case, Status
 
 pytestmark = pytest.mark.faults
 FAST = ["--warmup", "0", "-n", "2", "--no-accuracy"]
@@ -232,3 +232,46 @@ def test_resume_runs_only_the_failed_and_missing_cases(tmp_path: Path, make_onnx
     assert "has no case of this run's matrix; pass the same flags or -c file" in err
     err = _error(capsys, ["run", "--resume", str(tmp_path / "nowhere")])
     assert "no report.json there" in err
+
+
+class _BuggyObserver:
+    """A hooks-only plugin with bugs: it wraps run_case and fails the second model's case,
+    and raises in every observer hook."""
+
+    @hookimpl(wrapper=True)
+    def edgebench_run_case(self, case: Case, device: Any) -> Any:
+        if case.model.startswith("m1"):
+            raise RuntimeError("wrapper bug")
+        return (yield)
+
+    @hookimpl
+    def edgebench_case_finished(self, result: Any) -> None:
+        raise ValueError("observer bug")
+
+    @hookimpl
+    def edgebench_session_finished(self, report: Any) -> None:
+        raise KeyError("session bug")
+
+    @hookimpl
+    def edgebench_device_info(self, device: Any, info: dict[str, Any]) -> None:
+        raise OSError("fingerprint bug")
+
+
+def test_a_plugin_that_raises_in_a_hook_costs_no_measurement(
+        tmp_path: Path, make_onnx: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    models = [str(make_onnx("conv", size=32, name=f"m{i}.onnx")) for i in range(2)]
+    session = session_for(["-m", models[0], "-m", models[1], "-b", "onnxruntime",
+                           "--warmup", "0", "-n", "3", "--no-accuracy"],
+                          plugins=[("buggy", _BuggyObserver())])
+    report = run_session(session, tmp_path / "out")
+    by_model = {c.case.model.split("@")[0]: c for c in report.cases}
+    assert by_model["m0"].status is Status.OK, by_model["m0"].reason
+    assert by_model["m1"].status is Status.FAILED
+    assert by_model["m1"].reason.startswith("edgebench_run_case raised RuntimeError: wrapper bug")
+    on_disk = only_report(tmp_path / "out")
+    assert on_disk["state"] == "complete" and len(on_disk["cases"]) == 2
+    err = capsys.readouterr().err
+    for hook, exc in (("edgebench_case_finished", "ValueError: observer bug"),
+                      ("edgebench_session_finished", "KeyError: 'session bug'"),
+                      ("edgebench_device_info", "OSError: fingerprint bug")):
+        assert f"plugin 'buggy' failed in {hook}: {exc}; the run goes on." in err
