@@ -67,7 +67,7 @@ class Backend(abc.ABC):
     install_hint: ClassVar[str] = ""
     """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
     option_defaults: ClassVar[Mapping[str, Any]] = _NO_OPTIONS
-    """Every runner option with its default (``--backend-option ncnn:fp16_storage=on``);
+    """Every runner option with its default (``--backend-option ncnn.fp16_storage=on``);
     values given are typed like the default and checked against :attr:`option_choices`
     (:func:`resolve_options`)."""
     option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = _NO_OPTIONS
