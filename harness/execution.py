@@ -113,9 +113,10 @@ def _check_supported(backend: Backend, info: DeviceInfo, uri: str) -> None:
     reason = backend.unsupported_reason(info)
     if reason:
         raise CaseSkipped(reason)
-    if not any(m in info.runtimes for m in backend.runtime_modules):
+    if backend.runtime_modules and not any(m in info.runtimes for m in backend.runtime_modules):
         module = " or ".join(backend.runtime_modules)
-        raise CaseSkipped(f"{module} is not installed on {uri} ({backend.install_hint})")
+        hint = f" ({backend.install_hint})" if backend.install_hint else ""
+        raise CaseSkipped(f"{module} is not installed on {uri}{hint}")
 
 
 def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,

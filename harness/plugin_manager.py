@@ -6,7 +6,9 @@ There is no module-level manager: every run (and every test) calls
 
 from __future__ import annotations
 
+import difflib
 import enum
+import functools
 import importlib.metadata
 import inspect
 import types
@@ -122,24 +124,99 @@ def make_plugin_manager(
             raise PluginError(f"there is no plugin named {name!r} to disable; installed: "
                               f"{', '.join(sorted(installed))}.")
         pm.set_blocked(name)
+    loaded: dict[int, str] = {}
     if load_entrypoints:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:  # a broken third-party plugin must not give a traceback
-            raise PluginError(f"a plugin failed to load: {type(exc).__name__}: {exc}.") from exc
+        loaded = _import_entry_points(pm)
+        _registering_plugins(pm, loaded, lambda: pm.load_setuptools_entrypoints(
+            ENTRY_POINT_GROUP))
     for name, plugin in extra_plugins:
-        pm.register(plugin, name=name)
+        loaded[id(plugin)] = f"plugin {name!r}"
+        _registering_plugins(pm, loaded, functools.partial(pm.register, plugin, name=name))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}.") from exc
+        raise PluginError(_unknown_hook_sentence(pm, exc.plugin)) from None
     return pm
+
+
+def _import_entry_points(pm: pluggy.PluginManager) -> dict[int, str]:
+    """Import every entry point of the group that is not blocked, before pluggy registers
+    them, so that one that fails to import is named; returns ``id(plugin) -> how messages
+    name it`` (``plugin 'toy' (edgebench-toy-plugin 0.3.1)``)."""
+    shown: dict[int, str] = {}
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or pm.is_blocked(ep.name):
+                continue
+            who = f"plugin {ep.name!r} ({dist.metadata['name']} {dist.version})"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not give a traceback
+                raise PluginError(
+                    f"{who} failed to load: importing {ep.value!r} raised "
+                    f"{type(exc).__name__}: {exc}; fix or uninstall it, or skip it with "
+                    f"'edgebench --disable {ep.name} COMMAND'.") from None
+            shown[id(plugin)] = who
+    return shown
+
+
+def _registering_plugins(pm: pluggy.PluginManager, shown: Mapping[int, str],
+                         register: Callable[[], object]) -> None:
+    """Run ``register`` (pluggy registering plugins), turning pluggy's validation error for a
+    hook implementation whose arguments the hook does not have into one sentence."""
+    try:
+        register()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(_bad_arguments_sentence(pm, exc, shown)) from None
+
+
+def _hook_arguments(pm: pluggy.PluginManager, hook_name: str) -> tuple[str, ...] | None:
+    caller = getattr(pm.hook, hook_name, None)
+    if not isinstance(caller, pluggy.HookCaller) or caller.spec is None:
+        return None
+    return tuple(caller.spec.argnames)
+
+
+def _bad_arguments_sentence(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError,
+                            shown: Mapping[int, str]) -> str:
+    plugin = exc.plugin
+    who = shown.get(id(plugin), f"plugin {plugin!r}")
+    for attr in dir(plugin):
+        if pm.parse_hookimpl_opts(plugin, attr) is None:
+            continue
+        wanted = _hook_arguments(pm, attr)
+        if wanted is None:
+            continue
+        given = [p for p in inspect.signature(getattr(plugin, attr)).parameters]
+        unknown = [a for a in given if a not in wanted]
+        if unknown:
+            return (f"{who} implements hook {attr!r} with argument(s) "
+                    f"{', '.join(map(repr, unknown))} that the hook does not have; its "
+                    f"arguments are {', '.join(map(repr, wanted)) or 'none'}.")
+    return f"{who} could not be registered: {' '.join(str(exc).split())}"
+
+
+def _unknown_hook_sentence(pm: pluggy.PluginManager, plugin: object) -> str:
+    name = pm.get_name(plugin) or repr(plugin)
+    who = f"plugin {name!r}"
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            who += f" ({dist.project_name} {dist.version})"
+    known = [n for n in dir(pm.hook) if _hook_arguments(pm, n) is not None]
+    unknown = sorted(c.name for c in pm.get_hookcallers(plugin) or () if not c.has_spec())
+    hook = unknown[0] if unknown else "?"
+    close = difflib.get_close_matches(hook, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else (
+        f"the hooks are {', '.join(sorted(known))}.")
+    return f"{who} implements an unknown hook {hook!r}; {hint}"
 
 
 def collect_registry(pm: pluggy.PluginManager) -> Registry:
     """Call every ``edgebench_register_*`` hook and index what was registered.
 
-    A name registered twice for one kind raises :class:`PluginError` naming both plugins.
+    A name registered twice for one kind, a registered class that is not right (see
+    :func:`_checked_class`) or a register hook that raises gives :class:`PluginError` in one
+    sentence naming the plugin.
     """
     dists = _distributions_by_plugin(pm)
     entries: dict[PluginKind, dict[str, Registration]] = {}
@@ -149,8 +226,16 @@ def collect_registry(pm: pluggy.PluginManager) -> Registry:
         for impl in hook.get_hookimpls():
             plugin_name = impl.plugin_name
             dist, version = dists.get(plugin_name, (None, None))
-            impl.function(**_only_wanted(impl, {"register": _registrar(
-                kind, table, plugin_name, dist, version)}))
+            try:
+                impl.function(**_only_wanted(impl, {"register": _registrar(
+                    kind, table, plugin_name, dist, version)}))
+            except PluginError:
+                raise
+            except Exception as exc:  # a plugin's own bug: name it, never a traceback
+                raise PluginError(
+                    f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: "
+                    f"{exc}; fix it, or skip it with 'edgebench --disable {plugin_name} "
+                    "COMMAND'.") from None
         entries[kind] = table
     registering = {r.plugin for table in entries.values() for r in table.values()}
     hooks_only: dict[str, Registration] = {}
@@ -186,7 +271,8 @@ def _registrar(
             other = table[name].plugin
             raise PluginError(
                 f"{kind.value} {name!r} is registered by both plugin {other!r} "
-                f"and plugin {plugin_name!r}; disable one with --disable."
+                f"and plugin {plugin_name!r}; disable one before the sub-command, e.g. "
+                f"'edgebench --disable {plugin_name} run ...'."
             )
         table[name] = Registration(kind, name, cls, plugin_name, dist, version)
 
@@ -197,9 +283,15 @@ def _checked_class(cls: object, kind: PluginKind, base: type, plugin_name: str
                    ) -> tuple[str, str | None]:
     """``(name, target)`` of a class registered as ``kind`` (``target``: compressors only,
     else ``None``); :class:`PluginError` in one sentence naming the plugin and the class when
-    it does not subclass ``base``, leaves an abstract method unimplemented or a required
-    class attribute unset or not a non-empty string."""
+    it is an instance, does not subclass ``base``, leaves an abstract method unimplemented,
+    a required class attribute unset or not a non-empty string, or declares an optional
+    member of the wrong type (:func:`_member_problem`)."""
     shown = _class_name(cls)
+    if isinstance(cls, base):
+        raise PluginError(f"plugin {plugin_name!r} registered an instance of "
+                          f"{_class_name(type(cls))} as a {kind.value}; register the class "
+                          f"itself (register({type(cls).__qualname__}), not "
+                          f"register({type(cls).__qualname__}()).")
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PluginError(f"plugin {plugin_name!r} registered {shown} as a {kind.value}, but it "
                           f"does not subclass edgebench.contracts.{base.__name__}; make it a "
@@ -221,13 +313,78 @@ def _checked_class(cls: object, kind: PluginKind, base: type, plugin_name: str
         if not isinstance(value, str) or not value:
             raise PluginError(f"plugin {plugin_name!r} registered {shown} without a string "
                               f"{attr!r} (a non-empty class attribute).")
-    if issubclass(cls, Compressor) and not all(
-            isinstance(g, str) and ":" in g for g in cls.torch_safe_globals):
-        raise PluginError(f"plugin {plugin_name!r} registered {shown} with torch_safe_globals "
-                          f"{cls.torch_safe_globals!r}; give a tuple of "
-                          "'package.module:Class' strings.")
+    problem = _member_problem(cls)
+    if problem is not None:
+        raise PluginError(f"plugin {plugin_name!r} registered {shown} with {problem}.")
     name, *target = (str(v) for v in values.values())
     return name, target[0] if target else None
+
+
+def _is_str_tuple(value: object) -> bool:
+    return isinstance(value, tuple) and all(isinstance(v, str) and v for v in value)
+
+
+_OPTION_TYPES = (bool, int, float, str)
+
+
+def _member_problem(cls: type) -> str | None:
+    """What is wrong with the optional class members of ``cls`` as declared (with their
+    types) in :mod:`edgebench.contracts`: ``"<member> = <value> (<what it is>); it must be
+    <what it must be>"``, or ``None`` when they are all right."""
+    def bad(member: str, must: str) -> str:
+        value = getattr(cls, member)
+        return f"{member} = {value!r} (a {type(value).__name__}); it must be {must}"
+
+    tuples = {Backend: ("formats", "runtime_modules"), Compressor: ("torch_safe_globals",)}
+    for owner, members in tuples.items():
+        for member in members if issubclass(cls, owner) else ():
+            if not _is_str_tuple(getattr(cls, member)):
+                return bad(member, "a tuple of non-empty strings, e.g. ('onnx',)")
+    if issubclass(cls, Backend) and not cls.formats:
+        return bad("formats", "a tuple of at least one format, e.g. ('onnx',)")
+    if issubclass(cls, Compressor) and not all(":" in g for g in cls.torch_safe_globals):
+        return bad("torch_safe_globals", "a tuple of 'package.module:Class' strings")
+    for member in ("install_hint",) if issubclass(cls, Backend) else ():
+        if not isinstance(getattr(cls, member), str):
+            return bad(member, "a string")
+    for member in ("summary",) if issubclass(cls, Compressor) else ():
+        if not isinstance(getattr(cls, member), str) or not getattr(cls, member):
+            return bad(member, "a non-empty string")
+    for member in ("filename",) if issubclass(cls, Reporter) else ():
+        if not isinstance(getattr(cls, member, None), str) or not getattr(cls, member):
+            return "no filename, or not a non-empty string; set it, e.g. 'report.txt'"
+    if issubclass(cls, Device) and not isinstance(cls.has_host_keys, bool):
+        return bad("has_host_keys", "True or False")
+    if not issubclass(cls, (Backend, Compressor)):
+        return None
+    defaults, choices = cls.option_defaults, cls.option_choices
+    if not isinstance(defaults, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, _OPTION_TYPES)
+            for k, v in defaults.items()):
+        return bad("option_defaults", "a mapping of option name (str) to a default that is "
+                   "a bool, int, float or str, e.g. {'fp16': False}")
+    if not isinstance(choices, Mapping):
+        return bad("option_choices", "a mapping of option name to a tuple of allowed values")
+    for key, allowed in choices.items():
+        if key not in defaults:
+            return bad("option_choices", f"keyed by options of option_defaults, and {key!r} "
+                       "is not one")
+        if not isinstance(allowed, tuple) or defaults[key] not in allowed:
+            return bad("option_choices", f"a tuple of allowed values for {key!r} that "
+                       f"contains its default {defaults[key]!r}")
+    if issubclass(cls, Backend):
+        batch = cls.max_batch
+        if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool)
+                                  or batch < 1):
+            return bad("max_batch", "None (any batch) or an int >= 1")
+        if cls.boxes_normalised is not None and not isinstance(cls.boxes_normalised, bool):
+            return bad("boxes_normalised", "None (detect), True or False")
+    if issubclass(cls, Compressor):
+        primary = cls.primary_option
+        if primary is not None and (not isinstance(primary, str) or primary not in defaults):
+            return bad("primary_option", "None or one of the options of option_defaults ("
+                       f"{', '.join(map(repr, defaults)) or 'none'})")
+    return None
 
 
 def _class_name(cls: object) -> str:

@@ -12,6 +12,11 @@ _TRUE_WORDS = ("1", "true", "on", "yes")
 _BOOL_WORDS = (*_TRUE_WORDS, "0", "false", "off", "no")
 
 
+def _article(word: str) -> str:
+    """``"an"`` before a vowel sound (``an int``), else ``"a"`` (``a bool``, ``a str``)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def checked_option(owner: str, key: str, value: Any, defaults: Mapping[str, Any],
                    choices: Mapping[str, tuple[Any, ...]]) -> Any:
     """``value`` for option ``key`` of ``owner`` (a backend or a compression step), typed
@@ -30,7 +35,8 @@ def checked_option(owner: str, key: str, value: Any, defaults: Mapping[str, Any]
     elif kind is str and isinstance(value, (int, float)):
         value = str(value).lower() if isinstance(value, bool) else str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"{owner} option {key!r} must be a {kind.__name__}, got {value!r}.")
+        kind_name = f"{_article(kind.__name__)} {kind.__name__}"
+        raise UserError(f"{owner} option {key!r} must be {kind_name}, got {value!r}.")
     if key in choices and value not in choices[key]:
         raise UserError(f"{owner} option {key!r} must be one of "
                         f"{', '.join(map(str, choices[key]))}; got {value!r}.")

@@ -6,13 +6,15 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from edgebench import hookimpl
 from edgebench.cli import main
-from edgebench.contracts import Backend
+from edgebench.contracts import Backend, Compressor
 from edgebench.errors import PluginError
 from edgebench.plugin_manager import PluginKind, collect_registry, make_plugin_manager
 
@@ -62,7 +64,10 @@ def test_duplicate_name_names_both_plugins() -> None:
     pm = make_plugin_manager(extra_plugins=[("shadow-plugin", _Shadowing())])
     with pytest.raises(PluginError) as err:
         collect_registry(pm)
-    assert "'onnxruntime'" in str(err.value) and "'shadow-plugin'" in str(err.value)
+    assert str(err.value) == (
+        "backend 'onnxruntime' is registered by both plugin 'onnxruntime' and plugin "
+        "'shadow-plugin'; disable one before the sub-command, e.g. "
+        "'edgebench --disable shadow-plugin run ...'.")
 
 
 def test_blocking_a_plugin() -> None:
@@ -84,8 +89,133 @@ def test_misspelt_hook_fails_loudly() -> None:
         def edgebench_register_backend(self, register):  # type: ignore[no-untyped-def]
             pass
 
-    with pytest.raises(PluginError, match="unknown hook"):
+    with pytest.raises(PluginError) as err:
         make_plugin_manager(extra_plugins=[("typo", Typo())])
+    assert str(err.value) == ("plugin 'typo' implements an unknown hook "
+                              "'edgebench_register_backend'; did you mean "
+                              "'edgebench_register_backends'?")
+
+
+def test_hook_with_a_wrong_argument_name_is_one_sentence() -> None:
+    class WrongArg:
+        @hookimpl
+        def edgebench_register_backends(self, regster):  # type: ignore[no-untyped-def]
+            pass
+
+    with pytest.raises(PluginError) as err:
+        make_plugin_manager(extra_plugins=[("wrongarg", WrongArg())])
+    assert str(err.value) == (
+        "plugin 'wrongarg' implements hook 'edgebench_register_backends' with argument(s) "
+        "'regster' that the hook does not have; its arguments are 'register'.")
+
+
+def test_registering_an_instance_is_refused() -> None:
+    pm = make_plugin_manager(extra_plugins=[("inst", _registering("backend", _Backend()))])
+    with pytest.raises(PluginError) as err:
+        collect_registry(pm)
+    assert str(err.value) == (
+        f"plugin 'inst' registered an instance of {__name__}._Backend as a backend; register "
+        "the class itself (register(_Backend), not register(_Backend()).")
+
+
+def test_a_register_hook_that_raises_is_one_sentence() -> None:
+    class Buggy:
+        @hookimpl
+        def edgebench_register_reporters(self, register):  # type: ignore[no-untyped-def]
+            raise NameError("name 'Reportr' is not defined")
+
+    pm = make_plugin_manager(extra_plugins=[("buggy", Buggy())])
+    with pytest.raises(PluginError) as err:
+        collect_registry(pm)
+    assert str(err.value) == (
+        "plugin 'buggy' failed in edgebench_register_reporters: NameError: name 'Reportr' is "
+        "not defined; fix it, or skip it with 'edgebench --disable buggy COMMAND'.")
+
+
+class _Compressor(Compressor):
+    name = "toyc"
+    target = "onnx"
+    summary = "x"
+    option_defaults: ClassVar[Mapping[str, Any]] = {"ratio": 0.5, "mode": "a"}
+    option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"mode": ("a", "b")}
+    primary_option = "ratio"
+
+    def apply(self, model, options, context):  # type: ignore[no-untyped-def]
+        return model
+
+
+class _OkBackend(_Backend):
+    name = "okbackend"
+
+
+@pytest.mark.parametrize("base, member, value, must", [
+    (_OkBackend, "formats", "onnx", "a tuple of non-empty strings"),
+    (_OkBackend, "formats", (), "a tuple of at least one format"),
+    (_OkBackend, "runtime_modules", "onnxruntime", "a tuple of non-empty strings"),
+    (_OkBackend, "runtime_modules", ("",), "a tuple of non-empty strings"),
+    (_OkBackend, "install_hint", None, "a string"),
+    (_OkBackend, "option_defaults", ["x"], "a mapping of option name (str) to a default"),
+    (_OkBackend, "option_defaults", {"x": None}, "a mapping of option name (str) to a default"),
+    (_OkBackend, "option_defaults", {1: True}, "a mapping of option name (str) to a default"),
+    (_OkBackend, "option_choices", ["x"], "a mapping of option name to a tuple"),
+    (_OkBackend, "option_choices", {"x": (1,)}, "keyed by options of option_defaults"),
+    (_OkBackend, "max_batch", 0, "None (any batch) or an int >= 1"),
+    (_OkBackend, "max_batch", True, "None (any batch) or an int >= 1"),
+    (_OkBackend, "max_batch", 2.0, "None (any batch) or an int >= 1"),
+    (_OkBackend, "boxes_normalised", "yes", "None (detect), True or False"),
+    (_Compressor, "option_choices", {"mode": ["a", "b"]}, "a tuple of allowed values for"),
+    (_Compressor, "option_choices", {"mode": ("b", "c")},
+     "a tuple of allowed values for 'mode' that contains its default 'a'"),
+    (_Compressor, "primary_option", "fraction", "None or one of the options"),
+    (_Compressor, "summary", "", "a non-empty string"),
+    (_Compressor, "torch_safe_globals", "m:C", "a tuple of non-empty strings"),
+])
+def test_a_wrongly_typed_member_is_refused(base: type, member: str, value: object,
+                                           must: str) -> None:
+    bad = type("Bad", (base,), {member: value, "__module__": __name__})
+    kind = "backend" if issubclass(base, Backend) else "compressor"
+    pm = make_plugin_manager(extra_plugins=[("badm", _registering(kind, bad))])
+    with pytest.raises(PluginError) as err:
+        collect_registry(pm)
+    assert str(err.value).startswith(
+        f"plugin 'badm' registered {__name__}.Bad with {member} = {value!r} "
+        f"(a {type(value).__name__}); it must be {must}")
+    assert str(err.value).endswith(".") and "\n" not in str(err.value)
+
+
+def test_well_typed_members_are_accepted() -> None:
+    class Good(_OkBackend):
+        runtime_modules = ()
+        option_defaults: ClassVar[Mapping[str, Any]] = {"fp16": False, "n": 1, "r": 0.5,
+                                                        "s": "x"}
+        option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"s": ("x", "y")}
+        max_batch = 1
+        boxes_normalised = True
+
+    pm = make_plugin_manager(extra_plugins=[
+        ("good", _registering("backend", Good)), ("goodc", _registering("compressor",
+                                                                          _Compressor))])
+    registry = collect_registry(pm)
+    assert registry.get(PluginKind.BACKEND, "okbackend").cls is Good
+    assert registry.get(PluginKind.COMPRESSOR, "toyc/onnx").cls is _Compressor
+
+
+def test_a_backend_without_runtime_modules_is_not_skipped_for_them() -> None:
+    from edgebench.errors import CaseSkipped
+    from edgebench.execution import _check_supported
+    from edgebench.records import DeviceInfo
+
+    info = DeviceInfo(uri="local", hostname=None, arch="x86_64", os="linux", cpu_model=None,
+                      cores=None, ram_bytes=None, python=None, governor=None,
+                      temperature_c=None, runtimes={"numpy": "2"})
+    _check_supported(_OkBackend(), info, "local")  # () means: no runtime module to check
+
+    class NeedsRt(_OkBackend):
+        runtime_modules = ("toyrt",)
+
+    with pytest.raises(CaseSkipped) as err:
+        _check_supported(NeedsRt(), info, "local")
+    assert str(err.value) == "toyrt is not installed on local"
 
 
 def test_register_without_name_is_refused() -> None:
@@ -173,8 +303,8 @@ def test_torch_safe_globals_must_name_module_and_class() -> None:
 
     pm = make_plugin_manager(extra_plugins=[("v", _registering("compressor", Vague))])
     with pytest.raises(PluginError, match=re.escape(
-            "with torch_safe_globals ('C2fSplit',); give a tuple of 'package.module:Class' "
-            "strings")):
+            "with torch_safe_globals = ('C2fSplit',) (a tuple); it must be a tuple of "
+            "'package.module:Class' strings.")):
         collect_registry(pm)
 
 
@@ -231,3 +361,58 @@ def test_explicitly_requested_unusable_backend_is_a_clear_error(toy_site: Path) 
     assert done.returncode == 2
     assert done.stderr.strip() == ("edgebench: error: backend 'toy' cannot run here: "
                                    "toyruntime is not installed: pip install toyruntime.")
+
+
+def _fake_distribution(site: Path, module: str, source: str) -> None:
+    """A third-party distribution ``my-eb-<module>`` 0.1, installed by hand into ``site`` (a
+    ``.dist-info`` with its entry point ``<module>`` and the module), as pip would."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"my_eb_{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: my-eb-{module}\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[edgebench]\n{module} = {module}\n")
+
+
+@pytest.mark.parametrize("module, source, error", [
+    ("broken", "import no_such_module_xyz\n",
+     "plugin 'broken' (my-eb-broken 0.1) failed to load: importing 'broken' raised "
+     "ModuleNotFoundError: No module named 'no_such_module_xyz'; fix or uninstall it, or skip "
+     "it with 'edgebench --disable broken COMMAND'."),
+    ("typo", "from edgebench import hookimpl\n@hookimpl\n"
+             "def edgebench_register_backend(register):\n    pass\n",
+     "plugin 'typo' (my-eb-typo 0.1) implements an unknown hook 'edgebench_register_backend'; "
+     "did you mean 'edgebench_register_backends'?"),
+    ("wrongarg", "from edgebench import hookimpl\n@hookimpl\n"
+                 "def edgebench_register_backends(regster):\n    pass\n",
+     "plugin 'wrongarg' (my-eb-wrongarg 0.1) implements hook 'edgebench_register_backends' "
+     "with argument(s) 'regster' that the hook does not have; its arguments are 'register'."),
+    ("listopts", "from pathlib import Path\nfrom edgebench import hookimpl\n"
+                 "from edgebench.contracts import Backend\n"
+                 "class B(Backend):\n    name = 'listopts'\n    formats = ('onnx',)\n"
+                 "    option_defaults = ['x']\n"
+                 "    def export(self, source, workdir, *, imgsz): return source\n"
+                 "    def runner(self): return Path(__file__)\n"
+                 "@hookimpl\ndef edgebench_register_backends(register):\n    register(B)\n",
+     "plugin 'listopts' registered listopts.B with option_defaults = ['x'] (a list); it must "
+     "be a mapping of option name (str) to a default that is a bool, int, float or str, "
+     "e.g. {'fp16': False}."),
+])
+def test_a_broken_third_party_plugin_is_one_sentence(tmp_path: Path, module: str, source: str,
+                                                     error: str) -> None:
+    _fake_distribution(tmp_path, module, source)
+    done = _edgebench(tmp_path, "plugins")
+    assert (done.returncode, done.stderr.strip()) == (2, f"edgebench: error: {error}")
+    assert _edgebench(tmp_path, "--disable", module, "plugins").returncode == 0
+
+
+@pytest.mark.parametrize("default, value, kind", [
+    (1, "x", "an int"), (0.5, "x", "a float"), (True, "maybe", "a bool")])
+def test_option_type_error_uses_the_right_article(default: object, value: object,
+                                                  kind: str) -> None:
+    from edgebench.contracts import checked_option
+    from edgebench.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        checked_option("backend 'b'", "k", value, {"k": default}, {})
+    assert str(err.value) == f"backend 'b' option 'k' must be {kind}, got {value!r}."
