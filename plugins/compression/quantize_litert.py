@@ -271,7 +271,6 @@ class LiteRTDynamic(_LiteRTQuantizer):
     scheme: ClassVar[str] = "w8a32"
     calibrated: ClassVar[bool] = False
     option_defaults: ClassVar[Mapping[str, Any]] = {}
-    primary_option: ClassVar[str | None] = None
 
 
 class LiteRTFp16(_LiteRTQuantizer):
@@ -281,7 +280,6 @@ class LiteRTFp16(_LiteRTQuantizer):
     scheme: ClassVar[str] = "fp16"
     calibrated: ClassVar[bool] = False
     option_defaults: ClassVar[Mapping[str, Any]] = {}
-    primary_option: ClassVar[str | None] = None
 
 
 # -- the quantizer runs in a limited subprocess --------------------------------------------

@@ -61,15 +61,11 @@ class NcnnFp16(Compressor):
                               "at run time (effective on ARMv8.2+; x86 ncnn has no fp16 "
                               "kernels)")
     option_defaults: ClassVar[Mapping[str, Any]] = {"arithmetic": True}
-    primary_option: ClassVar[str | None] = None
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
         if importlib.util.find_spec("ncnn") is None:
             return "ncnn is not installed: pip install 'edgebench[ncnn]'"
-        return None
-
-    def check(self, options: Mapping[str, Any], context: CompressionContext) -> None:
         return None
 
     def apply(self, model: Artifact, options: Mapping[str, Any],
@@ -129,9 +125,6 @@ class NcnnInt8(Compressor):
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
         return NCNN_INT8_REASON
-
-    def check(self, options: Mapping[str, Any], context: CompressionContext) -> None:
-        return None
 
     def apply(self, model: Artifact, options: Mapping[str, Any],
               context: CompressionContext) -> Artifact:

@@ -104,14 +104,10 @@ class OnnxDynamic(Compressor):
                               "computed per inference, no calibration (ConvInteger: measured "
                               "5x slower than fp32 on x86)")
     option_defaults: ClassVar[Mapping[str, Any]] = {"per_channel": False}
-    primary_option: ClassVar[str | None] = None
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
         return ort_unavailable()
-
-    def check(self, options: Mapping[str, Any], context: CompressionContext) -> None:
-        return None
 
     def apply(self, model: Artifact, options: Mapping[str, Any],
               context: CompressionContext) -> Artifact:
