@@ -111,10 +111,14 @@ class Backend(abc.ABC):
 
     def tolerance(self, artifact: Artifact, runtime: RuntimeInfo | None) -> Tolerance | None:
         """How far its outputs may be from the float reference before the case fails (the
-        agreement check), for ``artifact`` as run by ``runtime``; ``None``: no float
-        tolerance (the case is judged by its mAP). Default: the tolerance of the precision
-        read from the graph (:func:`edgebench.accuracy.precision_tolerance`) for an
-        uncompressed artifact, ``None`` for a compressed one."""
+        agreement check), for ``artifact`` as run by ``runtime`` (the runner's report:
+        ``runtime.details`` are its ``Loaded`` details, as strings). ``None``: the core's
+        own choice, which is the same as the default: the tolerance of the precision read
+        from the graph (:func:`edgebench.accuracy.precision_tolerance`: fp32, fp16) for an
+        uncompressed artifact, none for a compressed one (judged by its mAP). So ``None``
+        cannot switch the check off for an uncompressed fp32 or fp16 model; a runtime that
+        computes in lower precision (bf16, fp16 arithmetic) returns the wider tolerance
+        when its runner reports doing so."""
         return None if artifact.pipeline else precision_tolerance(artifact.precision)
 
 
@@ -254,6 +258,8 @@ class Device(abc.ABC):
     private work dir; leaving kills what still runs there, removes the work dir and
     disconnects. Every file the harness writes on the device lies inside :attr:`workdir`.
 
+    The core constructs a device from its URI alone, ``cls(uri)``, without connecting
+    (:meth:`check_uri` has accepted the URI before).
     Required: :attr:`scheme`, :attr:`uri`, :attr:`python`, :attr:`workdir`, the context
     manager, :meth:`push`, :meth:`pull`, :meth:`run` and :meth:`abort`. The other members
     have defaults that suit the local host; ``devices/ssh.py`` overrides them all.
