@@ -222,3 +222,96 @@ def test_device_example_refuses_a_path_that_is_not_an_interpreter(guide_site: Pa
     assert done.returncode == 2, done.stderr + done.stdout
     assert "write python:///absolute/path/to/python" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the fragments on docs/plugins.md ----------------------------------------------------
+
+GUIDE_PAGE = DOCS / "plugins.md"
+
+
+def signature_text(func: Any) -> str:
+    """``name(a, b, *, c=None)``, as the helpers table writes a signature."""
+    parts, star = [], False
+    for name, param in inspect.signature(func).parameters.items():
+        if param.kind is inspect.Parameter.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        default = "" if param.default is inspect.Parameter.empty else f"={param.default!r}"
+        parts.append(name + default)
+    return f"{func.__name__}({', '.join(parts)})"
+
+
+def python_block(page: Path, containing: str) -> str:
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+                if containing in b]
+    return block
+
+
+def test_export_helpers_table_gives_each_helpers_real_signature() -> None:
+    import edgebench.pipeline as pipeline
+
+    rows = table_rows(GUIDE_PAGE, "export-helpers-table")
+    for documented in rows:
+        name = documented.split("(", 1)[0]
+        assert hasattr(pipeline, name), f"edgebench.pipeline has no {name}"
+        assert documented == signature_text(getattr(pipeline, name)), documented
+
+
+def test_converter_fragment_calls_the_helpers_with_their_real_parameters() -> None:
+    """The own-converter fragment uses a made-up tool, so it cannot run; every call it
+    makes to edgebench.pipeline must still bind to the helper's real signature."""
+    import ast
+
+    import edgebench.pipeline as pipeline
+
+    tree = ast.parse(python_block(GUIDE_PAGE, "def produce(out)"))
+    called = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and hasattr(pipeline, node.func.id):
+            signature = inspect.signature(getattr(pipeline, node.func.id))
+            signature.bind(*node.args, **{k.arg: None for k in node.keywords if k.arg})
+            called.add(node.func.id)
+    assert called == {"export_with_ultralytics", "run_tool", "cached_export",
+                      "exported_artifact"}, called
+
+
+def test_tolerance_fragment_widens_only_for_reduced_precision_arithmetic() -> None:
+    from edgebench.accuracy import FP16_TOLERANCE, FP32_TOLERANCE
+    from edgebench.records import Artifact, RuntimeInfo
+
+    namespace: dict[str, Any] = {}
+    exec(python_block(GUIDE_PAGE, "def tolerance(self, artifact, runtime)"), namespace)
+    tolerance = namespace["tolerance"]
+
+    def artifact(precision: str, pipeline: tuple[str, ...] = ()) -> Artifact:
+        return Artifact(Path("m.onnx"), "onnx", "0" * 64, 1, precision=precision,
+                        pipeline=pipeline)
+
+    def runtime(inference_precision: str) -> RuntimeInfo:
+        return RuntimeInfo("rt", "1", None,
+                           details={"inference_precision": inference_precision})
+
+    assert tolerance(None, artifact("fp32"), runtime("f32")) == FP32_TOLERANCE
+    assert tolerance(None, artifact("fp32"), None) == FP32_TOLERANCE
+    assert tolerance(None, artifact("fp32"), runtime("bf16")) == FP16_TOLERANCE
+    assert tolerance(None, artifact("fp16"), runtime("f32")) == FP16_TOLERANCE
+    assert tolerance(None, artifact("int8"), runtime("bf16")) is None
+    assert tolerance(None, artifact("fp32", ("int8",)), runtime("bf16")) is None
+
+
+def test_runner_request_table_gives_what_run_sends_by_default() -> None:
+    """The "(10)" after a flag in the last column is the value ``edgebench run`` sends
+    when the flag is not given (``runner_request`` of the default settings)."""
+    from edgebench.records import RunSettings
+    from edgebench.remote import runner_request
+
+    sent = runner_request(RunSettings(), {}).to_json()
+    checked = 0
+    for key, cells in table_rows(RUNNER_PAGE, "runner-request-table").items():
+        default = re.match(r"`--[\w-]+`(?: / `--[\w-]+`)? \((\d+(?:\.\d+)?)\)", cells[4]) \
+            or re.match(r"`-\w` / `--[\w-]+` \((\d+(?:\.\d+)?)\)", cells[4])
+        if default:
+            assert float(default.group(1)) == sent[key], (key, cells[4], sent[key])
+            checked += 1
+    assert checked == 4, checked  # warm-up and timed loop: counts and durations
