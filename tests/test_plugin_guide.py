@@ -215,6 +215,26 @@ def test_device_example_runs_cases_under_the_chosen_python(guide_site: Path,
     assert len(workdirs) == 1 and not Path(workdirs.pop()).exists(), ran
 
 
+def test_device_example_skips_a_runtime_its_python_lacks(guide_site: Path,
+                                                          tmp_path: Path) -> None:
+    """A bare venv (no numpy, no onnxruntime) as the device's Python: the probe still works
+    (stdlib only) and the case is skipped with the install command, not failed."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
+                   check=True, timeout=120)
+    bare = tmp_path / "bare" / "bin" / "python"
+    assert subprocess.run([str(bare), "-c", "import onnxruntime"],
+                          capture_output=True).returncode != 0
+    uri = f"python://{bare}"
+    done = edgebench(guide_site, "run", "-b", "onnxruntime", "-d", uri, "-n", "3",
+                     "--warmup", "1", "--images", "5", "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr + done.stdout
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    (case,) = json.loads(report.read_text())["cases"]
+    assert case["status"] == "skipped", case
+    assert f"onnxruntime is not installed on {uri}" in case["reason"], case["reason"]
+    assert "pip install" in case["reason"], case["reason"]
+
+
 def test_device_example_refuses_a_path_that_is_not_an_interpreter(guide_site: Path,
                                                                   tmp_path: Path) -> None:
     done = edgebench(guide_site, "run", "-b", "onnxruntime", "-d",
