@@ -138,8 +138,8 @@ def edgebench(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=600)
 
 
-def run_report(site: Path, out: Path, *args: str) -> dict[str, Any]:
-    done = edgebench(site, "run", "-n", "3", "--warmup", "1", "--images", "20",
+def run_report(site: Path, out: Path, *args: str, images: int = 20) -> dict[str, Any]:
+    done = edgebench(site, "run", "-n", "3", "--warmup", "1", "--images", str(images),
                      "-o", str(out), *args)
     assert done.returncode == 0, done.stderr + done.stdout
     (report,) = out.glob("*/report.json")
@@ -202,7 +202,8 @@ def test_device_example_runs_cases_under_the_chosen_python(guide_site: Path,
     log = tmp_path / "argv.log"
     wrapper = python_wrapper(tmp_path, log)
     uri = f"python://{wrapper}"
-    report = run_report(guide_site, tmp_path / "out", "-b", "onnxruntime", "-d", uri)
+    report = run_report(guide_site, tmp_path / "out", "-b", "onnxruntime", "-d", uri,
+                        images=5)
     (case,) = report["cases"]
     assert case["status"] == "ok", case["reason"]
     assert case["case"]["device"] == uri
