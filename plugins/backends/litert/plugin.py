@@ -50,6 +50,17 @@ class LiteRTBackend(Backend):
     option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "runtime": ("auto", "ai-edge-litert", "tflite-runtime")}
 
+    def device_install_requirements(self, info: DeviceInfo) -> tuple[str, ...]:
+        """``tflite-runtime`` on a device with numpy < 2 and Python 3.8-3.11 (its last
+        release, 2.14, is built for numpy 1 and has wheels for those Pythons only; what
+        many Raspberry Pi images run); ``ai-edge-litert`` anywhere else (it wants numpy 2:
+        installing it would upgrade a numpy 1 the device's other software may rely on)."""
+        numpy = info.runtimes.get("numpy")
+        python = _major_minor(info.python)
+        if numpy and _major_minor(numpy)[0] < 2 and (3, 8) <= python <= (3, 11):
+            return ("tflite-runtime",)
+        return ("ai-edge-litert",)
+
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
         if not any(importlib.util.find_spec(m) for m in cls.runtime_modules):
@@ -90,6 +101,16 @@ class LiteRTBackend(Backend):
         every CPU unless told to force fp16; fp16 weights are judged by the fp16 one);
         compressed artifacts are judged by their mAP, not held to a float tolerance."""
         return None if artifact.pipeline else precision_tolerance(artifact.precision)
+
+
+def _major_minor(version: str | None) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``"1.26.4"`` or ``"3.11.7"``;
+    ``(0, 0)`` when it does not start with two numbers."""
+    parts = (version or "").split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "0")
+    except (ValueError, IndexError):
+        return 0, 0
 
 
 # -- reading a .tflite's input on the host (no runtime needed) ---------------------------
