@@ -20,7 +20,7 @@ from edgebench.hookspecs import Register, hookimpl
 from edgebench.redaction import redact
 from edgebench.retry import RunnerTimedOut
 
-from .transport import parse_query
+from .transport import device_lock, parse_query
 
 
 class LocalDevice(Device):
@@ -83,6 +83,12 @@ class LocalDevice(Device):
         shutil.copyfile(Path(remote), local)
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
+        """Run ``argv`` holding this machine's device lock: ``local`` and ``local?python=``
+        devices of one run (one thread each) take turns, never measuring at once."""
+        with device_lock("local"):
+            return self._run(argv, timeout_s=timeout_s)
+
+    def _run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
         start = time.perf_counter()
         if self._aborted:
             raise CaseError("aborted")

@@ -213,3 +213,29 @@ def test_bad_local_device_uris_are_one_sentence(uri: str, message: str,
     assert main(["run", *FAST, "-d", uri, "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_two_local_devices_never_measure_at_once(tmp_path: Path) -> None:
+    """``local`` and ``local?python=`` share one CPU: their runs take turns (one thread per
+    device, as a run schedules them), or each would time the other's load."""
+    import itertools
+    import threading
+
+    code = ("import sys, time; t0 = time.time(); time.sleep(0.3); "
+            "open(sys.argv[1], 'w').write('%r %r' % (t0, time.time()))")
+
+    def run(uri: str, out: Path) -> None:
+        with LocalDevice(uri) as device:
+            for i in range(3):
+                device.run([device.python, "-c", code, str(out.with_suffix(f".{i}"))],
+                           timeout_s=30)
+
+    threads = [threading.Thread(target=run, args=(uri, tmp_path / name)) for uri, name in
+               (("local", "a"), (f"local?python={sys.executable}", "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = sorted(tuple(map(float, p.read_text().split())) for p in tmp_path.glob("[ab].*"))
+    assert len(spans) == 6
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), spans
