@@ -51,14 +51,21 @@ class LiteRTBackend(Backend):
         "runtime": ("auto", "ai-edge-litert", "tflite-runtime")}
 
     def device_install_requirements(self, info: DeviceInfo) -> tuple[str, ...]:
-        """``tflite-runtime`` on a device with numpy < 2 and Python 3.8-3.11 (its last
-        release, 2.14, is built for numpy 1 and has wheels for those Pythons only; what
-        many Raspberry Pi images run); ``ai-edge-litert`` anywhere else (it wants numpy 2:
-        installing it would upgrade a numpy 1 the device's other software may rely on)."""
+        """What to install on a device with this Python and numpy, keeping its numpy:
+
+        - numpy < 2 and Python 3.8-3.11: ``tflite-runtime`` (its last release, 2.14, is
+          built for numpy 1 and has wheels for those Pythons only; what many Raspberry Pi
+          images run);
+        - numpy < 2 on another Python: ``ai-edge-litert 'numpy<2'`` (a plain install
+          upgrades numpy to 2 through its ml-dtypes dependency; pinned, ai-edge-litert 2.3
+          runs on numpy 1.26: checked on x86_64, Python 3.11);
+        - else (numpy 2, or none yet): ``ai-edge-litert``.
+        """
         numpy = info.runtimes.get("numpy")
-        python = _major_minor(info.python)
-        if numpy and _major_minor(numpy)[0] < 2 and (3, 8) <= python <= (3, 11):
-            return ("tflite-runtime",)
+        if numpy and _major_minor(numpy)[0] < 2:
+            if (3, 8) <= _major_minor(info.python) <= (3, 11):
+                return ("tflite-runtime",)
+            return ("ai-edge-litert", "numpy<2")
         return ("ai-edge-litert",)
 
     @classmethod
