@@ -145,6 +145,7 @@ def test_tflite_runtime_agrees_with_ai_edge_litert(tflite_python: Path, tmp_path
     assert fidelity.max_abs < 1e-3
 
 
+@pytest.mark.sshd
 def test_tflite_runtime_over_ssh(tflite_python: Path, sshd: SshServer,  # noqa: F811
                                  tmp_path: Path) -> None:
     uri = sshd.uri(python=str(tflite_python))
