@@ -20,26 +20,38 @@ from edgebench.hookspecs import Register, hookimpl
 from edgebench.redaction import redact
 from edgebench.retry import RunnerTimedOut
 
+from .transport import device_lock, parse_query
+
 
 class LocalDevice(Device):
-    """``local`` (or ``local://``): this machine, the harness's own Python by default."""
+    """``local`` (or ``local://``): this machine, the harness's own Python by default.
+
+    ``local?python=PATH`` runs the runners with another interpreter of this machine (a venv
+    with another numpy or runtime, e.g. ``tflite-runtime`` 2.14 next to numpy 1.26): a second
+    device, so both run side by side in one ``edgebench run``.
+    """
 
     scheme: ClassVar[str] = "local"
 
     def __init__(self, uri: str = "local", *, python: str | None = None) -> None:
         self.uri = uri
-        self.python = python or sys.executable
+        self.python = python or _uri_python(uri) or sys.executable
         self._workdir: Path | None = None
         self._running: subprocess.Popen[str] | None = None
         self._aborted = False
 
     @classmethod
     def check_uri(cls, uri: str) -> None:
-        """Only ``local`` or ``local://``: nothing else would be read (and a URI carries
-        into the report as it is)."""
-        if uri not in ("local", "local://"):
-            raise UserError(f"device {redact(uri)!r}: the local device takes no host or "
-                            "options; write 'local'.")
+        """``local`` or ``local://``, optionally with ``?python=PATH`` (an executable file):
+        nothing else would be read (and a URI carries into the report as it is)."""
+        python = _uri_python(uri)
+        if python is None:
+            return
+        if not os.path.isabs(python) or not os.path.isfile(python) \
+                or not os.access(python, os.X_OK):
+            raise UserError(f"device {redact(uri)!r}: python={python!r} is not an executable "
+                            "file; give the absolute path of an interpreter, e.g. "
+                            "local?python=/opt/venv/bin/python.")
 
     @property
     def workdir(self) -> PurePosixPath:
@@ -71,6 +83,12 @@ class LocalDevice(Device):
         shutil.copyfile(Path(remote), local)
 
     def run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
+        """Run ``argv`` holding this machine's device lock: ``local`` and ``local?python=``
+        devices of one run (one thread each) take turns, never measuring at once."""
+        with device_lock("local"):
+            return self._run(argv, timeout_s=timeout_s)
+
+    def _run(self, argv: Sequence[str], *, timeout_s: float) -> Completed:
         start = time.perf_counter()
         if self._aborted:
             raise CaseError("aborted")
@@ -101,6 +119,16 @@ class LocalDevice(Device):
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _uri_python(uri: str) -> str | None:
+    """The ``python`` option of a local device URI, or ``None`` when it has none; a host,
+    a path or another option is a :class:`UserError`."""
+    base, sep, query = uri.partition("?")
+    if base not in ("local", "local://") or (sep and not query):
+        raise UserError(f"device {redact(uri)!r}: the local device takes no host and one "
+                        "option, python=PATH; write 'local' or 'local?python=/path/to/python'.")
+    return parse_query(uri, query, ("python",)).get("python") if query else None
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> tuple[str, str]:

@@ -23,7 +23,7 @@ ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "shapes-yolov8n.onnx"
 """The embedded default: YOLOv8n trained by ``scripts/train_default_model.py`` on shapes."""
 
-_URI = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)(?::(?://)?(?P<rest>.*))?$")
+_URI = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)(?:(?::(?://)?|(?=\?))(?P<rest>.*))?$")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ class Matrix:
 
 
 def device_scheme(uri: str) -> str:
-    """``local`` for ``local`` / ``local://``; ``ssh`` for ``ssh://pi@host``."""
+    """``local`` for ``local`` / ``local://`` / ``local?python=PATH``; ``ssh`` for
+    ``ssh://pi@host``."""
     match = _URI.match(uri)
     if not match:
         raise UserError(f"device {redact(uri)!r} is not a device URI such as 'local' or "

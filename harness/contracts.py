@@ -66,6 +66,12 @@ class Backend(abc.ABC):
     ``edgebench devices`` and before a case runs)."""
     install_hint: ClassVar[str] = ""
     """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
+    device_requirements: ClassVar[tuple[str, ...]] = ()
+    """What ``pip install`` takes to install the runtime for the runner on a device, e.g.
+    ``("onnxruntime",)``: a device without it is skipped with ``<the device's python> -m pip
+    install <these>``. Empty: the skip shows :attr:`install_hint`. A backend whose package
+    depends on the device (its Python or numpy version) overrides
+    :meth:`device_install_requirements` instead."""
     option_defaults: ClassVar[Mapping[str, Any]] = _NO_OPTIONS
     """Every runner option with its default (``--backend-option ncnn.fp16_storage=on``);
     values given are typed like the default and checked against :attr:`option_choices`
@@ -103,6 +109,11 @@ class Backend(abc.ABC):
         Default: :attr:`option_defaults` updated with the run's ``--backend-option``
         values (:func:`resolve_options`)."""
         return resolve_options(self, settings)
+
+    def device_install_requirements(self, info: DeviceInfo) -> tuple[str, ...]:
+        """The pip requirements that install the runtime on a device with this fingerprint
+        (``info.python``, ``info.runtimes["numpy"]``). Default: :attr:`device_requirements`."""
+        return self.device_requirements
 
     def unsupported_reason(self, info: DeviceInfo) -> str | None:
         """Why this backend cannot run on a device with this fingerprint, or ``None``

@@ -10,6 +10,7 @@ leaves an attempt, for :mod:`edgebench.retry` to decide on.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from collections.abc import Callable, Mapping
 
@@ -109,14 +110,19 @@ def _check_python(device: Device, backend: str) -> None:
             "or benchncnn=PATH) or a Python (python=PATH)")
 
 
-def _check_supported(backend: Backend, info: DeviceInfo, uri: str) -> None:
+def _check_supported(backend: Backend, info: DeviceInfo, device: Device) -> None:
     reason = backend.unsupported_reason(info)
     if reason:
         raise CaseSkipped(reason)
     if backend.runtime_modules and not any(m in info.runtimes for m in backend.runtime_modules):
         module = " or ".join(backend.runtime_modules)
+        requirements = backend.device_install_requirements(info)
+        if requirements and device.python:
+            command = shlex.join([device.python, "-m", "pip", "install", *requirements])
+            raise CaseSkipped(f"{module} is not installed for {device.python} on "
+                              f"{device.uri}; install it with: {command}")
         hint = f" ({backend.install_hint})" if backend.install_hint else ""
-        raise CaseSkipped(f"{module} is not installed on {uri}{hint}")
+        raise CaseSkipped(f"{module} is not installed on {device.uri}{hint}")
 
 
 def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
@@ -209,7 +215,7 @@ class CaseExecutor:
             native = device.native_runner(plan.backend.name)
             if native is None:
                 _check_python(device, plan.backend.name)
-                _check_supported(plan.backend, info, device.uri)
+                _check_supported(plan.backend, info, device)
             throttled_before = device.throttling()
             if native is not None:
                 result = self._measure_native(native, plan, device, info, base)

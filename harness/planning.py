@@ -54,7 +54,8 @@ def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
     Raises :class:`UserError` when a named backend cannot run here and every device is
     local, or when no backend is usable at all.
     """
-    local_only = all(device_scheme(d) == "local" for d in matrix.devices)
+    # the host's own interpreter only: local?python=PATH runs another one, with its own runtimes
+    local_only = all(device_scheme(d) == "local" and "?" not in d for d in matrix.devices)
     if matrix.backends:
         for name in matrix.backends:
             reg = registry.get(PluginKind.BACKEND, name)

@@ -246,8 +246,9 @@ def test_runtime_missing_on_the_phone_is_skipped_with_the_fix(
         phone.stop()
     (case,) = report.cases
     assert case.status is Status.SKIPPED
-    assert case.reason == (f"onnxruntime is not installed on {uri} "
-                           "(pip install 'edgebench[onnxruntime]')")
+    on_path = phone.root / "system" / "bin" / "python3"  # found by `command -v python3`
+    assert case.reason == (f"onnxruntime is not installed for {on_path} on {uri}; "
+                           f"install it with: {on_path} -m pip install onnxruntime")
 
 
 def test_unreachable_device_is_retried_then_fails_every_case(sshd: SshServer,

@@ -154,6 +154,7 @@ class _OkBackend(_Backend):
     (_OkBackend, "runtime_modules", "onnxruntime", "a tuple of non-empty strings"),
     (_OkBackend, "runtime_modules", ("",), "a tuple of non-empty strings"),
     (_OkBackend, "install_hint", None, "a string"),
+    (_OkBackend, "device_requirements", "onnxruntime", "a tuple of non-empty strings"),
     (_OkBackend, "option_defaults", ["x"], "a mapping of option name (str) to a default"),
     (_OkBackend, "option_defaults", {"x": None}, "a mapping of option name (str) to a default"),
     (_OkBackend, "option_defaults", {1: True}, "a mapping of option name (str) to a default"),
@@ -201,6 +202,7 @@ def test_well_typed_members_are_accepted() -> None:
 
 
 def test_a_backend_without_runtime_modules_is_not_skipped_for_them() -> None:
+    from edgebench.devices.local import LocalDevice
     from edgebench.errors import CaseSkipped
     from edgebench.execution import _check_supported
     from edgebench.records import DeviceInfo
@@ -208,14 +210,23 @@ def test_a_backend_without_runtime_modules_is_not_skipped_for_them() -> None:
     info = DeviceInfo(uri="local", hostname=None, arch="x86_64", os="linux", cpu_model=None,
                       cores=None, ram_bytes=None, python=None, governor=None,
                       temperature_c=None, runtimes={"numpy": "2"})
-    _check_supported(_OkBackend(), info, "local")  # () means: no runtime module to check
+    device = LocalDevice()
+    _check_supported(_OkBackend(), info, device)  # () means: no runtime module to check
 
     class NeedsRt(_OkBackend):
         runtime_modules = ("toyrt",)
 
     with pytest.raises(CaseSkipped) as err:
-        _check_supported(NeedsRt(), info, "local")
-    assert str(err.value) == "toyrt is not installed on local"
+        _check_supported(NeedsRt(), info, device)
+    assert str(err.value) == "toyrt is not installed on local"  # no device_requirements
+
+    class Pip(NeedsRt):
+        device_requirements = ("toyrt>=1", "numpy<2")
+
+    with pytest.raises(CaseSkipped) as err:
+        _check_supported(Pip(), info, device)
+    assert str(err.value) == (f"toyrt is not installed for {sys.executable} on local; install "
+                              f"it with: {sys.executable} -m pip install 'toyrt>=1' 'numpy<2'")
 
 
 def test_register_without_name_is_refused() -> None:

@@ -281,7 +281,8 @@ def test_runtime_missing_on_the_device_is_skipped_with_the_pip_hint(sshd: SshSer
     assert main(["run", "-o", str(tmp_path), "-d", uri, "-b", "onnxruntime", *FAST]) == 0
     (case,) = only_report(tmp_path)["cases"]
     assert case["status"] == "skipped"
-    assert case["reason"].startswith(f"onnxruntime is not installed on {uri} (pip install")
+    assert case["reason"] == (f"onnxruntime is not installed for {system_python} on {uri}; "
+                              f"install it with: {system_python} -m pip install onnxruntime")
 
 
 def test_devices_command_lists_reachable_and_unreachable(

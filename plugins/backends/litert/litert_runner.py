@@ -41,8 +41,10 @@ def import_runtime(request):
         version = getattr(top, "__version__", None) or agent._module_version(package)
         return dist, str(version), module
     raise agent.RunnerFailure(
-        "import", "no LiteRT runtime could be imported (%s); pip install ai-edge-litert "
-        "(numpy 2) or tflite-runtime (numpy < 2)" % ("; ".join(problems) or "none requested"))
+        "import", "no LiteRT runtime could be imported (%s); install one with: "
+        "%s -m pip install ai-edge-litert (numpy 2) or %s -m pip install tflite-runtime "
+        "(numpy < 2, Python 3.8-3.11)" % ("; ".join(problems) or "none requested",
+                                         sys.executable, sys.executable))
 
 
 def _layout(model_shape, array_shape):

@@ -50,6 +50,24 @@ class LiteRTBackend(Backend):
     option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "runtime": ("auto", "ai-edge-litert", "tflite-runtime")}
 
+    def device_install_requirements(self, info: DeviceInfo) -> tuple[str, ...]:
+        """What to install on a device with this Python and numpy, keeping its numpy:
+
+        - numpy < 2 and Python 3.8-3.11: ``tflite-runtime`` (its last release, 2.14, is
+          built for numpy 1 and has wheels for those Pythons only; what many Raspberry Pi
+          images run);
+        - numpy < 2 on another Python: ``ai-edge-litert 'numpy<2'`` (a plain install
+          upgrades numpy to 2 through its ml-dtypes dependency; pinned, ai-edge-litert 2.3
+          runs on numpy 1.26: checked on x86_64, Python 3.11);
+        - else (numpy 2, or none yet): ``ai-edge-litert``.
+        """
+        numpy = info.runtimes.get("numpy")
+        if numpy and _major_minor(numpy)[0] < 2:
+            if (3, 8) <= _major_minor(info.python) <= (3, 11):
+                return ("tflite-runtime",)
+            return ("ai-edge-litert", "numpy<2")
+        return ("ai-edge-litert",)
+
     @classmethod
     def host_unavailable_reason(cls) -> str | None:
         if not any(importlib.util.find_spec(m) for m in cls.runtime_modules):
@@ -90,6 +108,16 @@ class LiteRTBackend(Backend):
         every CPU unless told to force fp16; fp16 weights are judged by the fp16 one);
         compressed artifacts are judged by their mAP, not held to a float tolerance."""
         return None if artifact.pipeline else precision_tolerance(artifact.precision)
+
+
+def _major_minor(version: str | None) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``"1.26.4"`` or ``"3.11.7"``;
+    ``(0, 0)`` when it does not start with two numbers."""
+    parts = (version or "").split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "0")
+    except (ValueError, IndexError):
+        return 0, 0
 
 
 # -- reading a .tflite's input on the host (no runtime needed) ---------------------------

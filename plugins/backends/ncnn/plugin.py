@@ -49,6 +49,7 @@ class NcnnBackend(Backend):
     formats: ClassVar[tuple[str, ...]] = ("ncnn",)
     runtime_modules: ClassVar[tuple[str, ...]] = ("ncnn",)
     install_hint: ClassVar[str] = "pip install 'edgebench[ncnn]'"
+    device_requirements: ClassVar[tuple[str, ...]] = ("ncnn",)
     boxes_normalised: ClassVar[bool | None] = False
     max_batch: ClassVar[int | None] = 1
     """ncnn's ``Mat`` has no batch axis (c, h, w): one image per inference."""

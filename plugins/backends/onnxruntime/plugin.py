@@ -21,6 +21,7 @@ class OnnxRuntimeBackend(Backend):
     formats: ClassVar[tuple[str, ...]] = ("onnx",)
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     install_hint: ClassVar[str] = "pip install 'edgebench[onnxruntime]'"
+    device_requirements: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     max_batch: ClassVar[int | None] = None
     """Any static batch: the runner feeds the model's own input shape."""
 
