@@ -65,7 +65,13 @@ class Backend(abc.ABC):
     """Importable modules, any one of which the runner needs on the device (checked by
     ``edgebench devices`` and before a case runs)."""
     install_hint: ClassVar[str] = ""
-    """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
+    """How to install the backend on the host, e.g. ``pip install 'edgebench[onnxruntime]'``
+    (shown by ``edgebench plugins``)."""
+    device_requirements: ClassVar[tuple[str, ...]] = ()
+    """The pip requirements that install the runtime on a device, e.g. ``("onnxruntime",)``:
+    a case skipped for a missing runtime gives the exact command, ``<device python> -m pip
+    install <these>``. ``()`` (default): the distributions providing
+    :attr:`runtime_modules` on the host (:mod:`edgebench.runtime_install`)."""
     option_defaults: ClassVar[Mapping[str, Any]] = _NO_OPTIONS
     """Every runner option with its default (``--backend-option ncnn.fp16_storage=on``);
     values given are typed like the default and checked against :attr:`option_choices`

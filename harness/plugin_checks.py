@@ -71,7 +71,8 @@ def member_problem(cls: type) -> str | None:
 
     str_tuples: dict[str, object] = {}
     if issubclass(cls, Backend):
-        str_tuples = {"formats": cls.formats, "runtime_modules": cls.runtime_modules}
+        str_tuples = {"formats": cls.formats, "runtime_modules": cls.runtime_modules,
+                      "device_requirements": cls.device_requirements}
     elif issubclass(cls, Compressor):
         str_tuples = {"torch_safe_globals": cls.torch_safe_globals}
     for member, value in str_tuples.items():
