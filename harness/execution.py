@@ -112,13 +112,15 @@ def _check_python(device: Device, backend: str) -> None:
 
 def _check_supported(backend: Backend, info: DeviceInfo, uri: str, python: str) -> None:
     """:class:`CaseSkipped` when the backend says it cannot run on this device, or none of
-    its runtime modules imports there (with the command that installs one for the device's
-    interpreter ``python``: :func:`edgebench.runtime_install.missing_runtime_reason`)."""
+    its runtime modules (or numpy) imports there, with the command that installs them for
+    the device's interpreter ``python``
+    (:func:`edgebench.runtime_install.missing_runtime_reason`)."""
     reason = backend.unsupported_reason(info)
     if reason:
         raise CaseSkipped(reason)
-    if backend.runtime_modules and not any(m in info.runtimes for m in backend.runtime_modules):
-        raise CaseSkipped(missing_runtime_reason(backend, uri, python))
+    missing = missing_runtime_reason(backend, info.runtimes, uri, python)
+    if missing is not None:
+        raise CaseSkipped(missing)
 
 
 def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,

@@ -143,6 +143,13 @@ class Planner:
                 if name not in self.backends:
                     raise UserError(f"--backend-option names backend {name!r}, which is not "
                                     f"in this run (backends: {', '.join(self.backends)}).")
+            for name in self.backends:  # a bad option of any backend: exit 2 before any export
+                reg = registry.get(PluginKind.BACKEND, name)
+                resolve_options(reg.cls(), settings)
+                try:
+                    plugin_results.runner_options(reg, reg.cls(), settings)
+                except CaseError:
+                    pass  # the plugin's own bug: its cases fail with the sentence (plan)
         self.variants = Variants(matrix, registry, workdir)
         # With accuracy off the dataset only gives the timed input (its first image): the
         # embedded val images then, as in a run without --data; --data is not read at all.

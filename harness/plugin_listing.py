@@ -12,9 +12,8 @@ same way.
 
 from __future__ import annotations
 
-import importlib.metadata
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 from .contracts import Backend, Compressor
@@ -46,14 +45,14 @@ def _field(label: str, text: str, width: int) -> list[str]:
                          break_on_hyphens=False) or [f"    {label}:"]
 
 
-def _backend(reg: Registration, provided: Mapping[str, list[str]], width: int) -> list[str]:
+def _backend(reg: Registration, width: int) -> list[str]:
     cls = cast(type[Backend], reg.cls)
     lines = [f"  {reg.name}  ({_origin(reg)})"]
     lines += _field("formats", ", ".join(cls.formats), width)
     lines += _field("usable here", _usable(reg), width)
     lines += _field("install", cls.install_hint or "(not said by the plugin)", width)
     if cls.runtime_modules:
-        requirements = device_requirements(cls, provided)
+        requirements = device_requirements(cls)
         device = (f"DEVICE_PYTHON -m pip install {' '.join(requirements)}" if requirements else
                   f"a package providing {' or '.join(cls.runtime_modules)}")
         lines += _field("on a device", device, width)
@@ -80,7 +79,6 @@ def render_plugins(registry: Registry, disabled: Sequence[str] = (), *,
     """The listing of ``edgebench plugins`` for ``registry`` (``disabled``: the
     ``--disable`` names, said at the end), every line at most ``width`` columns except a
     single word longer than that (a path)."""
-    provided = importlib.metadata.packages_distributions()
     out: list[str] = []
     for kind in PluginKind:
         regs = sorted(registry.of(kind).values(), key=lambda r: r.name)
@@ -89,7 +87,7 @@ def render_plugins(registry: Registry, disabled: Sequence[str] = (), *,
         out.append(f"{_HEADINGS[kind]}:")
         for reg in regs:
             if kind is PluginKind.BACKEND:
-                out += _backend(reg, provided, width)
+                out += _backend(reg, width)
             elif kind is PluginKind.COMPRESSOR:
                 out += _compressor(reg, width)
             else:

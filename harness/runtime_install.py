@@ -3,8 +3,8 @@ interpreter (``<device python> -m pip install <packages>``), never the host's ex
 
 The packages are the backend's :attr:`~edgebench.contracts.Backend.device_requirements`
 when it declares them; otherwise the distributions that provide its ``runtime_modules`` on
-the host (``importlib.metadata.packages_distributions``: ``ai_edge_litert`` is provided by
-``ai-edge-litert``, ``MNN`` by ``mnn``), which is what the host itself runs.
+the host (their ``RECORD``: ``ai_edge_litert`` is provided by ``ai-edge-litert``), which
+is what the host itself runs.
 """
 
 from __future__ import annotations
@@ -16,29 +16,30 @@ from collections.abc import Mapping
 from .contracts import Backend
 
 
-def module_distribution(module: str, provided: Mapping[str, list[str]] | None = None
-                        ) -> str | None:
-    """The host's distribution that provides the top-level package of ``module``
-    (``ai_edge_litert`` -> ``ai-edge-litert``), or ``None`` when none installed here does.
-    ``provided``: ``importlib.metadata.packages_distributions()`` when already read (it
-    scans every installed distribution, about 0.3 s)."""
-    if provided is None:
-        provided = importlib.metadata.packages_distributions()
-    dists = provided.get(module.split(".")[0])
-    return sorted(dists)[0] if dists else None
+def module_distribution(module: str) -> str | None:
+    """The installed distribution that provides the top-level package (or module) of
+    ``module`` on the host (``ai_edge_litert`` -> ``ai-edge-litert``, ``MNN`` -> ``MNN``),
+    read from each distribution's ``top_level.txt`` or ``RECORD``; the first by name when
+    several do (``cv2``); ``None`` when none installed here does."""
+    top = module.split(".")[0]
+    found: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        if top in (dist.read_text("top_level.txt") or "").split() or any(
+                line.startswith((f"{top}/", f"{top}.py,"))
+                for line in (dist.read_text("RECORD") or "").splitlines()):
+            found.add(str(dist.metadata["Name"]))
+    return sorted(found)[0] if found else None
 
 
-def device_requirements(backend: type[Backend] | Backend,
-                        provided: Mapping[str, list[str]] | None = None) -> tuple[str, ...]:
+def device_requirements(backend: type[Backend] | Backend) -> tuple[str, ...]:
     """The pip requirements that install ``backend``'s runtime on a device: its declared
     ``device_requirements``, else the host's distribution of the first of its
-    ``runtime_modules`` installed here; ``()`` when neither is known."""
+    ``runtime_modules`` installed here (:func:`module_distribution`); ``()`` when neither
+    is known."""
     if backend.device_requirements or not backend.runtime_modules:
         return backend.device_requirements
-    if provided is None:
-        provided = importlib.metadata.packages_distributions()
     for module in backend.runtime_modules:
-        dist = module_distribution(module, provided)
+        dist = module_distribution(module)
         if dist is not None:
             return (dist,)
     return ()
@@ -54,16 +55,34 @@ def device_install_command(backend: type[Backend] | Backend, python: str) -> str
     return shlex.join([python, "-m", "pip", "install", *requirements])
 
 
-def missing_runtime_reason(backend: type[Backend] | Backend, uri: str, python: str) -> str:
-    """Why a case is skipped when none of ``backend``'s runtime modules imports on the
-    device ``uri`` with the interpreter ``python``, in one sentence with the command that
-    installs it there (or, when the packages are not known, the backend's install hint)."""
-    modules = " or ".join(backend.runtime_modules)
-    command = device_install_command(backend, python)
-    if command is not None:
-        return f"{modules} is not installed on {uri}; install it there with: {command}"
+def missing_runtime_reason(backend: type[Backend] | Backend, runtimes: Mapping[str, str],
+                           uri: str, python: str) -> str | None:
+    """Why a case of ``backend`` is skipped on the device ``uri`` whose interpreter
+    ``python`` imports the modules ``runtimes`` (module -> version, from its probe): none of
+    the backend's ``runtime_modules``, or numpy (every Python runner needs it), is there.
+    One sentence with the command that installs what is missing there; when the runtime's
+    packages are not known (:func:`device_requirements`), the backend's install hint.
+    ``None``: nothing is missing."""
+    missing: list[str] = []
+    requirements: list[str] = []
+    known = True
+    if backend.runtime_modules and not any(m in runtimes for m in backend.runtime_modules):
+        missing.append(" or ".join(backend.runtime_modules))
+        found = device_requirements(backend)
+        requirements += found
+        known = bool(found)
+    if "numpy" not in runtimes:
+        missing.append("numpy")
+        requirements.append("numpy")
+    if not missing:
+        return None
+    what = f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
+    it = "it" if len(missing) == 1 else "them"
+    if known and python:
+        command = shlex.join([python, "-m", "pip", "install", *requirements])
+        return f"{what} on {uri}; install {it} there with: {command}"
     hint = f" ({backend.install_hint})" if backend.install_hint else ""
-    return f"{modules} is not installed for {python or 'the Python'} on {uri}{hint}"
+    return f"{what} for {python or 'the Python'} on {uri}{hint}"
 
 
 def import_failed_reason(backend: type[Backend] | Backend, module: str, uri: str,
