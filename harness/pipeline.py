@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -173,19 +174,40 @@ def last_error_line(stderr: str, stdout: str) -> str:
         lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
         lines = [ln for ln in lines if ln and "dlopen failed" not in ln]
         if lines:
-            return lines[-1][:300]
+            return clipped(lines[-1])
     return "no output"
+
+
+def clipped(line: str, limit: int = 300) -> str:
+    """``line`` cut to ``limit`` characters in the middle (`` … ``), keeping its start and
+    its end, where a converter's message says what went wrong (``… Unsupported model IR
+    version: 14, max supported IR version: 13``)."""
+    if len(line) <= limit:
+        return line
+    head = limit // 3
+    return f"{line[:head]} … {line[len(line) - (limit - head - 3):]}"
+
+
+def _exit_text(code: int) -> str:
+    """``exit 1``, or for a tool a signal ended (a negative code): ``killed by SIGSEGV``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
 
 def run_tool(argv: list[str], what: str, *, cwd: Path | None = None,
               timeout_s: float = 1800) -> str:
     """Run a converter under the host's memory and time limits (:mod:`edgebench.limits`)
     and return its stdout. :class:`CaseError` when it fails (``<what> failed (exit N):
-    <its last error line>``, :func:`last_error_line`) or passes a limit. ``what`` says what
+    <its last error line>`` or ``(killed by SIGSEGV)``, :func:`last_error_line`) or passes a
+    limit. ``what`` says what
     it does, e.g. ``converting m.onnx to ncnn with pnnx``."""
     done = run_limited(argv, what, time_s=timeout_s, cwd=cwd)
     if done.returncode != 0:
-        raise CaseError(f"{what} failed (exit {done.returncode}): "
+        raise CaseError(f"{what} failed ({_exit_text(done.returncode)}): "
                         f"{last_error_line(done.stderr, done.stdout)}")
     return done.stdout
 

@@ -21,6 +21,7 @@ from typing import Any
 from .contracts import Backend, CompressionContext, Compressor
 from .errors import CaseError, CaseSkipped, UserError
 from .input_size import ImgSz
+from .pipeline import clipped
 from .plugin_manager import Registration
 from .records import Artifact, RunSettings
 
@@ -30,10 +31,10 @@ _OURS = (CaseError, CaseSkipped, UserError)
 
 def error_line(exc: BaseException) -> str:
     """An exception as ``Type: its last non-blank line`` (a converter's message ends with
-    what went wrong; a traceback's last line is the exception), at most 300 characters."""
+    what went wrong; a traceback's last line is the exception), at most 300 characters
+    (:func:`edgebench.pipeline.clipped`)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
-    return text[:300]
+    return clipped(f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__)
 
 
 def _shown(value: object) -> str:

@@ -90,11 +90,14 @@ def import_failed_reason(backend: type[Backend] | Backend, module: str, uri: str
     """Why a case is skipped when its runner could not import ``module`` on the device (a
     runtime the backend does not list in ``runtime_modules``, or one a runner option asks
     for): one sentence with the install command for the device's interpreter. The
-    backend's own ``device_requirements`` are named when ``module`` is one of its runtime
-    modules, else the host's distribution of ``module``."""
+    backend's declared ``device_requirements`` are named when ``module`` is one of its
+    runtime modules, else the host's distribution of ``module`` itself."""
     ours = module.split(".")[0] in {m.split(".")[0] for m in backend.runtime_modules}
-    dist = module_distribution(module)
-    requirements = device_requirements(backend) if ours else (dist,) if dist else ()
+    if ours and backend.device_requirements:
+        requirements = backend.device_requirements
+    else:  # the module itself, not one of its alternatives (tflite_runtime, not ai_edge_litert)
+        dist = module_distribution(module)
+        requirements = (dist,) if dist else ()
     if requirements and python:
         command = shlex.join([python, "-m", "pip", "install", *requirements])
         return (f"the {backend.name} runner cannot import {module} on {uri}; install it "

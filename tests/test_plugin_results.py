@@ -21,6 +21,7 @@ import functools
 import importlib.metadata
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -537,6 +538,35 @@ def test_a_failed_tool_is_named_by_its_last_error_line(tmp_path: Path) -> None:
                               "ValueError: op Foo is not supported")
 
 
+def test_a_model_pnnx_rejects_fails_with_pnnxs_own_last_error_line(
+        make_onnx: Any, tmp_path: Path) -> None:
+    """The real converter as the oracle: pnnx run by hand on the same model ends its stderr
+    with the line the case's reason ends with."""
+    from edgebench.pipeline import clipped
+    from edgebench.plugins.backends.ncnn.pnnx import pnnx_binary
+
+    binary = pnnx_binary()
+    if binary is None:
+        pytest.skip("pnnx is not installed")
+    model = make_onnx("bad_op")
+    by_hand = subprocess.run([str(binary), str(model), "inputshape=[1,3,64,64]f32",
+                              f"ncnnparam={tmp_path / 'm.param'}",
+                              f"ncnnbin={tmp_path / 'm.bin'}", f"ncnnpy={tmp_path / 'm.py'}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert by_hand.returncode != 0
+    last = [ln for ln in by_hand.stderr.splitlines() if ln.strip()][-1].strip()
+    how = (f"killed by {signal.Signals(-by_hand.returncode).name}" if by_hand.returncode < 0
+           else f"exit {by_hand.returncode}")
+    out = tmp_path / "out"
+    code = main(["run", "-m", str(model), "-b", "ncnn", "--no-accuracy", "-n", "1",
+                 "--warmup", "0", "-o", str(out)])
+    (report,) = out.glob("*/report.json")  # the CLI writes into a run directory
+    (case,) = json.loads(report.read_text())["cases"]
+    assert code == 1 and case["status"] == "failed"
+    assert case["reason"] == (f"converting bad_op.onnx to ncnn with pnnx failed ({how}): "
+                              f"{clipped(last)}")
+
+
 @pytest.fixture(scope="module")
 def rejected_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A .pt no converter accepts: bytes that are no PyTorch checkpoint."""
@@ -555,7 +585,7 @@ def test_every_backend_converting_a_rejected_model_fails_with_its_last_error_lin
     names = [cls.name for cls in _usable_backends()]
     code = main(["run", "-m", str(rejected_pt), "-b", ",".join(names), "--no-accuracy",
                  "-n", "1", "--warmup", "0", "-o", str(tmp_path)])
-    (report,) = tmp_path.glob("*/report.json")
+    (report,) = tmp_path.glob("*/report.json")  # the CLI writes into a run directory
     cases = {c["case"]["backend"]: c for c in json.loads(report.read_text())["cases"]}
     assert set(cases) == set(names)
     failed = 0
