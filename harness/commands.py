@@ -14,22 +14,10 @@ from .plugin_manager import collect_registry, make_plugin_manager
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugin_listing import render_plugins
+
     pm = make_plugin_manager(disabled=split_list(args.disable))
-    registry = collect_registry(pm)
-    rows = [("kind", "name", "distribution", "version", "plugin", "usable here")]
-    for reg in registry.all():
-        reason = reg.unavailable_reason()
-        usable = "yes" if reason is None else f"no: {reason}"
-        if reg.hooks:
-            usable += f" (hooks: {', '.join(reg.hooks)})"
-        rows.append((reg.kind.value, reg.name, reg.distribution or "–", reg.version or "–",
-                     reg.plugin, usable))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
-    blocked = sorted(split_list(args.disable))
-    if blocked:
-        print(f"disabled: {', '.join(blocked)}")
+    print(render_plugins(collect_registry(pm), split_list(args.disable)))
     return 0
 
 

@@ -22,6 +22,7 @@ from .contracts import CompressionContext, Compressor, Stage, compressor_stage
 from .errors import CaseSkipped, UserError
 from .plugin_manager import PluginKind, Registry
 from .plugin_options import checked_option
+from .plugin_results import compressed
 from .records import Artifact
 
 _TRUE = ("true", "on", "yes")
@@ -221,14 +222,16 @@ def apply_steps(model: Artifact, steps: Sequence[Step], target: str, registry: R
                 context: CompressionContext) -> tuple[Artifact, tuple[str, ...]]:
     """Apply ``steps`` in order to ``model`` (all must work on ``target``), each result's
     ``pipeline`` extended by the step's label. Returns the artifact and the steps' notes
-    for the report (``"int8: kept in float: ..."``)."""
+    for the report (``"int8: kept in float: ..."``). What a compressor returns is checked
+    (:func:`edgebench.plugin_results.compressed`): a wrong value is a :class:`CaseError`
+    naming the plugin."""
     notes: list[str] = []
     for step in steps:
         cls = compressor_for(step, target, registry)
-        compressor = cls()
-        out = compressor.apply(model, options_for(cls, step), context)
+        reg = registry.of(PluginKind.COMPRESSOR)[f"{cls.name}/{cls.target}"]
+        out, said = compressed(reg, cls(), model, options_for(cls, step), context, step.label)
         model = dataclasses.replace(out, pipeline=(*model.pipeline, step.label))
-        notes += [f"{step.label}: {note}" for note in compressor.notes(out)]
+        notes += [f"{step.label}: {note}" for note in said]
     return model, tuple(notes)
 
 

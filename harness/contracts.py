@@ -65,12 +65,14 @@ class Backend(abc.ABC):
     """Importable modules, any one of which the runner needs on the device (checked by
     ``edgebench devices`` and before a case runs)."""
     install_hint: ClassVar[str] = ""
-    """How to install the runtime, e.g. ``pip install 'edgebench[onnxruntime]'``."""
+    """How to install the backend on the host, e.g. ``pip install 'edgebench[onnxruntime]'``
+    (shown by ``edgebench plugins``)."""
     device_requirements: ClassVar[tuple[str, ...]] = ()
-    """What ``pip install`` takes to install the runtime for the runner on a device, e.g.
-    ``("onnxruntime",)``: a device without it is skipped with ``<the device's python> -m pip
-    install <these>``. Empty: the skip shows :attr:`install_hint`. A backend whose package
-    depends on the device (its Python or numpy version) overrides
+    """The pip requirements that install the runtime on a device, e.g. ``("onnxruntime",)``:
+    a case skipped for a missing runtime gives the exact command, ``<device python> -m pip
+    install <these>``. ``()`` (default): the distributions providing
+    :attr:`runtime_modules` on the host (:mod:`edgebench.runtime_install`). A backend whose
+    package depends on the device (its Python or numpy version) overrides
     :meth:`device_install_requirements` instead."""
     option_defaults: ClassVar[Mapping[str, Any]] = _NO_OPTIONS
     """Every runner option with its default (``--backend-option ncnn.fp16_storage=on``);

@@ -10,7 +10,6 @@ leaves an attempt, for :mod:`edgebench.retry` to decide on.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import time
 from collections.abc import Callable, Mapping
 
@@ -38,9 +37,10 @@ from .records import (
     Tolerance,
     from_json_dict,
 )
-from .remote import Pusher, RunnerJob, run_job, runner_request
+from .remote import Pusher, RunnerJob, RuntimeMissing, run_job, runner_request
 from .reports.writer import utc_now
 from .retry import ConnectionLost, Retrier, RetryPolicy
+from .runtime_install import import_failed_reason, missing_runtime_reason
 from .stats import latency_stats, per_image
 
 TestOptions = Mapping[str, float] | Callable[[Case], Mapping[str, float]]
@@ -110,19 +110,17 @@ def _check_python(device: Device, backend: str) -> None:
             "or benchncnn=PATH) or a Python (python=PATH)")
 
 
-def _check_supported(backend: Backend, info: DeviceInfo, device: Device) -> None:
+def _check_supported(backend: Backend, info: DeviceInfo, uri: str, python: str) -> None:
+    """:class:`CaseSkipped` when the backend says it cannot run on this device, or none of
+    its runtime modules (or numpy) imports there, with the command that installs them for
+    the device's interpreter ``python``
+    (:func:`edgebench.runtime_install.missing_runtime_reason`)."""
     reason = backend.unsupported_reason(info)
     if reason:
         raise CaseSkipped(reason)
-    if backend.runtime_modules and not any(m in info.runtimes for m in backend.runtime_modules):
-        module = " or ".join(backend.runtime_modules)
-        requirements = backend.device_install_requirements(info)
-        if requirements and device.python:
-            command = shlex.join([device.python, "-m", "pip", "install", *requirements])
-            raise CaseSkipped(f"{module} is not installed for {device.python} on "
-                              f"{device.uri}; install it with: {command}")
-        hint = f" ({backend.install_hint})" if backend.install_hint else ""
-        raise CaseSkipped(f"{module} is not installed on {device.uri}{hint}")
+    missing = missing_runtime_reason(backend, info, uri, python)
+    if missing is not None:
+        raise CaseSkipped(missing)
 
 
 def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
@@ -215,7 +213,7 @@ class CaseExecutor:
             native = device.native_runner(plan.backend.name)
             if native is None:
                 _check_python(device, plan.backend.name)
-                _check_supported(plan.backend, info, device)
+                _check_supported(plan.backend, info, device.uri, device.python)
             throttled_before = device.throttling()
             if native is not None:
                 result = self._measure_native(native, plan, device, info, base)
@@ -241,7 +239,9 @@ class CaseExecutor:
             accuracy_inputs=plan.batch.tensors
             if self.accuracy is not None and plan.case.id not in self._evaluated else None,
             request=runner_request(settings, plan.backend.runner_options(settings), test),
-            timeout_s=settings.timeout_s)
+            timeout_s=settings.timeout_s,
+            owner=f"the runner of backend {plan.backend.name!r}, {plan.plugin}"
+            if plan.plugin else "")
 
     def _measure(self, plan: CasePlan, device: Device, info: DeviceInfo,
                  base: CaseResult) -> CaseResult:
@@ -250,7 +250,11 @@ class CaseExecutor:
         job = self._job(plan)
         temperature_before = agent.temperature()
         first_repeat = plan.case.id not in self._evaluated
-        outcome = run_job(device, agent, job, self.pusher)
+        try:
+            outcome = run_job(device, agent, job, self.pusher)
+        except RuntimeMissing as exc:
+            raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
+                                                   device.python)) from None
         self._evaluated.add(plan.case.id)
         result = result_from_runner(outcome.result, plan, info, base, temperature_before,
                                     agent.temperature())

@@ -12,7 +12,9 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -157,19 +159,56 @@ def _run_export(weights: Path, fmt: str, imgsz: ImgSz | None, out: Path) -> None
             "--format", fmt, "--out", str(out)]
     if imgsz:
         argv += ["--imgsz", imgsz_arg(imgsz)]
-    run_tool(argv, f"exporting {weights.name} to {fmt} with Ultralytics")
+    run_tool(argv, f"converting {weights.name} to {fmt} with Ultralytics")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def last_error_line(stderr: str, stdout: str) -> str:
+    """The line a failed tool ended with: the last non-blank line of its stderr (where
+    errors and Python tracebacks go; the last line of a traceback is the exception), else
+    of its stdout; colour codes and loader noise (``dlopen failed``) dropped, at most 300
+    characters."""
+    for text in (stderr, stdout):
+        lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines()]
+        lines = [ln for ln in lines if ln and "dlopen failed" not in ln]
+        if lines:
+            return clipped(lines[-1])
+    return "no output"
+
+
+def clipped(line: str, limit: int = 300) -> str:
+    """``line`` cut to ``limit`` characters in the middle (`` … ``), keeping its start and
+    its end, where a converter's message says what went wrong (``… Unsupported model IR
+    version: 14, max supported IR version: 13``)."""
+    if len(line) <= limit:
+        return line
+    head = limit // 3
+    return f"{line[:head]} … {line[len(line) - (limit - head - 3):]}"
+
+
+def _exit_text(code: int) -> str:
+    """``exit 1``, or for a tool a signal ended (a negative code): ``killed by SIGSEGV``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
 
 def run_tool(argv: list[str], what: str, *, cwd: Path | None = None,
               timeout_s: float = 1800) -> str:
     """Run a converter under the host's memory and time limits (:mod:`edgebench.limits`)
-    and return its stdout. :class:`CaseError` when it fails or passes a limit."""
+    and return its stdout. :class:`CaseError` when it fails (``<what> failed (exit N):
+    <its last error line>`` or ``(killed by SIGSEGV)``, :func:`last_error_line`) or passes a
+    limit. ``what`` says what
+    it does, e.g. ``converting m.onnx to ncnn with pnnx``."""
     done = run_limited(argv, what, time_s=timeout_s, cwd=cwd)
     if done.returncode != 0:
-        lines = [ln for ln in (done.stderr + "\n" + done.stdout).strip().splitlines()
-                 if ln.strip() and "dlopen failed" not in ln]
-        raise CaseError(f"{what} failed (exit {done.returncode}): "
-                        f"{lines[-1].strip() if lines else 'no output'}")
+        raise CaseError(f"{what} failed ({_exit_text(done.returncode)}): "
+                        f"{last_error_line(done.stderr, done.stdout)}")
     return done.stdout
 
 

@@ -12,9 +12,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import plugin_results
 from .batching import static_batch
 from .config import Matrix, device_scheme
-from .contracts import Backend
+from .contracts import Backend, resolve_options
 from .datasets import load_dataset
 from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
 from .evaluation import AccuracyBatch, Reference, batched, prepare_batch
@@ -46,6 +47,8 @@ class CasePlan:
     """Facts about how the artifact was made (compression steps), copied into the result."""
     metadata: ModelMetadata | None = None
     """The model's own Ultralytics metadata (task, class names, ...): how its head is read."""
+    plugin: str = ""
+    """Who provides the backend, for messages (:attr:`Registration.label`)."""
 
 
 def select_backends(matrix: Matrix, registry: Registry) -> list[str]:
@@ -141,6 +144,13 @@ class Planner:
                 if name not in self.backends:
                     raise UserError(f"--backend-option names backend {name!r}, which is not "
                                     f"in this run (backends: {', '.join(self.backends)}).")
+            for name in self.backends:  # a bad option of any backend: exit 2 before any export
+                reg = registry.get(PluginKind.BACKEND, name)
+                resolve_options(reg.cls(), settings)
+                try:
+                    plugin_results.runner_options(reg, reg.cls(), settings)
+                except CaseError:
+                    pass  # the plugin's own bug: its cases fail with the sentence (plan)
         self.variants = Variants(matrix, registry, workdir)
         # With accuracy off the dataset only gives the timed input (its first image): the
         # embedded val images then, as in a run without --data; --data is not read at all.
@@ -173,19 +183,25 @@ class Planner:
         return plans
 
     def _plan_backend(self, label: str, variant: ModelVariant, name: str) -> list[CasePlan]:
-        backend: Backend = self.registry.get(PluginKind.BACKEND, name).cls()
-        for settings in self.matrix.all_settings:
-            backend.runner_options(settings)  # a bad backend option: exit 2, now
+        reg = self.registry.get(PluginKind.BACKEND, name)
+        backend: Backend = reg.cls()
         artifact: Artifact | None = None
         batch: AccuracyBatch | None = None
         reference: tuple[Reference | None, str | None] = (None, None)
         error, skip, notes = variant.error, variant.skip, variant.notes
         metadata: ModelMetadata | None = None
+        try:  # a bad backend option (UserError): exit 2, now; a plugin's bug: its cases fail
+            for settings in self.matrix.all_settings:
+                resolve_options(backend, settings)  # whatever its runner_options() does
+                plugin_results.runner_options(reg, backend, settings)
+            plugin_results.runner_script(reg, backend)
+        except CaseError as exc:
+            error = error or str(exc)
         try:
-            if variant.source is not None:
+            if variant.source is not None and error is None:
                 refuse_batch(backend, variant.source)  # before any conversion
-                artifact = backend.export(variant.source, self.workdir,
-                                          imgsz=self.matrix.imgsz)
+                artifact = plugin_results.exported(reg, backend, variant.source,
+                                                   self.workdir, imgsz=self.matrix.imgsz)
                 artifact, notes = self.variants.format_variant(artifact, variant)
                 refuse_batch(backend, artifact)  # a format whose batch only its backend reads
                 artifact = with_precision(artifact)
@@ -212,7 +228,8 @@ class Planner:
                 case = Case(id=key.id, model=label, backend=name, device=uri,
                             settings=settings, pipeline=pipeline)
                 plans.append(CasePlan(case, backend, artifact, batch, *reference,
-                                      error=error, skip=skip, notes=notes, metadata=metadata))
+                                      error=error, skip=skip, notes=notes, metadata=metadata,
+                                      plugin=reg.label))
         return plans
 
     def _size_notes(self, label: str, artifact: Artifact, batch: AccuracyBatch

@@ -21,7 +21,7 @@ import pluggy
 from . import hookspecs
 from .contracts import Backend, Compressor, Device, Reporter
 from .errors import PluginError
-from .plugin_checks import checked_class
+from .plugin_checks import checked_class, class_name
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
@@ -69,9 +69,17 @@ class Registration:
     hooks: tuple[str, ...] = ()
     """For hook-only plugins: the hooks they implement."""
 
+    @property
+    def label(self) -> str:
+        """How messages name who provides it: ``plugin 'toy' (edgebench-toy 0.3.1), class
+        toy.ToyBackend`` (the entry-point name, its distribution and version where known,
+        and the registered class)."""
+        dist = f" ({self.distribution} {self.version})" if self.distribution else ""
+        return f"plugin {self.plugin!r}{dist}, class {class_name(self.cls)}"
+
     def unavailable_reason(self) -> str | None:
         """Why it cannot be used on this host, or ``None`` when it can."""
-        if issubclass(self.cls, (Backend, Compressor)):
+        if issubclass(self.cls, (Backend, Compressor, Device)):
             return self.cls.host_unavailable_reason()
         return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -58,6 +59,9 @@ class RunnerJob:
     request: RunnerRequest
     """Settings and options (see :func:`runner_request`); :func:`run_job` adds the paths."""
     timeout_s: float
+    owner: str = ""
+    """Who wrote the runner, for messages (``the runner of backend 'x' (plugin ...)``);
+    ``""``: not said."""
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,11 @@ def _run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher,
             if err.get("phase") == "verify":  # a copy went wrong: push it all again
                 raise ConnectionLost(str(err.get("message"))[:500], during="push of the model",
                                      what="copy corrupted")
+            missing = _missing_module(err)
+            if missing is not None:
+                raise RuntimeMissing(message, missing)
             raise CaseError(message)
-        result = check_result(raw)
+        result = check_result(raw, job.owner)
         outputs = None
         if job.accuracy_inputs is not None and (
                 result.accuracy is None or result.accuracy.skipped is None):
@@ -191,19 +198,38 @@ def _run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher,
     return RunnerOutcome(result, outputs)
 
 
+class RuntimeMissing(CaseError):
+    """The runner could not import a module (its runtime) on the device: ``module``."""
+
+    def __init__(self, message: str, module: str) -> None:
+        super().__init__(message)
+        self.module = module
+
+
+_NO_MODULE = re.compile(r"^(?:ModuleNotFoundError|ImportError): No module named '([\w.]+)'")
+
+
+def _missing_module(err: Mapping[str, Any]) -> str | None:
+    """The module a runner failed to import in its ``import`` phase, or ``None``."""
+    found = _NO_MODULE.match(str(err.get("message", "")))
+    return found.group(1) if found and err.get("phase") == "import" else None
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def check_result(raw: Any) -> RunnerResult:
+def check_result(raw: Any, owner: str = "") -> RunnerResult:
     """The runner's result from its JSON, checked: the fields the host computes from, with
     the types it expects (:meth:`RunnerResult.from_json`) and a delegation summary that is
     a :class:`~edgebench.records.Delegation`. Raises :class:`CaseError` ("the runner's
-    result is malformed: <field>") otherwise."""
+    result is malformed: <field> (<owner>)") otherwise; ``owner`` names who wrote the
+    runner (:attr:`RunnerJob.owner`)."""
+    whose = f" ({owner})" if owner else ""
     try:
         result = RunnerResult.from_json(raw)
     except ProtocolError as exc:
-        raise CaseError(f"the runner's result is malformed: {exc}") from None
+        raise CaseError(f"the runner's result is malformed: {exc}{whose}") from None
     delegation = result.runtime.delegation if result.runtime is not None else None
     if delegation is not None:
         from .record_json import from_json_dict
@@ -213,7 +239,7 @@ def check_result(raw: Any) -> RunnerResult:
             from_json_dict(Delegation, dict(delegation))
         except (ValueError, TypeError) as exc:
             raise CaseError(f"the runner's result is malformed: runtime.delegation: "
-                            f"{exc}") from None
+                            f"{exc}{whose}") from None
     return result
 
 

@@ -160,6 +160,7 @@ def compress_model(source: Artifact, pipeline_text: str, registry: Registry, *,
     import tempfile
 
     from .plugin_manager import PluginKind
+    from .plugin_results import exported as checked_export
 
     pipelines = resolve_pipelines([pipeline_text], registry)
     if len(pipelines) != 1:
@@ -181,7 +182,8 @@ def compress_model(source: Artifact, pipeline_text: str, registry: Registry, *,
         if backend is not None:
             reg = registry.get(PluginKind.BACKEND, backend)
             try:
-                exported = reg.cls().export(variant.source, Path(tmp), imgsz=imgsz)
+                exported = checked_export(reg, reg.cls(), variant.source, Path(tmp),
+                                          imgsz=imgsz)
                 artifact, notes = variants.format_variant(exported, variant)
             except (CaseError, CaseSkipped) as exc:
                 raise UserError(f"{pipeline_text} for {backend} failed: {exc}.") from None

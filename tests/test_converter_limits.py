@@ -153,7 +153,7 @@ def test_ultralytics_export_over_memory_limit(pt_copy: Path,
     monkeypatch.setenv(MEMORY_ENV, "0.25")  # importing torch alone takes more
     with pytest.raises(CaseError) as err:
         export_with_ultralytics(load_source(pt_copy), "onnx", pt_copy.parent, imgsz=320)
-    assert str(err.value) == memory_sentence(f"exporting {pt_copy.name} to onnx with "
+    assert str(err.value) == memory_sentence(f"converting {pt_copy.name} to onnx with "
                                              "Ultralytics", "0.25")
     assert_none_left(pt_copy.name)
     assert not pt_copy.with_suffix(".onnx").exists()
@@ -167,7 +167,7 @@ def test_ultralytics_export_over_time_limit(pt_copy: Path,
     monkeypatch.setenv(TIME_ENV, "1")
     with pytest.raises(CaseError) as err:
         export_with_ultralytics(load_source(pt_copy), "onnx", pt_copy.parent, imgsz=320)
-    assert str(err.value) == (f"exporting {pt_copy.name} to onnx with Ultralytics took longer "
+    assert str(err.value) == (f"converting {pt_copy.name} to onnx with Ultralytics took longer "
                               f"than 1 s; set {TIME_ENV} to allow more time, or use a smaller "
                               "model or --imgsz")
     assert_none_left(pt_copy.name)

@@ -246,9 +246,14 @@ def test_runtime_missing_on_the_phone_is_skipped_with_the_fix(
         phone.stop()
     (case,) = report.cases
     assert case.status is Status.SKIPPED
-    on_path = phone.root / "system" / "bin" / "python3"  # found by `command -v python3`
-    assert case.reason == (f"onnxruntime is not installed for {on_path} on {uri}; "
-                           f"install it with: {on_path} -m pip install onnxruntime")
+    numpy = subprocess.run([system_python, "-c", "import numpy"],
+                           capture_output=True).returncode == 0
+    on_phone = phone.root / "system" / "bin" / "python3"  # what `command -v python3` finds
+    assert case.reason == (
+        f"onnxruntime is not installed on {uri}; install it there with: {on_phone} -m "
+        "pip install onnxruntime" if numpy else
+        f"onnxruntime and numpy are not installed on {uri}; install them there with: "
+        f"{on_phone} -m pip install onnxruntime numpy")
 
 
 def test_unreachable_device_is_retried_then_fails_every_case(sshd: SshServer,

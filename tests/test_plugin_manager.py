@@ -202,7 +202,6 @@ def test_well_typed_members_are_accepted() -> None:
 
 
 def test_a_backend_without_runtime_modules_is_not_skipped_for_them() -> None:
-    from edgebench.devices.local import LocalDevice
     from edgebench.errors import CaseSkipped
     from edgebench.execution import _check_supported
     from edgebench.records import DeviceInfo
@@ -210,23 +209,22 @@ def test_a_backend_without_runtime_modules_is_not_skipped_for_them() -> None:
     info = DeviceInfo(uri="local", hostname=None, arch="x86_64", os="linux", cpu_model=None,
                       cores=None, ram_bytes=None, python=None, governor=None,
                       temperature_c=None, runtimes={"numpy": "2"})
-    device = LocalDevice()
-    _check_supported(_OkBackend(), info, device)  # () means: no runtime module to check
+    _check_supported(_OkBackend(), info, "local", "python3")  # () means: no runtime module to check
 
     class NeedsRt(_OkBackend):
         runtime_modules = ("toyrt",)
 
     with pytest.raises(CaseSkipped) as err:
-        _check_supported(NeedsRt(), info, device)
-    assert str(err.value) == "toyrt is not installed on local"  # no device_requirements
+        _check_supported(NeedsRt(), info, "local", "/opt/py/bin/python3")
+    assert str(err.value) == "toyrt is not installed for /opt/py/bin/python3 on local"
 
     class Pip(NeedsRt):
         device_requirements = ("toyrt>=1", "numpy<2")
 
     with pytest.raises(CaseSkipped) as err:
-        _check_supported(Pip(), info, device)
-    assert str(err.value) == (f"toyrt is not installed for {sys.executable} on local; install "
-                              f"it with: {sys.executable} -m pip install 'toyrt>=1' 'numpy<2'")
+        _check_supported(Pip(), info, "local", "/opt/py/bin/python3")
+    assert str(err.value) == ("toyrt is not installed on local; install it there with: "
+                              "/opt/py/bin/python3 -m pip install 'toyrt>=1' 'numpy<2'")
 
 
 def test_register_without_name_is_refused() -> None:
@@ -319,20 +317,46 @@ def test_torch_safe_globals_must_name_module_and_class() -> None:
         collect_registry(pm)
 
 
+def _block(out: str, heading: str, name: str) -> list[str]:
+    """The lines of entry ``name`` under ``heading:`` in ``edgebench plugins``' output."""
+    lines = out.splitlines()
+    start = lines.index(f"{heading}:")
+    section = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        section.append(line)
+    found: list[str] = []
+    for line in section:
+        if not line.startswith("   "):
+            if found:
+                break
+            if line.startswith(f"  {name}  "):
+                found.append(line)
+        elif found:
+            found.append(line)
+    return found
+
+
 def test_plugins_command_lists_kinds_and_usability(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    for kind, name in [("backend", "onnxruntime"), ("device", "local"), ("reporter", "json"),
-                       ("reporter", "markdown"), ("reporter", "html"), ("hooks", "thermal")]:
-        line = next(line for line in out.splitlines() if f"{kind} " in line and name in line)
-        assert "edgebench" in line and "yes" in line
-    assert "(hooks: edgebench_run_case)" in out  # a wrapper-only plugin says what it hooks
+    for heading, name in [("backends", "onnxruntime"), ("devices", "local"),
+                          ("reporters", "json"), ("reporters", "markdown"),
+                          ("reporters", "html"), ("hook-only plugins", "thermal")]:
+        block = " ".join(_block(out, heading, name))
+        assert "edgebench" in block and "usable here: yes" in block, (heading, name, out)
+    assert "(hooks: edgebench_run_case)" in " ".join(
+        line.strip() for line in _block(out, "hook-only plugins", "thermal"))
+    assert all(len(line) <= 80 for line in out.splitlines()), out
 
 
 def test_plugins_command_disable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins"]) == 0
+    assert _block(capsys.readouterr().out, "backends", "onnxruntime")
     assert main(["--disable", "onnxruntime", "plugins"]) == 0
     out = capsys.readouterr().out
-    assert "backend   onnxruntime" not in out and "disabled: onnxruntime" in out
+    assert not _block(out, "backends", "onnxruntime") and "disabled: onnxruntime" in out
     assert main(["--disable", "local", "plugins"]) == 2
     assert "essential" in capsys.readouterr().err
 
@@ -355,16 +379,19 @@ def _edgebench(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_third_party_plugin_is_discovered(toy_site: Path) -> None:
     done = _edgebench(toy_site, "plugins")
     assert done.returncode == 0, done.stderr
-    toy = next(line for line in done.stdout.splitlines() if " toy " in line)
-    assert "backend" in toy and "edgebench-toy-plugin" in toy and "0.3.1" in toy
-    assert "no: toyruntime is not installed: pip install toyruntime" in toy
-    assert any("toy-csv" in line and "reporter" in line for line in done.stdout.splitlines())
+    toy = _block(done.stdout, "backends", "toy")
+    assert toy == ["  toy  (edgebench-toy-plugin 0.3.1, plugin 'toy')",
+                   "    formats: onnx",
+                   "    usable here: no: toyruntime is not installed: pip install toyruntime",
+                   "    install: pip install toyruntime",
+                   "    on a device: a package providing toyruntime"], done.stdout
+    assert _block(done.stdout, "reporters", "toy-csv")
 
 
 def test_third_party_plugin_can_be_disabled(toy_site: Path) -> None:
     done = _edgebench(toy_site, "--disable", "toy", "plugins")
     assert done.returncode == 0, done.stderr
-    assert " toy " not in done.stdout and "toy-csv" not in done.stdout
+    assert not _block(done.stdout, "backends", "toy") and "toy-csv" not in done.stdout
 
 
 def test_explicitly_requested_unusable_backend_is_a_clear_error(toy_site: Path) -> None:

@@ -281,8 +281,13 @@ def test_runtime_missing_on_the_device_is_skipped_with_the_pip_hint(sshd: SshSer
     assert main(["run", "-o", str(tmp_path), "-d", uri, "-b", "onnxruntime", *FAST]) == 0
     (case,) = only_report(tmp_path)["cases"]
     assert case["status"] == "skipped"
-    assert case["reason"] == (f"onnxruntime is not installed for {system_python} on {uri}; "
-                              f"install it with: {system_python} -m pip install onnxruntime")
+    numpy = subprocess.run([system_python, "-c", "import numpy"],
+                           capture_output=True).returncode == 0
+    assert case["reason"] == (
+        f"onnxruntime is not installed on {uri}; install it there with: {system_python} -m "
+        "pip install onnxruntime" if numpy else
+        f"onnxruntime and numpy are not installed on {uri}; install them there with: "
+        f"{system_python} -m pip install onnxruntime numpy")
 
 
 def test_devices_command_lists_reachable_and_unreachable(

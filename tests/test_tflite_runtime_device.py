@@ -167,8 +167,8 @@ def test_a_device_python_without_either_runtime_is_told_the_pip_command(
     (case,) = only_report(tmp_path / "out")["cases"]
     assert case["status"] == "skipped"
     assert case["reason"] == (
-        f"ai_edge_litert or tflite_runtime is not installed for {python} on {device}; "
-        f"install it with: {python} -m pip install ai-edge-litert")
+        f"ai_edge_litert or tflite_runtime and numpy are not installed on {device}; "
+        f"install them there with: {python} -m pip install ai-edge-litert numpy")
 
 
 def test_the_runner_names_the_interpreter_s_pip_when_the_asked_runtime_is_missing(

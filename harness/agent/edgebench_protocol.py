@@ -218,9 +218,11 @@ class RuntimeReport:
     @classmethod
     def from_json(cls, raw: Any) -> RuntimeReport:
         """Raises :class:`ProtocolError` naming the malformed field."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) \
-                or not isinstance(raw.get("version"), str):
-            raise ProtocolError("runtime has no name and version")
+        if not isinstance(raw, dict):
+            raise ProtocolError("runtime is missing or not an object")
+        for key in ("name", "version"):
+            if not isinstance(raw.get(key), str):
+                raise ProtocolError("runtime.%s is missing or not a string" % key)
         threads = raw.get("threads")
         if threads is not None and not _is_int(threads):
             raise ProtocolError("runtime.threads is not an integer")
