@@ -172,3 +172,24 @@ def test_pt_at_640_through_onnx(tmp_path: Path) -> None:
     assert mnn["accuracy"]["fidelity"]["reference"].startswith("PyTorch ")
     assert mnn["accuracy"]["fidelity"]["detection_agreement"] == 1.0
     assert abs(mnn["accuracy"]["map50_95"] - ort["accuracy"]["map50_95"]) < 0.005
+
+
+def test_probe_survives_a_runtime_that_prints_on_import(tmp_path: Path) -> None:
+    """MNN prints the CPU's features from native code on import; the probe's JSON on stdout
+    must stay whole (the agent imports runtimes with fd 1 pointed at fd 2)."""
+    import os
+    import subprocess
+    import sys
+
+    from edgebench.fingerprint import AGENT_FILES
+
+    for script in AGENT_FILES:
+        shutil.copy(script, tmp_path / script.name)
+    (tmp_path / "noisy.py").write_text(
+        "import os\nos.write(1, b'native banner\\n')\n__version__ = '1.2'\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "edgebench_agent.py"), "probe",
+                           "--module", "noisy"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["probe"]["runtimes"] == {"noisy": "1.2"}
+    assert "native banner" in done.stderr
