@@ -123,9 +123,27 @@ def _ram_bytes() -> Optional[int]:
     return None
 
 
+def _import_quietly(name: str) -> Any:
+    """Import ``name`` with file descriptor 1 pointing at 2 meanwhile: a runtime that prints
+    on import from native code (MNN prints the CPU's features) must not garble the probe's
+    JSON on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable descriptors: import as is
+        return __import__(name)
+    try:
+        return __import__(name)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _module_version(name: str) -> Optional[str]:
     try:
-        module = __import__(name)
+        module = _import_quietly(name)
     except Exception:
         return None
     version = getattr(module, "__version__", None)
