@@ -33,3 +33,14 @@ def run_device_runner(backend: Any, tmp_path: Path, model: Path,
                            str(work / "request.json"), "--out", str(work / "result.json")],
                           capture_output=True, text=True, timeout=300, cwd=work)
     return done.returncode, json.loads((work / "result.json").read_text())
+
+
+def default_backends() -> set[str]:
+    """The backends a run without ``-b`` picks on this host (every registered backend whose
+    runtime imports here), read through the real plugin manager: the tests of the default run
+    follow what is installed instead of naming a fixed list."""
+    from edgebench.plugin_manager import PluginKind, collect_registry, make_plugin_manager
+
+    registry = collect_registry(make_plugin_manager())
+    return {name for name, reg in registry.of(PluginKind.BACKEND).items()
+            if reg.unavailable_reason() is None}
