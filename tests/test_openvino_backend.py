@@ -5,6 +5,7 @@ precision the runtime does not offer, unknown options) and the host-side IR read
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,19 @@ def test_an_unknown_device_lists_the_ones_openvino_offers(tmp_path: Path,
     assert result["error"]["message"] == (
         f"OpenVINO has no device 'TPU' here; it offers "
         f"{', '.join(ov.Core().available_devices)} (the device option)")
+
+
+def test_more_threads_than_cores_fails_rather_than_mislabelling(tmp_path: Path,
+                                                                 embedded_onnx: Path) -> None:
+    """OpenVINO compiles with at most the usable cores; 2-thread figures are not '3 threads'."""
+    cores = len(os.sched_getaffinity(0))
+    x = np.zeros((1, 3, 320, 320), np.float32)
+    code, result = run_device_runner(OpenVINOBackend(), tmp_path, embedded_onnx,
+                                     {"images": x}, iterations=1, threads=cores + 1)
+    assert code == 1
+    assert result["error"]["message"] == (
+        f"OpenVINO compiled shapes-yolov8n.onnx with {cores} threads, not the {cores + 1} "
+        f"asked for (it uses at most the {cores} cores this process may run on)")
 
 
 @pytest.mark.parametrize(("option", "expected"), [

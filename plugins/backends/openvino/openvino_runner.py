@@ -22,7 +22,10 @@ Request options (all set explicitly, then read back from the compiled model and 
   the stream layout OpenVINO makes for parallel requests;
 - ``num_streams``: ``0`` lets the hint choose (1 for ``latency``), else ``NUM_STREAMS``.
 
-Threads: the request's (``INFERENCE_NUM_THREADS``), else OpenVINO's default for the hint.
+Threads: the request's (``INFERENCE_NUM_THREADS``, shared by the streams: one request runs
+on ``threads_per_stream`` of them), else OpenVINO's default for the hint. OpenVINO uses at
+most the cores the process may run on; a compiled thread count other than the one asked for
+fails the case rather than being reported under the wrong label.
 A dynamic-shape model is reshaped to the timing input's shape before compiling, so it runs
 static as an exported one does.
 """
@@ -196,8 +199,11 @@ def load(ov, request, inputs):
     used_threads = int(used_threads) if used_threads is not None else None
     if threads and used_threads is not None and used_threads != int(threads):
         raise agent.RunnerFailure(
-            "load", "OpenVINO compiled %s with %d threads, not the %d asked for"
-            % (os.path.basename(path), used_threads, int(threads)))
+            "load", "OpenVINO compiled %s with %d threads, not the %d asked for (it uses at "
+            "most the %d cores this process may run on)"
+            % (os.path.basename(path), used_threads, int(threads), agent.usable_cores()))
+    used_streams = used("NUM_STREAMS")
+    used_streams = int(used_streams) if used_streams is not None else None
 
     in_port = compiled.input(0)
     dtype = in_port.get_element_type().to_dtype()
@@ -228,8 +234,10 @@ def load(ov, request, inputs):
             "device_name": core.get_property(device, "FULL_DEVICE_NAME"),
             "inference_precision": used_precision,
             "performance_hint": str(used("PERFORMANCE_HINT") or "n/a").split(".")[-1].lower(),
-            "num_streams": used("NUM_STREAMS"),
+            "num_streams": used_streams if used_streams is not None else "n/a",
             "inference_num_threads": used_threads if used_threads is not None else "n/a",
+            "threads_per_stream": used_threads // used_streams
+            if used_threads and used_streams else "n/a",
             "threads_default": "as requested" if threads
             else "OpenVINO's default for the hint",
             "cpu_pinning": used("ENABLE_CPU_PINNING"),
