@@ -139,6 +139,14 @@ def static_model(ov, model, array):
     return model, False
 
 
+def as_int(value):
+    """A property read back as an int (``NUM_STREAMS`` may be an object), else None."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def load(ov, request, inputs):
     import numpy as np
 
@@ -195,15 +203,13 @@ def load(ov, request, inputs):
         raise agent.RunnerFailure(
             "load", "OpenVINO compiled %s for %s with inference precision %s, not the %s asked "
             "for" % (os.path.basename(path), device, used_precision, precision))
-    used_threads = used("INFERENCE_NUM_THREADS")
-    used_threads = int(used_threads) if used_threads is not None else None
+    used_threads = as_int(used("INFERENCE_NUM_THREADS"))
     if threads and used_threads is not None and used_threads != int(threads):
         raise agent.RunnerFailure(
             "load", "OpenVINO compiled %s with %d threads, not the %d asked for (it uses at "
             "most the %d cores this process may run on)"
             % (os.path.basename(path), used_threads, int(threads), agent.usable_cores()))
-    used_streams = used("NUM_STREAMS")
-    used_streams = int(used_streams) if used_streams is not None else None
+    used_streams = as_int(used("NUM_STREAMS"))
 
     in_port = compiled.input(0)
     dtype = in_port.get_element_type().to_dtype()
