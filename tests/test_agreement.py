@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from runner_utils import default_backends
 
 from edgebench.accuracy import FP16_TOLERANCE, FP32_TOLERANCE, check_tolerance, tolerance_problems
 from edgebench.cli import main
@@ -38,7 +39,7 @@ def cases(out: Path) -> dict[str, dict]:  # type: ignore[type-arg]
 def test_every_backend_agrees_with_the_reference_in_the_default_run(tmp_path: Path) -> None:
     assert main(["run", "-o", str(tmp_path), *FAST]) == 0
     found = cases(tmp_path)
-    assert set(found) == {"onnxruntime", "litert", "ncnn", "mnn"}
+    assert set(found) == default_backends()
     for name, case in found.items():
         fid = case["accuracy"]["fidelity"]
         assert case["status"] == "ok", (name, case["reason"])
