@@ -46,7 +46,7 @@ reach below zero; Ultralytics' own OpenVINO int8 export uses it); ``performance`
 symmetric both (NNCF's default)."""
 IR_SUFFIX = "_openvino_model"
 _CONVS = frozenset({"Convolution", "GroupConvolution"})
-_NOT_OPS = frozenset({"Constant", "Parameter", "Result"})
+_NOT_OPS = frozenset({"Parameter", "Result"})
 _QUANTIZED = frozenset({"FakeQuantize", "FakeConvert"})
 
 
@@ -93,15 +93,21 @@ def read_float_model(model: Artifact) -> Any:
 
 def head_tail_ops(graph: Any) -> list[str]:
     """Friendly names of the ``ov.Model``'s head tail (:func:`.head_tail.head_tail` with
-    Convolution / GroupConvolution as convolutions and Softmax starting the DFL); constants,
-    parameters and results left out."""
-    ops = list(graph.get_ordered_ops())
+    Convolution / GroupConvolution as convolutions and Softmax starting the DFL); parameters,
+    results and constants left out, with what computes on constants only (the ``Convert``
+    that decompresses an fp16 IR's weights)."""
+    ops = list(graph.get_ordered_ops())  # topological order
     index = {op.get_friendly_name(): i for i, op in enumerate(ops)}
     inputs = [[index[i.get_source_output().get_node().get_friendly_name()]
                for i in op.inputs()] for op in ops]
     types = [op.get_type_name() for op in ops]
+    constant: set[int] = set()
+    for i, feeding in enumerate(inputs):
+        if types[i] == "Constant" or (feeding and all(j in constant for j in feeding)):
+            constant.add(i)
     tail = head_tail(types, inputs, is_conv=_CONVS.__contains__, softmax={"Softmax"})
-    return [ops[i].get_friendly_name() for i in tail if types[i] not in _NOT_OPS]
+    return [ops[i].get_friendly_name() for i in tail
+            if types[i] not in _NOT_OPS and i not in constant]
 
 
 def fake_quantized_ops(xml: Path) -> dict[str, list[str]]:
