@@ -32,7 +32,7 @@ SOURCE_FORMATS = {".onnx": "onnx", ".pt": "pt", ".tflite": "tflite", ".param": "
 """``--model`` suffixes and their formats. A directory holding an ncnn ``.param`` (what
 Ultralytics writes as ``*_ncnn_model/``) is an ncnn source too."""
 EXPORT_CACHE_VERSION = 2
-ULTRALYTICS_FORMATS = {"onnx": "onnx", "litert": "tflite", "ncnn": "ncnn"}
+ULTRALYTICS_FORMATS = {"onnx": "onnx", "litert": "tflite", "ncnn": "ncnn", "openvino": "openvino"}
 """Ultralytics ``format=`` name -> the artifact format it produces."""
 
 
@@ -132,7 +132,7 @@ def exported_artifact(path: Path, fmt: str, source: Artifact, meta: dict[str, An
 def export_with_ultralytics(
     source: Artifact, fmt: str, workdir: Path, *, imgsz: ImgSz | None
 ) -> Artifact:
-    """Export a ``.pt`` with Ultralytics (``format=fmt``: onnx, litert, ncnn) in a
+    """Export a ``.pt`` with Ultralytics (``format=fmt``: onnx, litert, ncnn, openvino) in a
     subprocess, cached by content hash; at ``imgsz`` (one side or (height, width)), else
     at the checkpoint's training size.
 

@@ -65,6 +65,11 @@ def _resolve(name: str) -> Any:
                          "reinstall or disable that plugin.") from None
 
 
+EXPORT_ARGS: dict[str, dict[str, Any]] = {"openvino": {"quantize": 32}}
+"""Extra ``model.export`` arguments per format: OpenVINO IR is asked for fp32 explicitly
+(Ultralytics' ``quantize=16`` would store fp16 weights)."""
+
+
 def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
     _safe_loading()
     from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
@@ -81,7 +86,8 @@ def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
     shutil.copy2(weights, staged)  # Ultralytics writes next to the weights
     model = YOLO(str(staged), task="detect")
     produced = Path(model.export(format=fmt, imgsz=list(size), batch=1, dynamic=False,
-                                 simplify=True, device="cpu", verbose=False))
+                                 simplify=True, device="cpu", verbose=False,
+                                 **EXPORT_ARGS.get(fmt, {})))
     staged.unlink()
     input_name = {"onnx": "images", "ncnn": "in0", "litert": "serving_default_args_0"}.get(fmt)
     if fmt == "ncnn":
@@ -98,7 +104,8 @@ def converter(fmt: str) -> str:
     """The exporting tools and their versions, for the artifact's provenance."""
     from importlib.metadata import PackageNotFoundError, version
 
-    extra = {"onnx": ["onnx", "onnxslim"], "ncnn": ["pnnx"], "litert": ["litert-torch"]}
+    extra = {"onnx": ["onnx", "onnxslim"], "ncnn": ["pnnx"], "litert": ["litert-torch"],
+             "openvino": ["openvino"]}
     tools = ["ultralytics", "torch", *extra.get(fmt, [])]
     parts = []
     for tool in tools:

@@ -31,8 +31,8 @@ def test_default_run_on_embedded_model(tmp_path: Path, capsys: pytest.CaptureFix
     report = only_report(tmp_path)
     assert report["state"] == "complete" and report["schema_version"] == 2
     by_backend = {c["case"]["backend"]: c for c in report["cases"]}
-    assert set(by_backend) == {"onnxruntime", "litert", "ncnn"}  # every backend, fp32
-    for other in ("litert", "ncnn"):
+    assert set(by_backend) == {"onnxruntime", "litert", "ncnn", "openvino"}  # every one, fp32
+    for other in ("litert", "ncnn", "openvino"):
         case = by_backend[other]
         assert case["status"] == "ok" and case["latency"]["n"] >= 50, case["reason"]
         assert case["memory"]["peak_rss_bytes"] > 0 and case["artifact"]["size_bytes"] > 1e6
@@ -171,7 +171,7 @@ def test_bad_device_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn"}
+    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn", "openvino"}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in runtimes else real(name, *a))
     err = _error(capsys, ["run", "-o", str(tmp_path), "--backend", "onnxruntime"])
@@ -180,6 +180,7 @@ def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = _error(capsys, ["run", "-o", str(tmp_path)])
     assert "no backend is usable on this host" in err and "edgebench[onnxruntime]" in err
     assert "edgebench[litert]" in err and "edgebench[ncnn]" in err
+    assert "edgebench[openvino]" in err
 
 
 def test_pt_without_export_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -31,9 +31,11 @@ def test_pt_exports_to_every_format_once_and_each_agrees_with_pytorch(
     args = ["run", "-m", str(PT), "--imgsz", "160", *FAST]
     assert main([*args, "-o", str(tmp_path / "first")]) == 0
     found = cases(tmp_path / "first")
-    assert set(found) == {"onnxruntime", "litert", "ncnn"}
-    formats = {"onnxruntime": "onnx", "litert": "tflite", "ncnn": "ncnn"}
-    tools = {"onnxruntime": "onnxslim", "litert": "litert-torch", "ncnn": "pnnx"}
+    assert set(found) == {"onnxruntime", "litert", "ncnn", "openvino"}
+    formats = {"onnxruntime": "onnx", "litert": "tflite", "ncnn": "ncnn",
+               "openvino": "openvino"}
+    tools = {"onnxruntime": "onnxslim", "litert": "litert-torch", "ncnn": "pnnx",
+             "openvino": "openvino"}
     for name, case in found.items():
         art, fid = case["artifact"], case["accuracy"]["fidelity"]
         assert case["status"] == "ok", (name, case["reason"])
