@@ -108,3 +108,37 @@ def test_quantized_model_and_other_formats_are_refused(int8, onnx_source, small_
     tflite = dataclasses.replace(onnx_source, format="tflite")
     with pytest.raises(CaseError, match="int8 for openvino got a tflite model"):
         apply(OpenVinoInt8, tflite, ctx, calibration=16)
+
+
+@pytest.mark.slow
+def test_run_int8_on_openvino_is_nncf_next_to_onnx_runtime_qdq(small_yaml, tmp_path
+                                                               ) -> None:  # type: ignore[no-untyped-def]
+    """``edgebench run -b onnxruntime,openvino --compress int8`` on the embedded ``.onnx``:
+    OpenVINO runs the ``.onnx`` as is, yet its ``int8`` is NNCF's IR (its backend's
+    ``compression_format``), while ONNX Runtime's is the QDQ ONNX; both ``ok`` and within
+    the bound of their fp32 case."""
+    import json
+
+    from edgebench.cli import main
+    from edgebench.plugin_manager import PluginKind, collect_registry, make_plugin_manager
+
+    if "openvino" not in collect_registry(make_plugin_manager()).of(PluginKind.BACKEND):
+        pytest.skip("the openvino backend is not installed")
+    assert main(["run", "-b", "onnxruntime,openvino", "--compress", "int8:calibration=16",
+                 "--data", str(small_yaml), "--train-data", str(small_yaml), "--threads", "1",
+                 "--warmup", "1", "-n", "3", "-o", str(tmp_path)]) == 0
+    (report,) = tmp_path.glob("*/report.json")
+    cases = {(c["case"]["backend"], "+".join(c["case"]["pipeline"]).split(":")[0]): c
+             for c in json.loads(report.read_text())["cases"]}
+    assert set(cases) == {(b, p) for b in ("onnxruntime", "openvino") for p in ("", "int8")}
+    assert all(c["status"] == "ok" for c in cases.values()), cases
+    ov_int8, ort_int8 = cases[("openvino", "int8")], cases[("onnxruntime", "int8")]
+    assert ov_int8["artifact"]["format"] == "openvino"
+    assert ov_int8["artifact"]["precision"] == "int8"
+    assert any("made by nncf" in n for n in ov_int8["notes"])
+    assert ort_int8["artifact"]["format"] == "onnx"
+    assert any("quantize_static" in n for n in ort_int8["notes"])
+    for backend in ("onnxruntime", "openvino"):
+        fp32 = cases[(backend, "")]["accuracy"]["map50_95"]
+        int8 = cases[(backend, "int8")]["accuracy"]["map50_95"]
+        assert fp32 - int8 < TOLERANCE_PTS / 100, (backend, fp32, int8)
