@@ -8,12 +8,12 @@ import pytest
 from quantize_fixtures import apply, context, onnx_source, small_yaml, val_set
 
 from edgebench.errors import CaseError
+from edgebench.plugins.backends.openvino.plugin import ir_xml
 from edgebench.plugins.compression import host_eval
 from edgebench.plugins.compression.quantize_openvino import (
     OpenVinoInt8,
     fake_quantized_ops,
     head_tail_ops,
-    ir_xml,
 )
 from edgebench.records import Artifact
 
@@ -54,7 +54,8 @@ def fed_by_fake_quantize(art: Artifact) -> set[str]:
 
 def test_int8_keeps_map_and_the_head_tail_float(int8, int8_map, onnx_source,
                                                 fp32_map) -> None:  # type: ignore[no-untyped-def]
-    assert int8.format == "openvino" and int8.precision == "int8"
+    # int8 weights, the DFL's fixed convolution fp32 (the ONNX step's QDQ model: "mixed" too)
+    assert int8.format == "openvino" and int8.precision == "mixed"
     assert int8.path.name == "shapes-yolov8n_openvino_model"
     assert {p.name for p in int8.path.iterdir()} == {
         "shapes-yolov8n.xml", "shapes-yolov8n.bin", "metadata.yaml"}
@@ -134,7 +135,7 @@ def test_run_int8_on_openvino_is_nncf_next_to_onnx_runtime_qdq(small_yaml, tmp_p
     assert all(c["status"] == "ok" for c in cases.values()), cases
     ov_int8, ort_int8 = cases[("openvino", "int8")], cases[("onnxruntime", "int8")]
     assert ov_int8["artifact"]["format"] == "openvino"
-    assert ov_int8["artifact"]["precision"] == "int8"
+    assert ov_int8["artifact"]["precision"] == ort_int8["artifact"]["precision"] == "mixed"
     assert any("made by nncf" in n for n in ov_int8["notes"])
     assert ort_int8["artifact"]["format"] == "onnx"
     assert any("quantize_static" in n for n in ort_int8["notes"])

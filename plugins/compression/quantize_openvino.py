@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import dataclasses
 import importlib.util
 import io
 import json
@@ -33,6 +32,7 @@ from edgebench.contracts import CompressionContext, Compressor
 from edgebench.errors import CaseError
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.pipeline import cached_export, exported_artifact
+from edgebench.plugins.backends.openvino.plugin import describe_ir, ir_xml
 from edgebench.records import Artifact
 
 from .artifact_notes import artifact_meta, quantization_notes
@@ -59,18 +59,6 @@ def versions() -> dict[str, str]:
 
 
 # -- the model ----------------------------------------------------------------------------
-
-
-def ir_xml(path: Path) -> Path:
-    """The ``.xml`` of an IR given as its directory or the file itself; :class:`CaseError`
-    when a directory holds none or several."""
-    if not path.is_dir():
-        return path
-    xmls = sorted(path.glob("*.xml"))
-    if len(xmls) != 1:
-        raise CaseError(f"{path.name} holds {len(xmls)} .xml files; an OpenVINO IR "
-                        "directory needs exactly one")
-    return xmls[0]
 
 
 def read_float_model(model: Artifact) -> Any:
@@ -252,9 +240,9 @@ class OpenVinoInt8(Compressor):
                 "kept_float": kept}))
 
         path, meta = cached_export(model, "openvino-int8", key, produce)
-        artifact = exported_artifact(path, "openvino", model, meta)
-        int8 = bool(fake_quantized_ops(ir_xml(path)))  # the precision read from the graph
-        return dataclasses.replace(artifact, precision="int8" if int8 else None)
+        # input and precision read from the IR as the backend reads any IR (the DFL's
+        # convolution keeps fp32 weights: "mixed", as the ONNX step's QDQ model)
+        return describe_ir(exported_artifact(path, "openvino", model, meta))
 
     def notes(self, artifact: Artifact) -> tuple[str, ...]:
         return quantization_notes(artifact_meta(artifact.path))
