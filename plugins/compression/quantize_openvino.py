@@ -220,12 +220,12 @@ class OpenVinoInt8(Compressor):
             quantized = quantize(graph, data, ignored=kept, preset=str(options["preset"]),
                                  fast_bias_correction=bool(options["fast_bias_correction"]),
                                  progress=context.progress)
-            stem = ir_xml(model.path).stem if model.format == "openvino" else model.path.stem
-            target = out / f"{stem.removesuffix(IR_SUFFIX)}{IR_SUFFIX}"
+            stem = context.source.path.stem  # the user's model (an export may be "source")
+            target = out / f"{stem}{IR_SUFFIX}"
             target.mkdir()
             import openvino as ov
 
-            ov.save_model(quantized, str(target / f"{target.name.removesuffix(IR_SUFFIX)}.xml"),
+            ov.save_model(quantized, str(target / f"{stem}.xml"),
                           compress_to_fp16=False)
             write_metadata(model, target)
             bias = "fast" if options["fast_bias_correction"] else "full"
