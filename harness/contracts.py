@@ -86,6 +86,13 @@ class Backend(abc.ABC):
     max_batch: ClassVar[int | None] = None
     """The largest static batch (images per inference) its runtime runs; a model with a
     larger one is skipped before any conversion, with one sentence. ``None``: any."""
+    compression_format: ClassVar[str | None] = None
+    """The format its FORMAT compression steps (``int8``, ...) work on, whatever format
+    :meth:`export` returned: the step registered for this target gets the export (in any of
+    :attr:`formats`) and returns a model the runner loads. ``None``: the format of the
+    export. For a runtime that runs a common format as is and has its own, e.g. OpenVINO
+    (an ``.onnx`` as is, and its IR, which its NNCF ``int8`` writes): ``"openvino"``, so that
+    ``int8`` on it is its own step, not the ONNX one."""
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:

@@ -202,7 +202,8 @@ class Planner:
                 refuse_batch(backend, variant.source)  # before any conversion
                 artifact = plugin_results.exported(reg, backend, variant.source,
                                                    self.workdir, imgsz=self.matrix.imgsz)
-                artifact, notes = self.variants.format_variant(artifact, variant)
+                artifact, notes = self.variants.format_variant(
+                    artifact, variant, backend.compression_format)
                 refuse_batch(backend, artifact)  # a format whose batch only its backend reads
                 artifact = with_precision(artifact)
                 batch = batched(self._batch_for(artifact), static_batch(artifact.input_shape))

@@ -83,6 +83,10 @@ def member_problem(cls: type) -> str | None:
     if issubclass(cls, Compressor) and not all(":" in g for g in cls.torch_safe_globals):
         return bad("torch_safe_globals", cls.torch_safe_globals,
                    "a tuple of 'package.module:Class' strings")
+    if issubclass(cls, Backend) and cls.compression_format is not None and (
+            not isinstance(cls.compression_format, str) or not cls.compression_format):
+        return bad("compression_format", cls.compression_format,
+                   "None or a format name, e.g. 'openvino'")
     if issubclass(cls, Backend) and not isinstance(cls.install_hint, str):
         return bad("install_hint", cls.install_hint, "a string")
     if issubclass(cls, Compressor) and (not isinstance(cls.summary, str) or not cls.summary):

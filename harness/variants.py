@@ -129,19 +129,23 @@ class Variants:
                                 error=f"compression {pipeline.label} failed: {exc}")
         return ModelVariant(pipeline, model, model, notes=notes)
 
-    def format_variant(self, exported: Artifact, variant: ModelVariant
-                       ) -> tuple[Artifact, tuple[str, ...]]:
-        """The backend's export of ``variant.source`` after the pipeline's FORMAT steps.
-        Raises :class:`CaseSkipped` / :class:`CaseError` for the cases of this backend."""
+    def format_variant(self, exported: Artifact, variant: ModelVariant,
+                       target: str | None = None) -> tuple[Artifact, tuple[str, ...]]:
+        """The backend's export of ``variant.source`` after the pipeline's FORMAT steps,
+        those registered for ``target`` (the backend's
+        :attr:`~edgebench.contracts.Backend.compression_format`; ``None``: the export's
+        format). Raises :class:`CaseSkipped` / :class:`CaseError` for the cases of this
+        backend."""
         steps = variant.pipeline.format_steps(self.registry)
         if not steps:
             return exported, variant.notes
         assert variant.source is not None
+        target = target or exported.format
         for step in steps:  # a step missing for this format: skipped before any work
-            compressor_for(step, exported.format, self.registry)
+            compressor_for(step, target, self.registry)
         _announce(variant.pipeline.label, exported.path.name)
         try:
-            artifact, notes = apply_steps(exported, steps, exported.format, self.registry,
+            artifact, notes = apply_steps(exported, steps, target, self.registry,
                                           self.context(variant.source, variant.pytorch))
         except UserError as exc:
             raise CaseError(f"compression {variant.pipeline.label} failed: {exc}") from None
@@ -181,10 +185,12 @@ def compress_model(source: Artifact, pipeline_text: str, registry: Registry, *,
         artifact, notes = variant.source, variant.notes
         if backend is not None:
             reg = registry.get(PluginKind.BACKEND, backend)
+            chosen = reg.cls()
             try:
-                exported = checked_export(reg, reg.cls(), variant.source, Path(tmp),
+                exported = checked_export(reg, chosen, variant.source, Path(tmp),
                                           imgsz=imgsz)
-                artifact, notes = variants.format_variant(exported, variant)
+                artifact, notes = variants.format_variant(exported, variant,
+                                                          chosen.compression_format)
             except (CaseError, CaseSkipped) as exc:
                 raise UserError(f"{pipeline_text} for {backend} failed: {exc}.") from None
     built = artifact.path

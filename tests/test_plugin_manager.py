@@ -164,6 +164,8 @@ class _OkBackend(_Backend):
     (_OkBackend, "max_batch", True, "None (any batch) or an int >= 1"),
     (_OkBackend, "max_batch", 2.0, "None (any batch) or an int >= 1"),
     (_OkBackend, "boxes_normalised", "yes", "None (detect), True or False"),
+    (_OkBackend, "compression_format", "", "None or a format name"),
+    (_OkBackend, "compression_format", ("openvino",), "None or a format name"),
     (_Compressor, "option_choices", {"mode": ["a", "b"]}, "a tuple of allowed values for"),
     (_Compressor, "option_choices", {"mode": ("b", "c")},
      "a tuple of allowed values for 'mode' that contains its default 'a'"),
@@ -192,6 +194,7 @@ def test_well_typed_members_are_accepted() -> None:
         option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"s": ("x", "y")}
         max_batch = 1
         boxes_normalised = True
+        compression_format = "onnx"
 
     pm = make_plugin_manager(extra_plugins=[
         ("good", _registering("backend", Good)), ("goodc", _registering("compressor",

@@ -18,6 +18,7 @@ from edgebench.errors import CaseError
 from edgebench.records import Artifact
 
 from .calibration import CalibrationReader
+from .head_tail import head_tail
 
 ORT_HINT = "pip install 'edgebench[onnxruntime]'"
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -55,53 +56,17 @@ def named_model(path: Path) -> Any:
     return model
 
 
-def _consumers(model: Any) -> dict[str, list[int]]:
-    by_tensor: dict[str, list[int]] = {}
-    for i, node in enumerate(model.graph.node):
-        for name in node.input:
-            by_tensor.setdefault(name, []).append(i)
-    return by_tensor
-
-
-def _reaches(model: Any, starts: Sequence[int]) -> set[int]:
-    """Indices of the nodes downstream of ``starts`` (included)."""
-    consumers = _consumers(model)
-    seen: set[int] = set()
-    todo = list(starts)
-    while todo:
-        i = todo.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        for out in model.graph.node[i].output:
-            todo.extend(consumers.get(out, ()))
-    return seen
-
-
 def head_tail_nodes(model: Any) -> list[str]:
-    """The head's nodes that int8 would break: the DFL (everything downstream of a Softmax,
-    its fixed Conv included) and every non-Conv node downstream of which no feature Conv is
-    left (reshapes, concats, sigmoid, box decoding). Empty for a graph without Conv."""
+    """The head's nodes that int8 would break (:func:`.head_tail.head_tail`): the DFL
+    (everything downstream of a Softmax, its fixed Conv included) and every non-Conv node
+    downstream of which no feature Conv is left (reshapes, concats, sigmoid, box decoding).
+    Empty for a graph without Conv."""
     nodes = list(model.graph.node)
-    softmaxes = [i for i, n in enumerate(nodes) if n.op_type == "Softmax"]
-    dfl = _reaches(model, softmaxes)
-    feature_convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv" and i not in dfl]
-    if not feature_convs:
-        return []
-    # a node is "before a feature conv" when one of the feature convs is downstream of it
     producers = {out: i for i, n in enumerate(nodes) for out in n.output}
-    before: set[int] = set()
-    todo = list(feature_convs)
-    while todo:
-        i = todo.pop()
-        for name in nodes[i].input:
-            j = producers.get(name)
-            if j is not None and j not in before:
-                before.add(j)
-                todo.append(j)
-    tail = [n.name for i, n in enumerate(nodes)
-            if i in dfl or (n.op_type != "Conv" and i not in before and i not in feature_convs)]
-    return tail
+    inputs = [[producers[name] for name in n.input if name in producers] for n in nodes]
+    tail = head_tail([n.op_type for n in nodes], inputs, is_conv=lambda op: op == "Conv",
+                     softmax={"Softmax"})
+    return [nodes[i].name for i in tail]
 
 
 # -- calibration and quantization ---------------------------------------------------------

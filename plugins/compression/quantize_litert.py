@@ -40,6 +40,7 @@ from edgebench.records import Artifact
 
 from .artifact_notes import artifact_meta, quantization_notes
 from .calibration import check_calibration, images_fingerprint, input_hw, tensors
+from .head_tail import head_tail
 
 INSTALL = "pip install 'edgebench[export]'"
 
@@ -102,38 +103,16 @@ def head_tail_scopes(path: Path) -> list[str]:
     """The ai-edge-quantizer scopes (output tensor names + ``;``) of the detection head's
     tail: the DFL (everything downstream of a SOFTMAX, its fixed conv included) and every
     non-conv op downstream of which no feature conv is left (reshapes, concatenations, box
-    decoding, the score sigmoid). The same rule as for ONNX (``onnx_quant.head_tail_nodes``)."""
+    decoding, the score sigmoid): :func:`.head_tail.head_tail`, as for ONNX and OpenVINO."""
     from ai_edge_litert import interpreter as litert
 
     interp = litert.Interpreter(model_path=str(path))
     ops = interp._get_ops_details()
     names = {int(t["index"]): str(t["name"]) for t in interp.get_tensor_details()}
-    consumers: dict[int, list[int]] = {}
-    for k, op in enumerate(ops):
-        for t in op["inputs"]:
-            consumers.setdefault(int(t), []).append(k)
     producer = {int(t): k for k, op in enumerate(ops) for t in op["outputs"]}
-    dfl: set[int] = set()
-    todo = [k for k, op in enumerate(ops) if op["op_name"] == "SOFTMAX"]
-    while todo:
-        k = todo.pop()
-        if k not in dfl:
-            dfl.add(k)
-            todo += [c for t in ops[k]["outputs"] for c in consumers.get(int(t), [])]
-    convs = {k for k, op in enumerate(ops) if op["op_name"] in _CONVS and k not in dfl}
-    if not convs:
-        return []
-    before: set[int] = set()
-    todo = list(convs)
-    while todo:
-        k = todo.pop()
-        for t in ops[k]["inputs"]:
-            j = producer.get(int(t))
-            if j is not None and j not in before:
-                before.add(j)
-                todo.append(j)
-    tail = [k for k, op in enumerate(ops)
-            if k in dfl or (op["op_name"] not in _CONVS and k not in before)]
+    inputs = [[producer[int(t)] for t in op["inputs"] if int(t) in producer] for op in ops]
+    tail = head_tail([str(op["op_name"]) for op in ops], inputs,
+                     is_conv=_CONVS.__contains__, softmax={"SOFTMAX"})
     return [";".join(names[int(t)] for t in ops[k]["outputs"]) + ";" for k in tail]
 
 

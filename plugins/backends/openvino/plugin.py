@@ -69,6 +69,9 @@ class OpenVINOBackend(Backend):
     install_hint: ClassVar[str] = f"{INSTALL}; on the host: pip install 'edgebench[openvino]'"
     max_batch: ClassVar[int | None] = None
     """Any static batch: the runner compiles the model for its own input shape."""
+    compression_format: ClassVar[str | None] = "openvino"
+    """Its FORMAT compression steps are OpenVINO's (``int8``: NNCF, writing IR), also when
+    the export is an ``.onnx`` run as is."""
     option_defaults: ClassVar[Mapping[str, Any]] = {
         "device": "CPU", "inference_precision": "f32", "performance_hint": "latency",
         "num_streams": 0}
