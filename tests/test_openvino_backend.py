@@ -157,13 +157,13 @@ def test_a_device_without_openvino_skips_with_the_install_command() -> None:
                       cpu_model=None, cores=4, ram_bytes=None, python="3.11", governor=None,
                       temperature_c=None, runtimes={"numpy": "2.2.0"})
     with pytest.raises(CaseSkipped) as skipped:
-        _check_supported(OpenVINOBackend(), info, info.uri)
+        _check_supported(OpenVINOBackend(), info, info.uri, "/usr/bin/python3")
     assert str(skipped.value) == (
-        "openvino is not installed on ssh://pi@board (pip install 'openvino>=2024.6'; on the "
-        "host: pip install 'edgebench[openvino]')")
+        "openvino is not installed on ssh://pi@board; install it there with: "
+        "/usr/bin/python3 -m pip install 'openvino>=2024.6'")
     armv7 = DeviceInfo(**{**info.__dict__, "arch": "armv7l"})
     with pytest.raises(CaseSkipped, match="no wheels for 32-bit ARM"):
-        _check_supported(OpenVINOBackend(), armv7, info.uri)
+        _check_supported(OpenVINOBackend(), armv7, info.uri, "/usr/bin/python3")
 
 
 def ir_of(onnx_path: Path, out: Path, *, fp16: bool) -> Artifact:

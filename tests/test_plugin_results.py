@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -370,13 +371,13 @@ def test_every_backend_missing_on_a_device_gives_that_devices_install_command(
         pytest.skip(f"no distribution providing {modules} is installed here")
     assert str(err.value) == (f"{modules} and numpy are not installed on ssh://pi@board; "
                               f"install them there with: {python} -m pip install "
-                              f"{' '.join(packages)} numpy")
+                              f"{shlex.join(packages)} numpy")
     with_numpy = dataclasses.replace(info, runtimes={"numpy": "1.26.4"})
     packages = backend().device_install_requirements(with_numpy) or tuple(providers[:1])
     with pytest.raises(CaseSkipped) as err:
         _check_supported(backend(), with_numpy, info.uri, python)
     assert str(err.value) == (f"{modules} is not installed on ssh://pi@board; install it "
-                              f"there with: {python} -m pip install {' '.join(packages)}")
+                              f"there with: {python} -m pip install {shlex.join(packages)}")
 
 
 def _venv(folder: Path) -> Path:

@@ -45,7 +45,6 @@ from edgebench.records import Artifact, DeviceInfo, RunSettings, RuntimeInfo, To
 
 __all__ = ["BF16_TOLERANCE", "OpenVINOBackend", "describe_ir", "ir_xml"]
 
-INSTALL = "pip install 'openvino>=2024.6'"
 
 BF16_TOLERANCE = Tolerance(
     box_max_abs_px=1.5, score_max_abs=0.05, min_detection_agreement=0.95, raw_max_rel=0.1,
@@ -66,7 +65,8 @@ class OpenVINOBackend(Backend):
     name: ClassVar[str] = "openvino"
     formats: ClassVar[tuple[str, ...]] = ("onnx", "openvino")
     runtime_modules: ClassVar[tuple[str, ...]] = ("openvino",)
-    install_hint: ClassVar[str] = f"{INSTALL}; on the host: pip install 'edgebench[openvino]'"
+    install_hint: ClassVar[str] = "pip install 'edgebench[openvino]'"
+    device_requirements: ClassVar[tuple[str, ...]] = ("openvino>=2024.6",)
     max_batch: ClassVar[int | None] = None
     """Any static batch: the runner compiles the model for its own input shape."""
     compression_format: ClassVar[str | None] = "openvino"
