@@ -173,7 +173,7 @@ def test_bad_device_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn"}
+    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn", "executorch"}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in runtimes else real(name, *a))
     err = _error(capsys, ["run", "-o", str(tmp_path), "--backend", "onnxruntime"])
@@ -182,6 +182,7 @@ def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = _error(capsys, ["run", "-o", str(tmp_path)])
     assert "no backend is usable on this host" in err and "edgebench[onnxruntime]" in err
     assert "edgebench[litert]" in err and "edgebench[ncnn]" in err
+    assert "edgebench[executorch]" in err
 
 
 def test_pt_without_export_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],
