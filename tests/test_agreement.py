@@ -37,9 +37,7 @@ def cases(out: Path) -> dict[str, dict]:  # type: ignore[type-arg]
 def test_every_backend_agrees_with_the_reference_in_the_default_run(tmp_path: Path) -> None:
     assert main(["run", "-o", str(tmp_path), *FAST]) == 0
     found = cases(tmp_path)
-    # an .onnx cannot reach ExecuTorch: its case is skipped (tests/test_executorch_backend.py)
-    assert found.pop("executorch", {"status": "skipped"})["status"] == "skipped"
-    assert set(found) == {"onnxruntime", "litert", "ncnn"}
+    assert set(found) == {"onnxruntime", "litert", "ncnn", "executorch"}
     for name, case in found.items():
         fid = case["accuracy"]["fidelity"]
         assert case["status"] == "ok", (name, case["reason"])

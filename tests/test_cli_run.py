@@ -31,10 +31,8 @@ def test_default_run_on_embedded_model(tmp_path: Path, capsys: pytest.CaptureFix
     report = only_report(tmp_path)
     assert report["state"] == "complete" and report["schema_version"] == 2
     by_backend = {c["case"]["backend"]: c for c in report["cases"]}
-    # an .onnx cannot reach ExecuTorch: its case is skipped (tests/test_executorch_backend.py)
-    assert by_backend.pop("executorch", {"status": "skipped"})["status"] == "skipped"
-    assert set(by_backend) == {"onnxruntime", "litert", "ncnn"}  # every backend, fp32
-    for other in ("litert", "ncnn"):
+    assert set(by_backend) == {"onnxruntime", "litert", "ncnn", "executorch"}  # fp32
+    for other in ("litert", "ncnn", "executorch"):
         case = by_backend[other]
         assert case["status"] == "ok" and case["latency"]["n"] >= 50, case["reason"]
         assert case["memory"]["peak_rss_bytes"] > 0 and case["artifact"]["size_bytes"] > 1e6

@@ -1,13 +1,15 @@
 """The ExecuTorch backend for real: the embedded ``.pt`` exported to a ``.pte`` (torch.export
 + XNNPACK partitioner, one export per session) and run next to ONNX Runtime; the XNNPACK
 coverage it reports checked against the ``.pte``'s own instructions (ExecuTorch's
-deserializer); an ``.onnx`` source is skipped with one sentence."""
+deserializer); the embedded ONNX runs through its committed ``.pt``, any other ``.onnx`` is
+skipped with one sentence."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +82,24 @@ def test_reported_delegation_matches_the_programs_own_instructions(
     assert found["nodes_delegated"] > sum(kernels.values())  # most of the graph
 
 
-def test_onnx_source_is_skipped_with_one_sentence(tmp_path: Path) -> None:
-    main(["run", "-m", str(ASSETS / "shapes-yolov8n.onnx"), "-b", "executorch",
-          "--images", "2", "-n", "1", "--warmup", "0", "-o", str(tmp_path)])
+def test_embedded_onnx_runs_from_its_committed_pt(
+        pt_run: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """The default model (the committed ONNX) reaches ExecuTorch through its committed .pt,
+    exported at the ONNX's size (here: the fixture's cached export, no second one)."""
+    assert main(["run", "-b", "executorch", "--images", "10", "-n", "3", "--warmup", "1",
+                 "-o", str(tmp_path)]) == 0
+    case = cases(tmp_path)["executorch"]
+    assert case["status"] == "ok", case["reason"]
+    assert case["artifact"]["sha256"] == pt_run["executorch"]["artifact"]["sha256"]
+    fid = case["accuracy"]["fidelity"]
+    assert fid["reference"].startswith("onnxruntime ")  # the ONNX's own reference
+    assert fid["within_tolerance"] is True and fid["detection_agreement"] == 1.0
+
+
+def test_other_onnx_is_skipped_with_one_sentence(
+        tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
+    main(["run", "-m", str(make_onnx()), "-b", "executorch", "--no-accuracy", "-n", "1",
+          "--warmup", "0", "-o", str(tmp_path)])
     case = cases(tmp_path)["executorch"]
     assert case["status"] == "skipped"
     assert case["reason"] == ("ExecuTorch cannot run an .onnx (there is no ONNX to "

@@ -8,8 +8,10 @@ Where the ``.pte`` comes from:
   batch-1 input at ``--imgsz`` (default: the checkpoint's training size), cached by content
   hash. The artifact is a directory: ``model.pte`` and ``edgebench.json`` with the input
   shape and how many graph nodes XNNPACK took (counted at export, on the lowered graph);
-- an ``.onnx``: not possible (there is no ONNX -> ExecuTorch converter); skipped, saying to
-  pass the ``.pt``.
+- the embedded model's ``.onnx``: the same export of its committed ``.pt``
+  (:func:`edgebench.pipeline.committed_pytorch`), at the ONNX's input size;
+- any other ``.onnx``: not possible (there is no ONNX -> ExecuTorch converter); skipped,
+  saying to pass the ``.pt``.
 
 ExecuTorch's Python runtime imports torch (its pybindings link against libtorch), so the
 device needs torch as well as executorch.
@@ -27,7 +29,7 @@ from edgebench.contracts import Backend
 from edgebench.errors import CaseError, CaseSkipped
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.input_size import ImgSz, hw, imgsz_arg
-from edgebench.pipeline import cached_export, exported_artifact, run_tool
+from edgebench.pipeline import cached_export, committed_pytorch, exported_artifact, run_tool
 from edgebench.records import Artifact
 
 INSTALL_HINT = ("pip install 'edgebench[executorch]' (executorch's Python runtime imports "
@@ -57,8 +59,13 @@ class ExecuTorchBackend(Backend):
         if source.format == "pte":
             return source
         if source.format == "onnx":
-            raise CaseSkipped("ExecuTorch cannot run an .onnx (there is no ONNX to ExecuTorch "
-                              "converter); pass the .pt it came from.")
+            pt = committed_pytorch(source)  # the embedded model's ONNX: its committed .pt
+            if pt is None or pt.format != "pt":
+                raise CaseSkipped("ExecuTorch cannot run an .onnx (there is no ONNX to "
+                                  "ExecuTorch converter); pass the .pt it came from.")
+            shape = source.input_shape or ()
+            static = len(shape) == 4 and all(d > 0 for d in shape)
+            source, imgsz = pt, (shape[2], shape[3]) if static else imgsz
         if source.format != "pt":
             raise CaseSkipped(f"ExecuTorch runs .pte programs made from a .pt; a "
                               f"{source.format} model cannot be converted to one.")
