@@ -70,7 +70,11 @@ EXPORT_ARGS: dict[str, dict[str, Any]] = {"openvino": {"quantize": 32}}
 (Ultralytics' ``quantize=16`` would store fp16 weights)."""
 
 
-def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
+def load_model(weights: Path, imgsz: ImgSz | None) -> tuple[Any, tuple[int, int]]:
+    """The Ultralytics ``YOLO`` model of ``weights``, loaded as this worker loads it
+    (offline, ``weights_only`` with Ultralytics' allow-list, see :func:`_safe_loading`), and
+    the (height, width) to export at: ``imgsz``, else the checkpoint's training size, else
+    640. For a plugin's own export worker (run in a subprocess: this imports torch)."""
     _safe_loading()
     from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
 
@@ -81,7 +85,14 @@ def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
         imgsz = (trained[0] if trained[0] == trained[1] else trained) if trained else 640
     size = hw(imgsz)
     assert size is not None
-    gflops = _gflops(model, list(size))
+    return model, size
+
+
+def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
+    from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
+
+    model, size = load_model(weights, imgsz)
+    gflops = model_gflops(model, list(size))
     staged = out / "source.pt"
     shutil.copy2(weights, staged)  # Ultralytics writes next to the weights
     model = YOLO(str(staged), task="detect")
@@ -116,7 +127,9 @@ def converter(fmt: str) -> str:
     return f"Ultralytics format={fmt!r}: " + ", ".join(parts)
 
 
-def _gflops(model: Any, imgsz: list[int]) -> float | None:
+def model_gflops(model: Any, imgsz: list[int]) -> float | None:
+    """GFLOPs of a ``YOLO`` model at ``imgsz`` ([height, width]), by Ultralytics'
+    ``get_flops``; ``None`` when it cannot tell."""
     try:
         from ultralytics.utils.torch_utils import get_flops
 

@@ -172,7 +172,8 @@ def test_bad_device_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn", "MNN", "openvino"}
+    runtimes = {"onnxruntime", "ai_edge_litert", "tflite_runtime", "ncnn", "MNN", "openvino",
+                "executorch"}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in runtimes else real(name, *a))
     err = _error(capsys, ["run", "-o", str(tmp_path), "--backend", "onnxruntime"])
@@ -183,6 +184,7 @@ def test_runtime_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "edgebench[litert]" in err and "edgebench[ncnn]" in err
     assert "edgebench[mnn]" in err
     assert "edgebench[openvino]" in err
+    assert "edgebench[executorch]" in err
 
 
 def test_pt_without_export_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],
