@@ -28,7 +28,8 @@ def cases(out: Path) -> dict[str, dict]:  # type: ignore[type-arg]
 
 def test_pt_exports_to_every_format_once_and_each_agrees_with_pytorch(
         tmp_path: Path, isolated_cache: Path) -> None:
-    args = ["run", "-m", str(PT), "--imgsz", "160", "-b", "onnxruntime,litert,ncnn", *FAST]
+    args = ["run", "-m", str(PT), "--imgsz", "160", "-b", "onnxruntime,litert,ncnn,mnn,openvino",
+            *FAST]
     assert main([*args, "-o", str(tmp_path / "first")]) == 0
     found = cases(tmp_path / "first")
     assert set(found) == {"onnxruntime", "litert", "ncnn", "mnn", "openvino"}
