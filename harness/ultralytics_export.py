@@ -89,9 +89,9 @@ def load_model(weights: Path, imgsz: ImgSz | None) -> tuple[Any, tuple[int, int]
 
 
 def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
+    model, size = load_model(weights, imgsz)  # first: safe loading before Ultralytics imports
     from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
 
-    model, size = load_model(weights, imgsz)
     gflops = model_gflops(model, list(size))
     staged = out / "source.pt"
     shutil.copy2(weights, staged)  # Ultralytics writes next to the weights

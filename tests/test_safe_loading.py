@@ -12,7 +12,15 @@ import pytest
 pytestmark = pytest.mark.export
 
 
-def test_booby_trapped_pt_is_refused_without_running_its_code(tmp_path: Path) -> None:
+WORKERS = {  # every export worker that loads a user's .pt: argv after --weights/--out
+    "ultralytics": ["edgebench.ultralytics_export", "--format", "onnx"],
+    "executorch": ["edgebench.plugins.backends.executorch.export_pte"],
+}
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_booby_trapped_pt_is_refused_without_running_its_code(tmp_path: Path,
+                                                              worker: str) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("ultralytics")
     marker = tmp_path / "PWNED"
@@ -25,8 +33,9 @@ def test_booby_trapped_pt_is_refused_without_running_its_code(tmp_path: Path) ->
     torch.save({"model": Payload(), "train_args": {}}, evil)
     out = tmp_path / "out"
     out.mkdir()
-    done = subprocess.run([sys.executable, "-m", "edgebench.ultralytics_export", "--weights",
-                           str(evil), "--format", "onnx", "--out", str(out)],
+    module, *rest = WORKERS[worker]
+    done = subprocess.run([sys.executable, "-m", module, "--weights", str(evil), *rest,
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "outside the supported Ultralytics checkpoint format" in done.stderr

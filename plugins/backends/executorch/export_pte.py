@@ -74,10 +74,12 @@ def _op_name(node: Any) -> str:
 
 def export(weights: Path, out: Path, imgsz: ImgSz | None) -> None:
     """Write the ``.pte`` directory and ``artifact.json`` into ``out`` (see the module)."""
+    # first: load_model turns on safe checkpoint loading, which must precede any import of
+    # Ultralytics (ULTRALYTICS_SAFE_LOAD is read at import): a booby-trapped .pt runs nothing
+    model, size = load_model(weights, imgsz)
     import torch
     from ultralytics.engine.exporter import Exporter
 
-    model, size = load_model(weights, imgsz)
     gflops = model_gflops(model, list(size))
     target = out / MODEL_DIR
     target.mkdir()
