@@ -174,9 +174,15 @@ def test_pt_at_640_through_onnx(tmp_path: Path) -> None:
     assert abs(mnn["accuracy"]["map50_95"] - ort["accuracy"]["map50_95"]) < 0.005
 
 
-def test_probe_survives_a_runtime_that_prints_on_import(tmp_path: Path) -> None:
+@pytest.mark.parametrize("banner", [
+    "import os\nos.write(1, b'native banner\\n')\n",
+    # what MNN really does: libc's printf, buffered in a pipe until fflush or exit
+    "import ctypes\nctypes.CDLL(None).printf(b'native banner\\n')\n",
+], ids=["write", "buffered-printf"])
+def test_probe_survives_a_runtime_that_prints_on_import(tmp_path: Path, banner: str) -> None:
     """MNN prints the CPU's features from native code on import; the probe's JSON on stdout
-    must stay whole (the agent imports runtimes with fd 1 pointed at fd 2)."""
+    must stay whole (the agent imports runtimes with fd 1 pointed at fd 2 and flushes libc's
+    buffer before pointing it back; over SSH the banner otherwise came after the JSON)."""
     import os
     import subprocess
     import sys
@@ -185,8 +191,7 @@ def test_probe_survives_a_runtime_that_prints_on_import(tmp_path: Path) -> None:
 
     for script in AGENT_FILES:
         shutil.copy(script, tmp_path / script.name)
-    (tmp_path / "noisy.py").write_text(
-        "import os\nos.write(1, b'native banner\\n')\n__version__ = '1.2'\n")
+    (tmp_path / "noisy.py").write_text(banner + "__version__ = '1.2'\n")
     done = subprocess.run([sys.executable, str(tmp_path / "edgebench_agent.py"), "probe",
                            "--module", "noisy"], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})

@@ -137,8 +137,21 @@ def _import_quietly(name: str) -> Any:
         return __import__(name)
     finally:
         sys.stdout.flush()
+        _flush_c_stdio()  # native printf into a pipe sits in libc's buffer until exit
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """``fflush(NULL)``: write out what native code printed while fd 1 pointed at fd 2.
+    Into a pipe (SSH, ADB, a subprocess) libc buffers it, and would otherwise flush it to
+    the restored stdout at exit, after the probe's JSON."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # no libc to reach (unusual platforms): nothing buffered we can flush
+        pass
 
 
 def _module_version(name: str) -> Optional[str]:
