@@ -76,7 +76,7 @@ class DeviceAgent:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise CaseError(f"the device probe failed on {self.device.uri} with "
                             f"{self.device.python}: {tail[0]}")
-        fields: dict[str, Any] = json.loads(done.stdout)["probe"]
+        fields = _probe_fields(done.stdout, self.device.uri)
         fields["uri"] = self.device.uri
         if pm is not None:
             notify(pm.hook.edgebench_device_info, device=self.device, info=fields)
@@ -92,3 +92,23 @@ class DeviceAgent:
         except (CaseError, ValueError, OSError):
             return None
         return float(value) if value is not None else None
+
+
+def _probe_fields(stdout: str, uri: str) -> dict[str, Any]:
+    """The probe's fields from the agent's stdout: its one JSON line
+    (``{"protocol": ..., "probe": {...}}``), found among whatever else a runtime printed
+    from native code on import or at exit (MNN's CPU banner came after the JSON over SSH).
+    :class:`CaseError` when none parses."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict) and isinstance(parsed.get("probe"), dict):
+                fields: dict[str, Any] = parsed["probe"]
+                return fields
+    tail = stdout.strip().splitlines()[-1:] or ["nothing"]
+    raise CaseError(f"the device probe on {uri} printed no readable result (its last line: "
+                    f"{tail[0][:200]!r}); a runtime may print to stdout on import")
+

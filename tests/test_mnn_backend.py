@@ -198,3 +198,16 @@ def test_probe_survives_a_runtime_that_prints_on_import(tmp_path: Path, banner: 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["probe"]["runtimes"] == {"noisy": "1.2"}
     assert "native banner" in done.stderr
+
+
+def test_host_reads_the_probe_among_what_a_runtime_prints_after_it() -> None:
+    """Text a runtime prints after the probe's JSON (at exit, or libc's buffer flushed late,
+    as MNN's banner over SSH) is skipped; stdout without the JSON is one sentence."""
+    from edgebench.errors import CaseError
+    from edgebench.fingerprint import _probe_fields
+
+    line = json.dumps({"protocol": 1, "probe": {"arch": "x86_64"}})
+    assert _probe_fields(f"banner\n{line}\nThe device supports: i8sdot:0\n", "ssh://b") == {
+        "arch": "x86_64"}
+    with pytest.raises(CaseError, match=r"the device probe on ssh://b printed no readable"):
+        _probe_fields("The device supports: i8sdot:0\n", "ssh://b")
