@@ -12,6 +12,7 @@ same way.
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 from collections.abc import Sequence
 from typing import cast
@@ -53,7 +54,7 @@ def _backend(reg: Registration, width: int) -> list[str]:
     lines += _field("install", cls.install_hint or "(not said by the plugin)", width)
     if cls.runtime_modules:
         requirements = device_requirements(cls)
-        device = (f"DEVICE_PYTHON -m pip install {' '.join(requirements)}" if requirements else
+        device = ("DEVICE_PYTHON -m pip install " + shlex.join(requirements) if requirements else
                   f"a package providing {' or '.join(cls.runtime_modules)}")
         lines += _field("on a device", device, width)
     return lines

@@ -23,8 +23,10 @@ def checked_option(owner: str, key: str, value: Any, defaults: Mapping[str, Any]
     like its default (``"on"``/``1`` for a bool, ``3`` for a float are taken) and checked
     against ``choices``; raises :class:`edgebench.errors.UserError` naming the key."""
     if key not in defaults:
-        known = ", ".join(sorted(defaults)) or "none"
-        raise UserError(f"{owner} has no option {key!r}; its options are {known}.")
+        if not defaults:
+            raise UserError(f"{owner} takes no options; got {key!r}.")
+        raise UserError(f"{owner} has no option {key!r}; its options are "
+                        f"{', '.join(sorted(defaults))}.")
     kind = type(defaults[key])
     if kind is bool and isinstance(value, str) and value.lower() in _BOOL_WORDS:
         value = value.lower() in _TRUE_WORDS

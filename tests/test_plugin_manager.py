@@ -457,3 +457,26 @@ def test_option_type_error_uses_the_right_article(default: object, value: object
     with pytest.raises(UserError) as err:
         checked_option("backend 'b'", "k", value, {"k": default}, {})
     assert str(err.value) == f"backend 'b' option 'k' must be {kind}, got {value!r}."
+
+
+def test_a_plugin_without_options_says_so() -> None:
+    from edgebench.errors import UserError
+    from edgebench.plugin_options import checked_option
+
+    with pytest.raises(UserError, match=r"^backend 'x' takes no options; got 'threads'\.$"):
+        checked_option("backend 'x'", "threads", 2, {}, {})
+
+
+def test_plugins_listing_quotes_the_device_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """A requirement with a version bound is shell-quoted: unquoted, ``>`` redirects."""
+    import shlex
+
+    from edgebench.cli import main
+
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    commands = [line.split("on a device: ", 1)[1] for line in out.splitlines()
+                if "on a device: DEVICE_PYTHON" in line]
+    assert commands and "DEVICE_PYTHON -m pip install 'openvino>=2024.6'" in out
+    for command in commands:  # each one parses back to the same words, no redirection
+        assert ">" not in shlex.split(command)[-1] or command.count("'") >= 2

@@ -494,9 +494,11 @@ def test_every_backends_unknown_option_lists_the_valid_ones(
     argv = ["run", "-m", model, "-b", backend.name, "--no-accuracy", "-n", "1"]
     assert main([*argv, "--backend-option", f"{backend.name}.no_such_option=1"]) == 2
     err = capsys.readouterr().err
-    valid = ", ".join(sorted(backend.option_defaults)) or "none"
+    valid = ", ".join(sorted(backend.option_defaults))
     assert err == (f"edgebench: error: backend {backend.name!r} has no option "
-                   f"'no_such_option'; its options are {valid}.\n")
+                   f"'no_such_option'; its options are {valid}.\n" if valid else
+                   f"edgebench: error: backend {backend.name!r} takes no options; got "
+                   "'no_such_option'.\n")
     for key, allowed in backend.option_choices.items():
         assert main([*argv, "--backend-option", f"{backend.name}.{key}=no-such-value"]) == 2
         assert capsys.readouterr().err == (

@@ -56,6 +56,7 @@ class MnnBackend(Backend):
     formats: ClassVar[tuple[str, ...]] = ("mnn",)
     runtime_modules: ClassVar[tuple[str, ...]] = ("MNN",)
     install_hint: ClassVar[str] = "pip install 'edgebench[mnn]'"
+    device_requirements: ClassVar[tuple[str, ...]] = ("mnn",)
     boxes_normalised: ClassVar[bool | None] = False
     max_batch: ClassVar[int | None] = None
     """Any static batch: the session takes the model's own input shape."""
