@@ -14,7 +14,7 @@ ensure_venv_support "$python"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 case ",$extras," in
-    *,export,*|*,all,*)
+    *,export,*|*,all,*|*,executorch,*)
         # torch before anything that depends on it, or pip pulls a multi-GB CUDA build
         "${pip[@]}" "torch==2.14.1" "torchvision==0.29.1" ;;
 esac

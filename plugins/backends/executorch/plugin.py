@@ -46,9 +46,9 @@ class ExecuTorchBackend(Backend):
     formats: ClassVar[tuple[str, ...]] = ("pte",)
     runtime_modules: ClassVar[tuple[str, ...]] = ("executorch",)
     install_hint: ClassVar[str] = INSTALL_HINT
-    device_requirements: ClassVar[tuple[str, ...]] = ("executorch",)
-    """executorch depends on torch, which pip installs with it (on an ARM board, the CPU
-    build; on an x86 device, install the CPU build of torch first)."""
+    device_requirements: ClassVar[tuple[str, ...]] = ("torch", "executorch")
+    """The executorch wheel does not require torch, but its Python runtime imports it (on an
+    x86 device, install the CPU build of torch first, or pip pulls a CUDA one)."""
     max_batch: ClassVar[int | None] = None
     """Any static batch a ``.pte`` has (the runner feeds its input shape); exports are 1."""
 
