@@ -101,3 +101,14 @@ def test_achieved_gflops_and_share_of_peak() -> None:
 def test_no_samples_is_an_error() -> None:
     with pytest.raises(ValueError):
         latency_stats([])
+
+
+def test_map_axis_keeps_runtime_noise_on_one_line() -> None:
+    """mAP values 1e-5 apart (MNN vs the others, floating-point noise) must not be spread
+    over the whole latency-vs-mAP axis: the axis spans at least 2 mAP points."""
+    from edgebench.reports.html import MIN_MAP_SPAN, map_axis_limits
+
+    low, high = map_axis_limits([0.8213630, 0.8213719])
+    assert high - low >= MIN_MAP_SPAN and low < 0.8213630 and high > 0.8213719
+    low, high = map_axis_limits([0.55, 0.82])  # a real spread keeps its own range
+    assert low < 0.55 and high > 0.82 and high - low < 0.35

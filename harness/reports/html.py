@@ -85,6 +85,21 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+MIN_MAP_SPAN = 0.02
+"""The smallest mAP50-95 range the latency-vs-mAP axis shows (2 points): cases that differ
+by 1e-5 (floating-point noise between runtimes) stay on one line instead of being
+stretched over the whole axis."""
+
+
+def map_axis_limits(values: Sequence[float]) -> tuple[float, float]:
+    """(bottom, top) of the mAP axis: the values' range with a 10 % margin, widened around
+    its middle to at least :data:`MIN_MAP_SPAN`."""
+    low, high = min(values), max(values)
+    span = max(high - low, MIN_MAP_SPAN / 1.2)
+    middle = (low + high) / 2
+    return middle - span * 0.6, middle + span * 0.6
+
+
 def pareto_plots(cases: Sequence[CaseResult]) -> list[tuple[str, str]]:
     out = []
     for device in sorted({r.case.device for r in cases}):
@@ -104,6 +119,8 @@ def pareto_plots(cases: Sequence[CaseResult]) -> list[tuple[str, str]]:
                 label="Pareto front")
         ax.set_xlabel("median latency, ms")
         ax.set_ylabel("mAP50-95")
+        ax.set_ylim(*map_axis_limits([p[1] for p in pts]))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         out.append((device, _svg(fig)))
