@@ -369,6 +369,28 @@ class Device(abc.ABC):
         is nothing to record, and the line says so."""
         return f"{cls.scheme} devices have no host key: nothing to record"
 
+    @classmethod
+    def slots(cls, uri: str) -> int:
+        """How many interchangeable devices ``uri`` stands for (default 1): e.g. "any two
+        free boards tagged ``board=rpi5``" of a board farm is 2.
+
+        The core then makes that many devices of this class, each ``cls(uri)`` entered in
+        its own thread, and they share the URI's cases: each device, when free, takes the
+        next case and runs all its repeats (so a case's figures and fingerprint are one
+        board's), and the wall time is about the total work divided by N. Each of the N
+        entered devices must be a different physical device: the class arranges that
+        while entering (e.g. one reservation per device from the farm's queue); its
+        fingerprint tells them apart (``DeviceInfo.place``). ``uri`` was accepted by
+        :meth:`check_uri`."""
+        return 1
+
+    def unusable_reason(self) -> str | None:
+        """Why this entered device must take no more cases (e.g. its board left the farm),
+        in one sentence, or ``None`` (default). Asked between cases of a URI with several
+        :meth:`slots`: the other devices of the URI take the cases left; when none is
+        left, those cases fail with this reason."""
+        return None
+
     def agent(self) -> DeviceAgent:
         """What fingerprints the device (:class:`edgebench.fingerprint.DeviceAgent`).
         Default: the Python agent, run with :attr:`python`; a device without Python (a

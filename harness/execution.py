@@ -167,7 +167,9 @@ class CaseExecutor:
 
     Registered in the plugin manager for the run's duration, so plugins can wrap it.
     ``plans`` by case id; ``accuracy``: ``None`` with accuracy off; ``agents`` and ``infos``
-    (by device URI) are filled in by the scheduler as each device is entered and probed.
+    (by entered device: the devices of a URI that stands for several are told apart) are
+    filled in by the scheduler as each device is entered and probed, and dropped with
+    :meth:`forget` when it is left.
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
@@ -179,16 +181,23 @@ class CaseExecutor:
         self.retrier = retrier or Retrier(RetryPolicy(retries=0))
         self._evaluated: set[str] = set()
         """Cases whose accuracy was measured (on their first repeat)."""
-        self.agents: dict[str, DeviceAgent] = {}
-        self.infos: dict[str, DeviceInfo] = {}
+        self.agents: dict[Device, DeviceAgent] = {}
+        self.infos: dict[Device, DeviceInfo] = {}
         self.pusher = Pusher()
+
+    def forget(self, device: Device) -> None:
+        """Drop what is kept about ``device`` (it was left): its agent, fingerprint and
+        pushed files."""
+        self.agents.pop(device, None)
+        self.infos.pop(device, None)
+        self.pusher.forget(device)
 
     @hookimpl(trylast=True)
     def edgebench_run_case(self, case: Case, device: Device) -> CaseResult:
         """Measure ``case`` on the entered ``device`` (retried as the run's policy says);
         the result's ``wall_s`` is the whole case, attempts included."""
         plan = self.plans[case.id]
-        info = self.infos[device.uri]
+        info = self.infos[device]
         started, t0 = utc_now(), time.perf_counter()
         base = CaseResult(case=case, status=Status.FAILED, device=info,
                           artifact=plan.artifact, started_at=started)
@@ -199,12 +208,12 @@ class CaseExecutor:
 
     def _recover(self, device: Device) -> None:
         """After a reconnect: push everything again, to the work dir the device has now."""
-        self.pusher.forget(device.uri)
-        self.agents[device.uri] = device_agent(device)
+        self.pusher.forget(device)
+        self.agents[device] = device_agent(device)
 
     def _attempt(self, plan: CasePlan, device: Device, base: CaseResult) -> CaseResult:
         """One attempt at the case; a lost connection raises (the retrier decides)."""
-        info = self.infos[device.uri]
+        info = self.infos[device]
         try:
             if plan.skip is not None:
                 raise CaseSkipped(plan.skip)
@@ -246,7 +255,7 @@ class CaseExecutor:
     def _measure(self, plan: CasePlan, device: Device, info: DeviceInfo,
                  base: CaseResult) -> CaseResult:
         assert plan.artifact is not None and plan.batch is not None
-        agent = self.agents[device.uri]
+        agent = self.agents[device]
         job = self._job(plan)
         temperature_before = agent.temperature()
         first_repeat = plan.case.id not in self._evaluated
@@ -282,7 +291,7 @@ class CaseExecutor:
                         info: DeviceInfo, base: CaseResult) -> CaseResult:
         """A case measured by the device's native benchmark binary (no Python there)."""
         assert plan.artifact is not None and plan.batch is not None
-        agent = self.agents[device.uri]
+        agent = self.agents[device]
         temp_before = agent.temperature()
         measured = native.measure(device, plan.artifact, plan.batch.timing_input,
                                   plan.case.settings, info)

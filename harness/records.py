@@ -40,6 +40,23 @@ class RunState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Place:
+    """Which board of a shared board farm a device was, and how it was obtained (filled in
+    by the device plugin that took it from the farm's queue, e.g. labgrid)."""
+
+    name: str
+    """The farm's name of the board (a labgrid place)."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Its tags (``board=rpi5``...) as the farm lists them."""
+    host: str | None = None
+    """The host the board hangs off (a labgrid exporter), ``None``: not known."""
+    farm: str | None = None
+    """The farm it came from (``labgrid coordinator 10.0.0.5:20408``)."""
+    waited_s: float = 0.0
+    """Seconds spent waiting in the farm's queue until the board was free for this run."""
+
+
+@dataclass(frozen=True)
 class DeviceInfo:
     """Fingerprint of the machine a case ran on. ``None`` means "could not be read there"."""
 
@@ -56,6 +73,8 @@ class DeviceInfo:
     cpu_max_mhz: float | None = None
     cpu_flags: tuple[str, ...] = ()
     runtimes: Mapping[str, str] = field(default_factory=dict)
+    place: Place | None = None
+    """The board of a shared farm this device was (``None``: a device named by its URI)."""
 
     def peak_gflops_estimate(self) -> float | None:
         """Rough fp32 peak of the CPU: cores x clock x FLOPs per cycle from its SIMD width.

@@ -82,12 +82,14 @@ class Pusher:
     remembers what each pushed file must hash to (the runner checks before loading)."""
 
     def __init__(self) -> None:
-        self._pushed: dict[tuple[str, str], tuple[str, int]] = {}
+        self._pushed: dict[tuple[Device, str], tuple[str, int]] = {}
+        """By entered device, not URI: the devices of a URI that stands for several boards
+        (``Device.slots``) each get their own copy."""
 
     def once(self, device: Device, local: Path, remote: PurePosixPath) -> PurePosixPath:
         """Push ``local`` to ``remote`` on ``device`` unless it was pushed there already;
         return ``remote``."""
-        key = (device.uri, str(remote))
+        key = (device, str(remote))
         if key not in self._pushed:
             device.push(local, remote)
             self._pushed[key] = (sha256_file(local), local.stat().st_size)
@@ -95,12 +97,12 @@ class Pusher:
 
     def expected(self, device: Device, remote: PurePosixPath) -> tuple[str, int]:
         """``(sha256, size)`` of the file pushed to ``remote``."""
-        return self._pushed[(device.uri, str(remote))]
+        return self._pushed[(device, str(remote))]
 
-    def forget(self, uri: str) -> None:
-        """Push everything again on ``uri`` (after a lost connection: files may be gone or
-        half-written)."""
-        for key in [k for k in self._pushed if k[0] == uri]:
+    def forget(self, device: Device) -> None:
+        """Push everything again on ``device`` (after a lost connection: files may be gone
+        or half-written; or it was left)."""
+        for key in [k for k in self._pushed if k[0] is device]:
             del self._pushed[key]
 
 

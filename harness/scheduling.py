@@ -1,5 +1,7 @@
 """Scheduling the cases on the devices: one thread per device, devices concurrently, the
-cases of one device strictly one after another, repeats interleaved.
+cases of one device strictly one after another, repeats interleaved. A URI that stands for
+several interchangeable devices (``Device.slots``, e.g. any two boards of a farm with the
+same tags) gets one thread per device, sharing one queue of its cases.
 
 Every finished case goes to the report writer (and the ``edgebench_case_finished`` hook)
 before the next one starts. Ctrl-C stops every device (its running command is aborted, its
@@ -30,6 +32,41 @@ ProgressCallback = Callable[[CaseResult], None]
 """Called with every case's result as it is recorded (a repeat's combined result too)."""
 
 
+class SharedCases:
+    """The cases of one device URI, taken one at a time by its slots (the devices it stands
+    for, :meth:`~edgebench.contracts.Device.slots`): a slot that is free takes the next case
+    and runs all its repeats, so each case's repeats run on one device. Thread-safe."""
+
+    def __init__(self, plans: list[CasePlan], slots: int) -> None:
+        self._plans = list(plans)
+        self._lock = threading.Lock()
+        self._running = slots
+        self.reasons: list[str] = []
+        """Why slots ended before the queue was empty (one sentence each)."""
+
+    def take(self) -> CasePlan | None:
+        """The next case, or ``None`` when none is left."""
+        with self._lock:
+            return self._plans.pop(0) if self._plans else None
+
+    def put_back(self, plan: CasePlan) -> None:
+        """A case a slot took but could not run (its device failed first)."""
+        with self._lock:
+            self._plans.insert(0, plan)
+
+    def slot_ended(self, reason: str | None) -> list[CasePlan]:
+        """Note that a slot stopped taking cases (``reason``: why, when it stopped early);
+        the last slot to end gets the cases no slot ran."""
+        with self._lock:
+            if reason:
+                self.reasons.append(reason)
+            self._running -= 1
+            if self._running > 0:
+                return []
+            left, self._plans = self._plans, []
+            return left
+
+
 class Scheduler:
     """Runs plans on their devices for one run.
 
@@ -44,11 +81,17 @@ class Scheduler:
         self.retry = retry
         self.stop = stop
         self.on_case = on_case
-        self._entered: dict[str, Device] = {}
+        self._opened: dict[str, Device] = {}
+        """Devices being entered or entered, by slot name: aborted on Ctrl-C (a device that
+        waits in a queue while it is entered, for a shared board, stops waiting)."""
         self._errors: list[BaseException] = []
 
     def run(self, plans: list[CasePlan], executor: CaseExecutor, writer: ReportWriter) -> None:
         """Run every plan on its device (``plan.case.device``), devices in parallel.
+
+        A URI that stands for N interchangeable devices (``Device.slots(uri)``) gets N
+        threads, each with its own device, sharing the URI's cases (:class:`SharedCases`):
+        its wall time is about the sum of its cases' divided by N.
 
         On Ctrl-C: stop and abort every device, wait (up to 30 s each) for their threads to
         clean up, finish the report as interrupted and re-raise ``KeyboardInterrupt``. A bug
@@ -58,9 +101,15 @@ class Scheduler:
         by_device: dict[str, list[CasePlan]] = {}
         for p in plans:
             by_device.setdefault(p.case.device, []).append(p)
-        threads = [threading.Thread(target=self._run_device, name=f"device {uri}", daemon=True,
-                                    args=(uri, device_plans, executor, writer))
-                   for uri, device_plans in by_device.items()]
+        threads: list[threading.Thread] = []
+        for uri, device_plans in by_device.items():
+            slots = max(1, min(device_class(self.registry, uri).slots(uri), len(device_plans)))
+            shared = SharedCases(device_plans, slots) if slots > 1 else None
+            for slot in range(slots):
+                name = f"{uri}#{slot + 1}" if shared is not None else uri
+                threads.append(threading.Thread(
+                    target=self._run_device, name=f"device {name}", daemon=True,
+                    args=(uri, name, device_plans, shared, executor, writer)))
         try:
             for t in threads:
                 t.start()
@@ -69,7 +118,7 @@ class Scheduler:
                     t.join(timeout=0.2)  # wakes up for Ctrl-C
         except KeyboardInterrupt:
             self.stop.set()
-            for device in list(self._entered.values()):
+            for device in list(self._opened.values()):
                 device.abort()
             for t in threads:
                 t.join(timeout=30)  # each device thread cleans its work dir
@@ -78,36 +127,76 @@ class Scheduler:
         if self._errors:
             raise self._errors[0]
 
-    def _run_device(self, uri: str, plans: list[CasePlan], executor: CaseExecutor,
+    def _run_device(self, uri: str, name: str, plans: list[CasePlan],
+                    shared: SharedCases | None, executor: CaseExecutor,
                     writer: ReportWriter) -> None:
         try:
-            self._run_device_cases(uri, plans, executor, writer)
+            self._run_device_cases(uri, name, plans, shared, executor, writer)
         except BaseException as exc:  # a bug: surface it in the main thread
             self._errors.append(exc)
 
-    def _run_device_cases(self, uri: str, plans: list[CasePlan], executor: CaseExecutor,
+    def _open(self, name: str, cls: type[Device], uri: str) -> Device:
+        device = open_device(cls, uri)
+        self._opened[name] = device
+        if self.stop.is_set():
+            device.abort()
+        return device
+
+    def _run_device_cases(self, uri: str, name: str, plans: list[CasePlan],
+                          shared: SharedCases | None, executor: CaseExecutor,
                           writer: ReportWriter) -> None:
+        """One device: all of ``plans`` (repeats interleaved), or, as one slot of a shared
+        URI, the cases it takes from ``shared`` one by one until none is left or its device
+        says it can take no more (:meth:`~edgebench.contracts.Device.unusable_reason`)."""
         device_cls = device_class(self.registry, uri)
         modules = tuple(sorted({m for p in plans for m in p.backend.runtime_modules}))
+        failure: str | None = None
+        taken: CasePlan | None = None
         try:
-            with connected(lambda: open_device(device_cls, uri), self.retry, self.stop) as device:
-                self._entered[uri] = device
+            with connected(lambda: self._open(name, device_cls, uri), self.retry,
+                           self.stop) as device:
                 agent = device_agent(device)
-                executor.agents[uri] = agent
-                executor.infos[uri] = agent.probe((*modules, "numpy"), self.pm)
-                self._run_repeats(plans, device, executor.infos[uri].peak_gflops_estimate(),
-                                  writer)
+                executor.agents[device] = agent
+                info = executor.infos[device] = agent.probe((*modules, "numpy"), self.pm)
+                if shared is None:
+                    self._run_repeats(plans, device, info.peak_gflops_estimate(), writer)
+                    return
+                while not self.stop.is_set():
+                    failure = device.unusable_reason()
+                    if failure is not None:
+                        failure = f"device {uri}: {failure}"
+                        break
+                    taken = shared.take()
+                    if taken is None:
+                        break
+                    self._run_repeats([taken], device, info.peak_gflops_estimate(), writer)
+                    taken = None
         except (CaseError, OSError, UserError) as exc:
             if self.stop.is_set():
                 return
-            done = {r.case.id for r in writer.report.cases}
-            for plan in plans:
-                if plan.case.id not in done:
-                    self._record(CaseResult(case=plan.case, status=Status.FAILED,
-                                            reason=f"device {uri}: {exc}",
-                                            artifact=plan.artifact), writer)
+            failure = f"device {uri}: {exc}"
+            if shared is None:
+                done = {r.case.id for r in writer.report.cases}
+                for plan in plans:
+                    if plan.case.id not in done:
+                        self._record(CaseResult(case=plan.case, status=Status.FAILED,
+                                                reason=failure, artifact=plan.artifact),
+                                     writer)
         finally:
-            self._entered.pop(uri, None)
+            device_left = self._opened.pop(name, None)
+            if device_left is not None:
+                executor.forget(device_left)
+            if shared is not None:
+                if taken is not None:
+                    shared.put_back(taken)
+                left = shared.slot_ended(failure)
+                if not self.stop.is_set():
+                    reason = "; ".join(dict.fromkeys(shared.reasons)) or \
+                        f"device {uri}: no device was left to run it"
+                    for plan in left:
+                        self._record(CaseResult(case=plan.case, status=Status.FAILED,
+                                                reason=reason, artifact=plan.artifact),
+                                     writer)
 
     def _run_repeats(self, plans: list[CasePlan], device: Device, peak: float | None,
                      writer: ReportWriter) -> None:

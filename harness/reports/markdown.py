@@ -7,7 +7,7 @@ from typing import ClassVar
 from ..accuracy import AccuracySettings
 from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
-from ..records import Accuracy, CaseResult, Fidelity, RunReport, Status
+from ..records import Accuracy, CaseResult, Fidelity, Place, RunReport, Status
 from .tradeoffs import tradeoff_markdown
 
 MIB = 1024 * 1024
@@ -85,11 +85,27 @@ def evaluation_lines(report: RunReport) -> list[str]:
     return []
 
 
+def device_label(r: CaseResult) -> str:
+    """The case's device URI, and the farm's board it ran on when the URI stands for any
+    of several (``labgrid://?board=rpi5&count=2 → rpi5-3``)."""
+    place = r.device.place if r.device is not None else None
+    return f"{r.case.device} → {place.name}" if place is not None else r.case.device
+
+
+def place_line(place: Place) -> str:
+    """One line on a farm's board: name, tags, host, farm and the time waited for it."""
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(place.tags.items())) or "no tags"
+    host = f" on {place.host}" if place.host else ""
+    farm = f" from {place.farm}" if place.farm else ""
+    return (f"place `{place.name}` ({tags}){host}{farm}; waited {place.waited_s:.1f} s for "
+            "it")
+
+
 def result_row(r: CaseResult) -> str:
     lat, mem, art = r.latency, r.memory, r.artifact
     threads = r.case.settings.threads or "auto"
     cells = [r.case.model, pipeline_label(r), (art.precision if art else None) or "–",
-             input_size(r), r.case.backend, r.case.device, str(threads), r.status.value]
+             input_size(r), r.case.backend, device_label(r), str(threads), r.status.value]
     if lat is not None:
         ci = lat.median_ci95_ms
         p50, rate = _ms(lat.p50_ms), f"{lat.throughput_ips:.1f}"
@@ -190,7 +206,8 @@ def render_markdown(report: RunReport) -> str:
     if any(r.accuracy is not None and no_reference_detections(r.accuracy.fidelity)
            for r in report.cases):
         lines += ["", no_reference_detections_note()]
-    devices = {r.device.uri: r.device for r in report.cases if r.device is not None}
+    devices = {(r.device.uri, r.device.place.name if r.device.place else None): r.device
+               for r in report.cases if r.device is not None}
     if devices:
         lines += ["", "## Devices", ""]
         for info in devices.values():
@@ -201,6 +218,8 @@ def render_markdown(report: RunReport) -> str:
                 f"- `{info.uri}`: {info.cpu_model or '?'} ({info.arch}, {info.cores} cores, "
                 f"{ram}), {info.os}, Python {info.python}, governor {info.governor or 'n/a'}, "
                 f"temperature {temp}; {runtimes}")
+            if info.place is not None:
+                lines.append(f"  - {place_line(info.place)}")
     return "\n".join(lines) + "\n"
 
 
