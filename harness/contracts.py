@@ -386,9 +386,9 @@ class Device(abc.ABC):
 
     def unusable_reason(self) -> str | None:
         """Why this entered device must take no more cases (e.g. its board left the farm),
-        in one sentence, or ``None`` (default). Asked between cases of a URI with several
-        :meth:`slots`: the other devices of the URI take the cases left; when none is
-        left, those cases fail with this reason."""
+        in one sentence, or ``None`` (default). Asked before each case: the device is left
+        and its cases not yet run fail with this reason, or, for a URI with several
+        :meth:`slots`, go to its other devices (failing with it when none is left)."""
         return None
 
     def agent(self) -> DeviceAgent:

@@ -146,8 +146,10 @@ class Scheduler:
                           shared: SharedCases | None, executor: CaseExecutor,
                           writer: ReportWriter) -> None:
         """One device: all of ``plans`` (repeats interleaved), or, as one slot of a shared
-        URI, the cases it takes from ``shared`` one by one until none is left or its device
-        says it can take no more (:meth:`~edgebench.contracts.Device.unusable_reason`)."""
+        URI, the cases it takes from ``shared`` one by one until none is left. A device that
+        can take no more (:meth:`~edgebench.contracts.Device.unusable_reason`, asked before
+        each case) ends like one that failed: its cases fail with the reason, or, as a slot,
+        leaves them to the other slots."""
         device_cls = device_class(self.registry, uri)
         modules = tuple(sorted({m for p in plans for m in p.backend.runtime_modules}))
         failure: str | None = None
@@ -162,10 +164,6 @@ class Scheduler:
                     self._run_repeats(plans, device, info.peak_gflops_estimate(), writer)
                     return
                 while not self.stop.is_set():
-                    failure = device.unusable_reason()
-                    if failure is not None:
-                        failure = f"device {uri}: {failure}"
-                        break
                     taken = shared.take()
                     if taken is None:
                         break
@@ -202,7 +200,8 @@ class Scheduler:
                      writer: ReportWriter) -> None:
         """Every case of one device, each as many times as its ``repeats`` setting; the
         repeats interleave, every other round backwards (1 2 3 3 2 1 1 2 3), so a drift of
-        the machine over the run falls on every case alike."""
+        the machine over the run falls on every case alike. Raises :class:`CaseError` when
+        the device says it can take no more cases."""
         combined: dict[str, CaseResult] = {}
         for repeat in range(max(p.case.settings.repeats for p in plans)):
             for plan in plans if repeat % 2 == 0 else plans[::-1]:
@@ -210,6 +209,9 @@ class Scheduler:
                     continue
                 if self.stop.is_set():
                     return
+                gone = device.unusable_reason()
+                if gone is not None:
+                    raise CaseError(gone)
                 try:
                     result = self.pm.hook.edgebench_run_case(case=plan.case, device=device)
                 except Exception as exc:  # not KeyboardInterrupt: that stops the run
