@@ -64,7 +64,6 @@ from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.records import Place
-from edgebench.redaction import redact
 
 from .labgrid_client import (
     Coordinator,
@@ -83,46 +82,6 @@ COORDINATOR_TIMEOUT_S = 10.0
 WAIT_REPORT_EVERY_S = 10.0
 """How often a device waiting in the queue says so on stderr (seconds; the first line at
 once)."""
-
-
-class CoordinatorPool:
-    """One labgrid client per coordinator in this process, shared by the devices that use
-    it (thread-safe, counted: closed when the last device gives it back).
-
-    Why shared: the coordinator tells its clients apart by their connection, and gRPC gives
-    all the channels of one process to one address a single TCP connection, so a second
-    session of the same process is refused (labgrid-coordinator asserts that a new client's
-    peer is new): two devices of ``count=2`` cannot each open their own.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[str, tuple[Coordinator, int]] = {}
-
-    def take(self, address: str) -> Coordinator:
-        """The connected client of the coordinator at ``address``; raises the client's
-        errors (:class:`~edgebench.devices.labgrid_client.CoordinatorUnreachable`)."""
-        with self._lock:
-            fresh = Coordinator(address, timeout_s=COORDINATOR_TIMEOUT_S)
-            coordinator, users = self._open.get(fresh.address, (fresh, 0))
-            if users == 0:
-                coordinator.connect()
-            self._open[coordinator.address] = (coordinator, users + 1)
-            return coordinator
-
-    def give_back(self, coordinator: Coordinator) -> None:
-        """Done with it; the last user closes it (which releases anything still held)."""
-        with self._lock:
-            _, users = self._open.get(coordinator.address, (coordinator, 1))
-            if users > 1:
-                self._open[coordinator.address] = (coordinator, users - 1)
-                return
-            self._open.pop(coordinator.address, None)
-        coordinator.close()
-
-
-_COORDINATORS = CoordinatorPool()
-"""This process's labgrid clients (see :class:`CoordinatorPool` for why one per process)."""
 
 
 class LabgridDevice(Device):
@@ -174,7 +133,9 @@ class LabgridDevice(Device):
             raise CaseError(missing)
         request = self._request
         try:
-            self._coordinator = _COORDINATORS.take(request.coordinator)
+            self._coordinator = Coordinator(request.coordinator,
+                                            timeout_s=COORDINATOR_TIMEOUT_S)
+            self._coordinator.connect()
             self._reservation = self._reserve(self._coordinator)
             place = self._reservation.places[0]
             self._check_aborted()
@@ -206,7 +167,7 @@ class LabgridDevice(Device):
 
     def _reserve(self, coordinator: Coordinator) -> Reservation:
         """One place from the queue, saying on stderr while it waits."""
-        label = redact(self.uri)
+        label = f"labgrid {self._request.wanted}"
         last = [-WAIT_REPORT_EVERY_S]
 
         def on_wait(state: str, waited_s: float) -> None:
@@ -227,8 +188,8 @@ class LabgridDevice(Device):
 
     def _leave_place(self) -> None:
         """Release the place and cancel the reservation (whatever was reached), never
-        raising: a cleanup path. The coordinator client is given back (the last device to
-        give it back closes it, which releases anything still held through it)."""
+        raising: a cleanup path. The coordinator client is closed, which releases anything
+        still held through it."""
         coordinator, self._coordinator = self._coordinator, None
         if coordinator is None:
             return
@@ -240,7 +201,7 @@ class LabgridDevice(Device):
                 with contextlib.suppress(LabgridError, OSError):
                     coordinator.cancel(self._reservation)
         finally:
-            _COORDINATORS.give_back(coordinator)
+            coordinator.close()
             self._place = self._reservation = self._target = None
 
     def _check_aborted(self) -> None:
