@@ -41,13 +41,36 @@ class SharedCases:
         self._plans = list(plans)
         self._lock = threading.Lock()
         self._running = slots
+        self._entering: dict[str, Device] = {}
+        self.drained = False
+        """Set once a slot found the queue empty."""
         self.reasons: list[str] = []
         """Why slots ended before the queue was empty (one sentence each)."""
 
-    def take(self) -> CasePlan | None:
-        """The next case, or ``None`` when none is left."""
+    def entering(self, name: str, device: Device) -> None:
+        """Slot ``name`` is entering ``device`` (which may wait long, e.g. in a farm's queue
+        for a free board). Once the queue is empty, it is aborted: it has nothing to do."""
         with self._lock:
-            return self._plans.pop(0) if self._plans else None
+            if not self.drained:
+                self._entering[name] = device
+                return
+        device.abort()
+
+    def entered(self, name: str) -> None:
+        with self._lock:
+            self._entering.pop(name, None)
+
+    def take(self) -> CasePlan | None:
+        """The next case, or ``None`` when none is left (then the devices still being
+        entered are aborted: they would only wait for a board to do nothing on it)."""
+        with self._lock:
+            if self._plans:
+                return self._plans.pop(0)
+            self.drained = True
+            waiting, self._entering = list(self._entering.values()), {}
+        for device in waiting:
+            device.abort()
+        return None
 
     def put_back(self, plan: CasePlan) -> None:
         """A case a slot took but could not run (its device failed first)."""
@@ -135,9 +158,12 @@ class Scheduler:
         except BaseException as exc:  # a bug: surface it in the main thread
             self._errors.append(exc)
 
-    def _open(self, name: str, cls: type[Device], uri: str) -> Device:
+    def _open(self, name: str, cls: type[Device], uri: str, shared: SharedCases | None
+              ) -> Device:
         device = open_device(cls, uri)
         self._opened[name] = device
+        if shared is not None:
+            shared.entering(name, device)
         if self.stop.is_set():
             device.abort()
         return device
@@ -155,8 +181,10 @@ class Scheduler:
         failure: str | None = None
         taken: CasePlan | None = None
         try:
-            with connected(lambda: self._open(name, device_cls, uri), self.retry,
+            with connected(lambda: self._open(name, device_cls, uri, shared), self.retry,
                            self.stop) as device:
+                if shared is not None:
+                    shared.entered(name)
                 agent = device_agent(device)
                 executor.agents[device] = agent
                 info = executor.infos[device] = agent.probe((*modules, "numpy"), self.pm)
@@ -170,8 +198,8 @@ class Scheduler:
                     self._run_repeats([taken], device, info.peak_gflops_estimate(), writer)
                     taken = None
         except (CaseError, OSError, UserError) as exc:
-            if self.stop.is_set():
-                return
+            if self.stop.is_set() or (shared is not None and shared.drained and taken is None):
+                return  # interrupted, or aborted while entering: nothing was left to do
             failure = f"device {uri}: {exc}"
             if shared is None:
                 done = {r.case.id for r in writer.report.cases}
