@@ -263,7 +263,8 @@ def client_name() -> str:
 class _Held:
     """What this Coordinator object holds on the coordinator (guarded by ``lock``)."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # reentrant: release() may run in a signal handler that interrupted a holder of the lock
+    lock: threading.RLock = field(default_factory=threading.RLock)
     places: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)
 
@@ -603,9 +604,15 @@ class Coordinator:
             _, _, pb2, grpc = _import_labgrid()
             await self._synced(session)
             info = self._check_acquirable(session, place, reservation)
+            # held before asking: if this call is cut off (timeout, Ctrl-C) after the
+            # coordinator granted it, close() still releases it
+            with self._held.lock:
+                self._held.places.add(place)
             try:
                 await session.stub.AcquirePlace(pb2.AcquirePlaceRequest(placename=place))
             except grpc.aio.AioRpcError as exc:
+                with self._held.lock:
+                    self._held.places.discard(place)
                 if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION,
                                   grpc.StatusCode.PERMISSION_DENIED):
                     await self._synced(session)
@@ -616,8 +623,6 @@ class Coordinator:
                     raise PlaceBusy(f"the labgrid coordinator at {self.address} did not let "
                                     f"this client acquire place {place}: {exc.details()}") from None
                 raise
-            with self._held.lock:
-                self._held.places.add(place)
             if self._closing:  # closed while this was in flight: do not leave it acquired
                 await self._release_async(session, place)
             await self._synced(session)
