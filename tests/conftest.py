@@ -11,7 +11,7 @@ import pytest
 
 from edgebench.config import DEFAULT_MODEL
 
-pytest_plugins = ("pytester",)
+pytest_plugins = ("pytester", "labgrid_lab")  # labgrid_lab: the labgrid test lab
 
 
 @pytest.fixture(scope="session", autouse=True)
