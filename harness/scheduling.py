@@ -125,26 +125,31 @@ class Scheduler:
         for p in plans:
             by_device.setdefault(p.case.device, []).append(p)
         threads: list[threading.Thread] = []
+        finished: list[threading.Event] = []
         for uri, device_plans in by_device.items():
             slots = max(1, min(device_class(self.registry, uri).slots(uri), len(device_plans)))
             shared = SharedCases(device_plans, slots) if slots > 1 else None
             for slot in range(slots):
                 name = f"{uri}#{slot + 1}" if shared is not None else uri
+                finished.append(threading.Event())
                 threads.append(threading.Thread(
                     target=self._run_device, name=f"device {name}", daemon=True,
-                    args=(uri, name, device_plans, shared, executor, writer)))
+                    args=(uri, name, device_plans, shared, executor, writer, finished[-1])))
         try:
             for t in threads:
                 t.start()
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)  # wakes up for Ctrl-C
+            # Waiting on each thread's own Event, not Thread.join: a KeyboardInterrupt that
+            # lands inside join() can leave the thread marked as stopped while it still runs
+            # (CPython's tstate lock), and the cleanup below would not wait for it.
+            for done in finished:
+                while not done.wait(timeout=0.2):  # wakes up for Ctrl-C
+                    pass
         except KeyboardInterrupt:
             self.stop.set()
             for device in list(self._opened.values()):
                 device.abort()
-            for t in threads:
-                t.join(timeout=30)  # each device thread cleans its work dir
+            for done in finished:
+                done.wait(timeout=30)  # each device thread cleans up: work dir, board's lease
             writer.finish(RunState.INTERRUPTED)
             raise
         if self._errors:
@@ -152,11 +157,13 @@ class Scheduler:
 
     def _run_device(self, uri: str, name: str, plans: list[CasePlan],
                     shared: SharedCases | None, executor: CaseExecutor,
-                    writer: ReportWriter) -> None:
+                    writer: ReportWriter, finished: threading.Event) -> None:
         try:
             self._run_device_cases(uri, name, plans, shared, executor, writer)
         except BaseException as exc:  # a bug: surface it in the main thread
             self._errors.append(exc)
+        finally:
+            finished.set()
 
     def _open(self, name: str, cls: type[Device], uri: str, shared: SharedCases | None
               ) -> Device:
