@@ -167,7 +167,7 @@ class LabgridDevice(Device):
 
     def _reserve(self, coordinator: Coordinator) -> Reservation:
         """One place from the queue, saying on stderr while it waits."""
-        label = f"labgrid {self._request.wanted}"
+        label = "edgebench: labgrid"
         last = [-WAIT_REPORT_EVERY_S]
 
         def on_wait(state: str, waited_s: float) -> None:
