@@ -52,15 +52,6 @@ class LabgridRequest:
     reservation_timeout_s: float
     ssh_options: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def wanted(self) -> str:
-        """The places asked for, for messages: ``place rpi5-1`` or ``a place with
-        board=rpi5``."""
-        if set(self.filters) == {"name"}:
-            return f"place {self.filters['name']}"
-        tags = " ".join(f"{k}={v}" for k, v in sorted(self.filters.items()))
-        return f"a place with {tags}"
-
 
 def parse_uri(uri: str, environ: dict[str, str] | None = None) -> LabgridRequest:
     """Read ``uri``; a malformed one is a :class:`UserError` of one sentence.
