@@ -215,7 +215,7 @@ def _import_labgrid() -> tuple[Any, Any, Any, Any]:
     return client, common, pb2, grpc
 
 
-async def open_session(address: str) -> Any:
+async def open_session(address: str, *, user: str | None = None) -> Any:
     """A started ``labgrid.remote.client.ClientSession`` to ``address`` (``HOST:PORT``) on the
     running event loop, on its own TCP connection.
 
@@ -224,13 +224,18 @@ async def open_session(address: str) -> Any:
     and refuses a second stream from the same one (an ``AssertionError`` in its
     ``ClientStream``), so two sessions in one process (two Coordinator objects, or a test lab
     and edgebench) would break each other. The session's channel is therefore the one labgrid
-    builds plus ``grpc.use_local_subchannel_pool``. Raises ``labgrid.remote.client.Error``
-    when the coordinator does not answer.
+    builds plus ``grpc.use_local_subchannel_pool``. ``user``: the user name the session
+    announces (default: ``LG_USERNAME``, else the login, as labgrid does). Raises
+    ``labgrid.remote.client.Error`` when the coordinator does not answer.
     """
     client, _, _, grpc = _import_labgrid()
     from labgrid.remote.generated import labgrid_coordinator_pb2_grpc as pb2_grpc
 
-    session = client.ClientSession(address, asyncio.get_running_loop())
+    session_class = client.ClientSession
+    if user is not None:  # labgrid's getuser() reads LG_USERNAME: process-wide, so override
+        session_class = type("ClientSession", (client.ClientSession,),
+                             {"getuser": lambda _self: user})
+    session = session_class(address, asyncio.get_running_loop())
     shared = session.channel
     options = [  # labgrid's ClientSession channel options (client.py), plus our own pool
         ("grpc.keepalive_time_ms", 7500), ("grpc.keepalive_timeout_ms", 10000),

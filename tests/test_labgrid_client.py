@@ -52,6 +52,7 @@ def test_reserve_acquire_network_service_and_release(labgrid_lab: LabgridLab) ->
             info = lab.acquire(place, res)
             assert info.acquired_by == client_name()
         assert labgrid_lab.acquired_places() == {p: client_name() for p in res.places}
+        assert labgrid_lab.acquired_places_cli() == {p: client_name() for p in res.places}
         for place in res.places:
             target = lab.network_service(place)
             sshd = labgrid_lab.places[place].sshd
@@ -61,17 +62,17 @@ def test_reserve_acquire_network_service_and_release(labgrid_lab: LabgridLab) ->
         for place in res.places:
             lab.release(place)
             lab.release(place)  # idempotent
-        assert labgrid_lab.acquired_places() == {}
+        assert labgrid_lab.acquired_places_cli() == {}
         lab.cancel(res)
         lab.cancel(res)  # idempotent
-        assert "Reservation" not in labgrid_lab.client("reservations").stdout
+        assert labgrid_lab.reservations() == []
         # a named place is the labgrid filter name=PLACE
         named = lab.reserve("shapes-pi-2", timeout_s=10)
         assert named.places == ("shapes-pi-2",) and dict(named.filters) == {"name": "shapes-pi-2"}
         lab.acquire("shapes-pi-2", named)
     # leaving the with-block released what it held and cancelled its reservation
     assert labgrid_lab.acquired_places() == {}
-    assert "Reservation" not in labgrid_lab.client("reservations").stdout
+    assert labgrid_lab.reservations() == []
 
 
 def test_waits_in_the_queue_behind_another_holder(labgrid_lab: LabgridLab) -> None:
@@ -114,7 +115,7 @@ def test_reservation_timeout_cancels_the_reservation(labgrid_lab: LabgridLab) ->
         assert "board=shapes-pi" in message and "2 s" in message
         assert "shapes-pi-2 by " in message and "\n" not in message
         # nothing of the timed-out request stays queued or allocated
-        assert "Reservation" not in labgrid_lab.client("reservations").stdout
+        assert labgrid_lab.reservations() == []
         assert all(p.reservation is None for p in lab.places())
     assert labgrid_lab.acquired_places() == {"shapes-pi-2": f"{_host()}/{OTHER_USER}"}
 
@@ -130,7 +131,7 @@ def test_place_held_by_someone_else_is_busy_and_never_released(
             caught.value)
         lab.release("shapes-pi-1")  # not ours: nothing happens
         # a place allocated to someone else's reservation is busy too
-        labgrid_lab.client("reserve", "name=shapes-pi-2", user=OTHER_USER)
+        labgrid_lab.reserve_as({"name": "shapes-pi-2"})
         with pytest.raises(PlaceBusy, match="shapes-pi-2 is reserved for someone else"):
             lab.acquire("shapes-pi-2")
     assert labgrid_lab.acquired_places() == {"shapes-pi-1": holder}
@@ -149,7 +150,7 @@ def test_no_matching_place_fails_at_once(labgrid_lab: LabgridLab) -> None:
         with pytest.raises(LabgridError, match="there is no place no-such-pi"):
             lab.acquire("no-such-pi")
         assert time.monotonic() - start < 5
-        assert "Reservation" not in labgrid_lab.client("reservations").stdout
+        assert labgrid_lab.reservations() == []
 
 
 def test_exporter_gone_before_and_after_acquire(labgrid_lab: LabgridLab) -> None:
