@@ -115,8 +115,8 @@ class Reservation:
 
     labgrid allocates one place per reservation, so a request for ``count`` places is
     ``count`` reservations with the same filter: ``tokens[i]`` holds ``places[i]``.
-    ``waited_s``: seconds from the request to the allocation of the last place (monotonic
-    clock of this host).
+    ``waited_s``: seconds from the call of :meth:`Coordinator.reserve` to the allocation of
+    the last place (monotonic clock of this host).
     """
 
     tokens: tuple[str, ...]
@@ -476,6 +476,7 @@ class Coordinator:
         tags; :class:`ReservationTimeout` after ``timeout_s`` (the reservations are
         cancelled, and on any other exception or interruption too).
         """
+        start = time.monotonic()
         _, common, pb2, _ = _import_labgrid()
         filters = {"name": want} if isinstance(want, str) else dict(want)
         if count < 1:
@@ -505,7 +506,6 @@ class Coordinator:
                 raise
             return tokens
 
-        start = time.monotonic()
         tokens = self._call(create)
         try:
             while True:
