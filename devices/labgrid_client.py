@@ -371,11 +371,17 @@ class Coordinator:
         if self._session is not None and self._loop is not None:
             with self._held.lock:
                 places, tokens = sorted(self._held.places), sorted(self._held.tokens)
-            for place in places:
-                with contextlib.suppress(Exception):
-                    self._release_now(place)
-            with contextlib.suppress(Exception):
+            try:
+                for place in places:
+                    try:
+                        self._release_now(place)
+                    except CoordinatorUnreachable:
+                        raise  # one timeout, not one per place
+                    except Exception:  # refused for this place: the others still go
+                        pass
                 self._cancel_tokens(tokens)
+            except Exception:
+                pass
             with contextlib.suppress(Exception):
                 self._submit(self._stop_session(self._session), self.timeout_s)
         self._session = None

@@ -4,6 +4,7 @@ checked with labgrid-client, a separate process."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -244,3 +245,30 @@ def test_coordinator_address_defaults() -> None:
 
 def _host() -> str:
     return client_name().split("/")[0]
+
+
+def test_ctrl_c_while_waiting_releases_from_the_signal_handler(
+        labgrid_lab: LabgridLab) -> None:
+    """A SIGINT-style handler releases a held place while the main thread waits in the queue;
+    the interrupted wait cancels its reservation."""
+    labgrid_lab.hold("shapes-pi-2")
+    released_in_handler: list[dict[str, str]] = []
+    with Coordinator(labgrid_lab.address, timeout_s=10) as lab:
+        lab.acquire("shapes-pi-1")
+
+        def on_alarm(signum: int, frame: object) -> None:
+            lab.release("shapes-pi-1")
+            released_in_handler.append(labgrid_lab.acquired_places())
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, 1.5)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                lab.reserve("shapes-pi-2", timeout_s=30)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        assert released_in_handler == [{"shapes-pi-2": f"{_host()}/{OTHER_USER}"}]
+        assert labgrid_lab.reservations() == []
+        assert lab.held() == ()
