@@ -25,8 +25,9 @@ from edgebench.devices.labgrid_client import (
     client_name,
     coordinator_address,
 )
+from edgebench.errors import UserError
 
-pytestmark = pytest.mark.labgrid
+pytestmark = [pytest.mark.labgrid, pytest.mark.sshd]
 
 
 def test_lists_the_places_with_tags_exporters_and_holders(labgrid_lab: LabgridLab) -> None:
@@ -239,7 +240,7 @@ def test_coordinator_address_defaults() -> None:
     assert coordinator_address("lab.example") == f"lab.example:{DEFAULT_PORT}"
     assert coordinator_address("lab.example:1234") == "lab.example:1234"
     assert coordinator_address("[::1]") == f"[::1]:{DEFAULT_PORT}"
-    with pytest.raises(LabgridError.__mro__[1], match="bad port"):
+    with pytest.raises(UserError, match="bad port"):
         coordinator_address("lab:99999")
 
 
