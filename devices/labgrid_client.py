@@ -115,8 +115,8 @@ class Reservation:
 
     labgrid allocates one place per reservation, so a request for ``count`` places is
     ``count`` reservations with the same filter: ``tokens[i]`` holds ``places[i]``.
-    ``waited_s``: seconds from the request to the allocation of the last place (monotonic
-    clock of this host).
+    ``waited_s``: seconds from the call of :meth:`Coordinator.reserve` to the allocation of
+    the last place (monotonic clock of this host).
     """
 
     tokens: tuple[str, ...]
@@ -215,7 +215,7 @@ def _import_labgrid() -> tuple[Any, Any, Any, Any]:
     return client, common, pb2, grpc
 
 
-async def open_session(address: str) -> Any:
+async def open_session(address: str, *, user: str | None = None) -> Any:
     """A started ``labgrid.remote.client.ClientSession`` to ``address`` (``HOST:PORT``) on the
     running event loop, on its own TCP connection.
 
@@ -224,13 +224,18 @@ async def open_session(address: str) -> Any:
     and refuses a second stream from the same one (an ``AssertionError`` in its
     ``ClientStream``), so two sessions in one process (two Coordinator objects, or a test lab
     and edgebench) would break each other. The session's channel is therefore the one labgrid
-    builds plus ``grpc.use_local_subchannel_pool``. Raises ``labgrid.remote.client.Error``
-    when the coordinator does not answer.
+    builds plus ``grpc.use_local_subchannel_pool``. ``user``: the user name the session
+    announces (default: ``LG_USERNAME``, else the login, as labgrid does). Raises
+    ``labgrid.remote.client.Error`` when the coordinator does not answer.
     """
     client, _, _, grpc = _import_labgrid()
     from labgrid.remote.generated import labgrid_coordinator_pb2_grpc as pb2_grpc
 
-    session = client.ClientSession(address, asyncio.get_running_loop())
+    session_class = client.ClientSession
+    if user is not None:  # labgrid's getuser() reads LG_USERNAME: process-wide, so override
+        session_class = type("ClientSession", (client.ClientSession,),
+                             {"getuser": lambda _self: user})
+    session = session_class(address, asyncio.get_running_loop())
     shared = session.channel
     options = [  # labgrid's ClientSession channel options (client.py), plus our own pool
         ("grpc.keepalive_time_ms", 7500), ("grpc.keepalive_timeout_ms", 10000),
@@ -366,11 +371,17 @@ class Coordinator:
         if self._session is not None and self._loop is not None:
             with self._held.lock:
                 places, tokens = sorted(self._held.places), sorted(self._held.tokens)
-            for place in places:
-                with contextlib.suppress(Exception):
-                    self._release_now(place)
-            with contextlib.suppress(Exception):
+            try:
+                for place in places:
+                    try:
+                        self._release_now(place)
+                    except CoordinatorUnreachable:
+                        raise  # one timeout, not one per place
+                    except Exception:  # refused for this place: the others still go
+                        pass
                 self._cancel_tokens(tokens)
+            except Exception:
+                pass
             with contextlib.suppress(Exception):
                 self._submit(self._stop_session(self._session), self.timeout_s)
         self._session = None
@@ -471,6 +482,7 @@ class Coordinator:
         tags; :class:`ReservationTimeout` after ``timeout_s`` (the reservations are
         cancelled, and on any other exception or interruption too).
         """
+        start = time.monotonic()
         _, common, pb2, _ = _import_labgrid()
         filters = {"name": want} if isinstance(want, str) else dict(want)
         if count < 1:
@@ -500,7 +512,6 @@ class Coordinator:
                 raise
             return tokens
 
-        start = time.monotonic()
         tokens = self._call(create)
         try:
             while True:

@@ -167,9 +167,11 @@ class LabgridLab:
             time.sleep(0.05)
         raise RuntimeError(f"labgrid-coordinator did not listen on {self.address} within 30 s")
 
-    def stop_coordinator(self) -> None:
-        """Stop the coordinator (SIGTERM). Its exporters exit on their own when it goes."""
-        _stop(self.coordinator)
+    def stop_coordinator(self, *, graceful: bool = False) -> None:
+        """Stop the coordinator: SIGKILL (a crash or a lost host: immediate), or with
+        ``graceful`` SIGTERM (labgrid then lets open streams finish for up to 5 s). Its
+        exporters exit on their own when it goes; :meth:`heal` starts them all again."""
+        _stop(self.coordinator, signal.SIGTERM if graceful else signal.SIGKILL)
 
     def coordinator_running(self) -> bool:
         return self.coordinator is not None and self.coordinator.poll() is None
@@ -227,18 +229,28 @@ class LabgridLab:
     # ---------------------------------------------------------------- labgrid's client
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[tuple[Any, Any]]:
-        """(labgrid ClientSession, run(coro)) on a private event loop, for the lab's setup."""
+    def session(self, user: str | None = None) -> Iterator[tuple[Any, Any]]:
+        """(labgrid ClientSession, run(coro)) on a private event loop: the lab's setup and
+        "someone else" (``user``)."""
         from edgebench.devices.labgrid_client import open_session
 
         async def start() -> Any:  # gRPC's aio channel binds to the loop it is made on
-            return await asyncio.wait_for(open_session(self.address), 20)
+            return await asyncio.wait_for(open_session(self.address, user=user), 20)
 
         loop = asyncio.new_event_loop()
         session = None
         try:
             session = loop.run_until_complete(start())
-            yield session, loop.run_until_complete
+
+            def run(work: Any) -> Any:
+                """Await a coroutine, or a callable's awaitable made on the loop (a gRPC call
+                must be created there: ``run(lambda: session.stub.X(request))``)."""
+                async def go() -> Any:
+                    return await (work() if callable(work) else work)
+
+                return loop.run_until_complete(go())
+
+            yield session, run
         finally:
             if session is not None:
                 with contextlib.suppress(Exception):
@@ -292,13 +304,15 @@ class LabgridLab:
             self.start_exporter(exporter, wait=False)
         self.setup_places()
         with self.session() as (session, run):
-            for name, place in session.places.items():
+            stub = session.stub
+            for name, place in list(session.places.items()):
                 if place.acquired:
-                    run(session.stub.ReleasePlace(pb2.ReleasePlaceRequest(placename=name)))
-            reservations = run(session.stub.GetReservations(pb2.GetReservationsRequest()))
-            for res in reservations.reservations:
-                run(session.stub.CancelReservation(
-                    pb2.CancelReservationRequest(token=res.token)))
+                    request = pb2.ReleasePlaceRequest(placename=name)
+                    run(lambda r=request: stub.ReleasePlace(r))
+            found = run(lambda: stub.GetReservations(pb2.GetReservationsRequest()))
+            for res in found.reservations:
+                request = pb2.CancelReservationRequest(token=res.token)
+                run(lambda r=request: stub.CancelReservation(r))
             run(session.sync_with_coordinator())
 
     # ---------------------------------------------------------------- labgrid-client CLI
@@ -321,7 +335,29 @@ class LabgridLab:
         return done
 
     def acquired_places(self) -> dict[str, str]:
-        """place -> ``host/user`` holding it, as ``labgrid-client who`` reports it."""
+        """place -> ``host/user`` holding it, as the coordinator says now (labgrid's
+        ClientSession, a connection of its own)."""
+        with self.session() as (session, _):
+            return {name: place.acquired for name, place in sorted(session.places.items())
+                    if place.acquired}
+
+    def reservations(self) -> list[dict[str, Any]]:
+        """The coordinator's reservations (labgrid's ``Reservation.asdict()`` plus
+        ``token``)."""
+        from labgrid.remote.common import Reservation
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+
+        with self.session() as (session, run):
+            found = run(lambda: session.stub.GetReservations(pb2.GetReservationsRequest()))
+        out = []
+        for pb in found.reservations:
+            res = Reservation.from_pb2(pb)
+            out.append({**res.asdict(), "token": res.token})
+        return out
+
+    def acquired_places_cli(self) -> dict[str, str]:
+        """place -> ``host/user`` holding it, as ``labgrid-client who`` reports it (a
+        separate process; slower, about 0.4 s of CPU)."""
         out = self.client("who").stdout.splitlines()
         held = {}
         for line in out[1:]:  # header: User Host Place Changed
@@ -332,12 +368,30 @@ class LabgridLab:
         return held
 
     def hold(self, place: str, user: str = OTHER_USER) -> None:
-        """``user`` acquires ``place`` with labgrid-client (someone else holds the board)."""
-        self.client("-p", place, "acquire", user=user)
+        """``user`` acquires ``place`` (someone else holds the board), as
+        ``LG_USERNAME=user labgrid-client -p place acquire`` does."""
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+
+        with self.session(user) as (session, run):
+            run(lambda: session.stub.AcquirePlace(pb2.AcquirePlaceRequest(placename=place)))
 
     def unhold(self, place: str, user: str = OTHER_USER) -> None:
-        """``user`` releases ``place`` with labgrid-client."""
-        self.client("-p", place, "release", user=user)
+        """``user`` releases ``place`` (only if ``user`` holds it)."""
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+
+        with self.session(user) as (session, run):
+            run(lambda: session.stub.ReleasePlace(pb2.ReleasePlaceRequest(
+                placename=place, fromuser=f"{session.gethostname()}/{user}")))
+
+    def reserve_as(self, filters: Mapping[str, str], user: str = OTHER_USER) -> str:
+        """``user`` reserves a place with ``filters`` (``labgrid-client reserve``); the
+        token. Unpolled, the coordinator expires it after 60 s."""
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+
+        with self.session(user) as (session, run):
+            request = pb2.CreateReservationRequest(
+                filters={"main": pb2.Reservation.Filter(filter=dict(filters))}, prio=0.0)
+            return str(run(lambda: session.stub.CreateReservation(request)).reservation.token)
 
 
 def _available(session: Any, place: LabPlace) -> bool:
