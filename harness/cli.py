@@ -82,13 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = Session(matrix, pm, registry, argv=args.argv,
                       run_id=previous.run_id if previous else None,
                       retry=matrix.retry)
-    sources = session.sources()  # fail fast on bad model files, before any device work
-    session.variants.check(sources)  # and on compression that cannot work
-    baseline, sources = _side_by_side_sources(matrix, sources)
+    given = session.sources()  # fail fast on bad model files, before any device work
+    baseline, sources = _side_by_side_sources(matrix, given)
     measured_alone = len(sources) == len(matrix.models)  # not as a model of the run too
     if previous is not None:  # before any export: the report must not mix settings
         refuse_other_settings(previous, session.measured(
             sources, baseline if measured_alone else None))
+    session.variants.check(given)  # and on compression that cannot work
     if baseline is not None and matrix.settings.repeats < MIN_REPEATS:
         print(f"edgebench: warning: with --repeats {matrix.settings.repeats} the side-by-side "
               f"gate tests the raw samples, blind to the process-to-process noise; use "
