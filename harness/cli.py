@@ -67,20 +67,28 @@ def _backend_options(values: Sequence[str] | None) -> dict[str, dict[str, object
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .compare import MIN_REPEATS
-    from .resume import load_previous
+    from .resume import load_previous, refuse_other_options, refuse_other_settings, resume_matrix
     from .runner import Session
 
-    matrix = load_matrix(run_flags(args), args.config, disabled=split_list(args.disable))
     previous, run_dir = load_previous(args.resume) if args.resume else (None, None)
+    if previous is not None:  # the run's own settings, or the command's (compared below)
+        matrix = resume_matrix(previous, run_flags(args), args.config,
+                               disabled=split_list(args.disable))
+        refuse_other_options(previous, matrix)  # before loading data, models, compression
+    else:
+        matrix = load_matrix(run_flags(args), args.config, disabled=split_list(args.disable))
     pm = make_plugin_manager(disabled=matrix.disabled_plugins)
     registry = collect_registry(pm)
-    session = Session(matrix, pm, registry, argv=sys.argv[1:],
+    session = Session(matrix, pm, registry, argv=args.argv,
                       run_id=previous.run_id if previous else None,
                       retry=matrix.retry)
-    sources = session.sources()  # fail fast on bad model files, before any device work
-    session.variants.check(sources)  # and on compression that cannot work
-    baseline, sources = _side_by_side_sources(matrix, sources)
+    given = session.sources()  # fail fast on bad model files, before any device work
+    baseline, sources = _side_by_side_sources(matrix, given)
     measured_alone = len(sources) == len(matrix.models)  # not as a model of the run too
+    if previous is not None:  # before any export: the report must not mix settings
+        refuse_other_settings(previous, session.measured(
+            sources, baseline if measured_alone else None))
+    session.variants.check(given)  # and on compression that cannot work
     if baseline is not None and matrix.settings.repeats < MIN_REPEATS:
         print(f"edgebench: warning: with --repeats {matrix.settings.repeats} the side-by-side "
               f"gate tests the raw samples, blind to the process-to-process noise; use "
@@ -191,6 +199,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the report's argv
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "RUN_ID/report.{json,md,html} in it")
     run.add_argument("--resume", type=Path, metavar="REPORT",
                      help="finish that run (its report.json or run dir): run only the cases "
-                          "it lacks or holds as failed, with the same flags / -c file as it "
-                          "had; the combined report replaces it")
+                          "it lacks or holds as failed, with the settings it recorded (flags "
+                          "or -c that change a figure must equal them, else exit 2); the "
+                          "combined report replaces it")
     run.add_argument("--retries", type=int,
                      help="retries of a case cut by a lost connection (3); measurement "
                           "failures are never retried")

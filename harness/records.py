@@ -362,6 +362,55 @@ class CaseResult:
 
 
 @dataclass(frozen=True)
+class MatrixSettings:
+    """Every setting a run measured with: each matrix option (``options.OPTIONS``, the
+    flags of ``edgebench run`` and the keys of a matrix file) as it ran, and what the
+    options resolve to: the backends run, the content of the models and of the evaluated
+    images. ``edgebench run --resume`` refuses a command whose settings differ in any that
+    changes a figure, and runs these when given none (``edgebench.measured_settings``)."""
+
+    models: tuple[Path, ...]
+    """``--model`` paths (absolute; without ``--baseline-model``)."""
+    baseline_model: Path | None
+    backends: tuple[str, ...]
+    """The backends the run measured (resolved: "every backend usable here" named)."""
+    devices: tuple[str, ...]
+    compress: tuple[str, ...]
+    data: Path | None
+    train_data: Path | None
+    images: int | None
+    imgsz: int | tuple[int, int] | None
+    output: Path
+    warmup: int
+    warmup_s: float
+    iterations: int
+    min_duration_s: float
+    threads: tuple[int | None, ...]
+    repeats: int
+    timeout_s: float
+    cooldown_s: float
+    max_temperature_c: float | None
+    temperature_wait_s: float
+    retries: int
+    retry_backoff_s: float
+    accuracy: bool
+    conf: float
+    iou: float
+    latency_threshold: float
+    map_threshold: float
+    alpha: float
+    alpha_repeats: float
+    noise_factor: float
+    backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    model_labels: tuple[str, ...] = ()
+    """``stem@sha8`` of each model measured (the baseline's first): their content."""
+    baseline_label: str | None = None
+    """``stem@sha8`` of a ``--baseline-model`` measured only as the baseline."""
+    data_fingerprint: str | None = None
+    """``Dataset.fingerprint`` of the images the run evaluates (or times, accuracy off)."""
+
+
+@dataclass(frozen=True)
 class RunReport:
     """One run: the matrix it ran and one result per case."""
 
@@ -378,6 +427,9 @@ class RunReport:
     baseline_model: str | None = None
     """Label (``stem@sha8``) of a ``--baseline-model`` measured only as the side-by-side
     baseline; ``None`` also when it was identical to a model of the run (measured once)."""
+    settings: MatrixSettings | None = None
+    """What every case of the report was measured with (``None``: reports written before
+    edgebench recorded it); a resumed run's cases share them (``resume.py``)."""
 
     def tracked_cases(self) -> tuple[CaseResult, ...]:
         """The cases night-to-night comparisons and the history follow: all but those of the

@@ -23,10 +23,11 @@ from . import __version__
 from .config import Matrix
 from .execution import CaseExecutor, TestOptions
 from .hook_calls import notify
+from .measured_settings import measured_settings
 from .planning import CasePlan, Planner
 from .plugin_manager import PluginKind, Registry
 from .probe import device_class, host_info, host_versions
-from .records import SCHEMA_VERSION, Artifact, RunReport, RunState
+from .records import SCHEMA_VERSION, Artifact, MatrixSettings, RunReport, RunState
 from .reports.writer import ReportWriter, utc_now
 from .resume import combined_start, split
 from .retry import Retrier, RetryPolicy
@@ -79,6 +80,7 @@ class Session:
         self.variants = self.planner.variants
         self._stop = threading.Event()
         self.writer: ReportWriter | None = None
+        self._data_fingerprint: str | None = None
 
     def close(self) -> None:
         """Remove the host's temporary exports and compressed variants."""
@@ -92,6 +94,14 @@ class Session:
         """Every case's plan (see :meth:`Planner.plan`)."""
         return self.planner.plan(sources)
 
+    def measured(self, sources: list[Artifact], baseline_model: str | None = None
+                 ) -> MatrixSettings:
+        """The settings the report records for a run of ``sources`` (see :meth:`run`)."""
+        if self._data_fingerprint is None:  # hashes every image: once
+            self._data_fingerprint = self.planner.dataset.fingerprint()
+        return measured_settings(self.matrix, self.backends, sources,
+                                 self._data_fingerprint, baseline_model)
+
     def run(self, output_dir: Path, sources: list[Artifact] | None = None,
             resume: RunReport | None = None, baseline_model: str | None = None) -> RunReport:
         """Run everything (or, with ``resume``, what that report lacks or holds as failed:
@@ -102,11 +112,13 @@ class Session:
         Returns the finished report; re-raises ``KeyboardInterrupt`` after writing the
         report as interrupted.
         """
-        plans = self.plan(sources if sources is not None else self.sources())
+        sources = sources if sources is not None else self.sources()
+        plans = self.plan(sources)
         report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
                            run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
                            host=host_info(), argv=self.argv, versions=host_versions(),
-                           baseline_model=baseline_model)
+                           baseline_model=baseline_model,
+                           settings=self.measured(sources, baseline_model))
         if resume is not None:
             kept, plans = split(resume, plans)
             report = combined_start(resume, report, kept)

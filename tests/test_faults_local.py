@@ -225,11 +225,12 @@ def test_resume_runs_only_the_failed_and_missing_cases(tmp_path: Path, make_onnx
     assert redone["notes"] == ["run again by --resume: it had failed (connection lost "
                                "during load: x)"]
     assert by_id[missing["case"]["id"]]["notes"] == []
-    # a report of another matrix is refused, naming what that run ran
+    # a report of another matrix is refused, naming what that run ran and what this asks
     other = str(make_onnx("conv", size=48, name="other.onnx"))
     err = _error(capsys, ["run", "-o", str(tmp_path / "out"), "-m", other, *FAST,
                           "--resume", str(path)])
-    assert "has no case of this run's matrix; pass the same flags or -c file" in err
+    assert " measured --backend onnxruntime and models m0@" in err
+    assert "; this command asks --backend " in err and " model other@" in err
     err = _error(capsys, ["run", "--resume", str(tmp_path / "nowhere")])
     assert "no report.json there" in err
 
