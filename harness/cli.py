@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .cli_parser import build_parser, split_list
 from .commands import cmd_compare, cmd_compress, cmd_devices, cmd_export, cmd_history, cmd_plugins
 from .config import check_output_dir, load_matrix
-from .errors import UserError
+from .errors import UserError, sentence
 from .plugin_manager import collect_registry, make_plugin_manager
 from .records import CaseResult, Status
 
@@ -151,8 +151,8 @@ def _gate_side_by_side(report: RunReport, baseline: str, thresholds: Thresholds,
     atomic_write_text(output_dir / "compare.md", text)
     regressed = comparison.of(Verdict.REGRESSED)
     if regressed:
-        print(f"edgebench: {len(regressed)} case(s) regressed against the baseline model "
-              f"{baseline}.", file=sys.stderr)
+        print(sentence(f"edgebench: {len(regressed)} case(s) regressed against the baseline "
+                       f"model {baseline}."), file=sys.stderr)
         return 1
     return 0
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pluggy
 
+from .errors import sentence
+
 
 def notify(caller: pluggy.HookCaller, **kwargs: Any) -> list[str]:
     """Call every implementation of an observer hook (``pm.hook.edgebench_case_finished``)
@@ -29,7 +31,7 @@ def notify(caller: pluggy.HookCaller, **kwargs: Any) -> list[str]:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             problem = (f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                        f"{type(exc).__name__}{': ' + text if text else ''}; the run goes on")
-            print(f"edgebench: warning: {problem}.", file=sys.stderr)
+            print(sentence(f"edgebench: warning: {problem}."), file=sys.stderr)
             problems.append(problem)
     return problems
 

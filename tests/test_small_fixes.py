@@ -1,0 +1,127 @@
+"""Issue 17, Why 6: the small fixes, each with real components.
+
+- messages joined from parts that end in their own punctuation ("did you mean 'backends'?" +
+  ".") keep one closing mark, everywhere such a message is built;
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from edgebench.cli import main
+from edgebench.errors import CaseError, CaseSkipped, UserError, _Sentence, sentence
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"harness": "edgebench", "plugins": "edgebench.plugins",
+            "devices": "edgebench.devices"}
+
+
+# -- doubled punctuation ----------------------------------------------------------------------
+
+def _sources() -> list[tuple[str, Path]]:
+    """(module name, file) of every host-side module of edgebench (the device-side runner
+    scripts and agent report errors as data; the host wraps them in a CaseError)."""
+    out = []
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name.endswith("_runner.py") or path.parent.name == "agent":
+                continue
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out.append((".".join((package, *parts)), path))
+    return out
+
+
+def _joined_after_a_value(node: ast.JoinedStr) -> bool:
+    """An f-string that puts a period right after an interpolated value ``{x}.`` (a closing
+    period: end of string or a space after it), where ``x`` may end its own sentence."""
+    for value, text in zip(node.values, node.values[1:]):
+        if (isinstance(value, ast.FormattedValue) and value.conversion != ord("r")
+                and value.format_spec is None and isinstance(text, ast.Constant)
+                and isinstance(text.value, str)
+                and (text.value == "." or text.value.startswith(". "))):
+            return True
+    return False
+
+
+def _message_joins() -> list[tuple[str, int, str, ast.Call]]:
+    """Every call (raise X(...), print(...)) given an f-string of that kind, directly."""
+    found = []
+    for module, path in _sources():
+        tree = ast.parse(path.read_text(), str(path))
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call):
+                continue
+            for arg in call.args:
+                if isinstance(arg, ast.JoinedStr) and _joined_after_a_value(arg):
+                    found.append((module, call.lineno, ast.unparse(call.func), call))
+    return found
+
+
+def test_sentence_keeps_one_closing_mark() -> None:
+    assert sentence("unknown key; did you mean 'backends'?.") == \
+        "unknown key; did you mean 'backends'?"
+    assert sentence("it failed: the file is gone.. pass another.") == \
+        "it failed: the file is gone. pass another."
+    assert sentence("really?. yes!.") == "really? yes!"
+    # what is not a doubled mark stays
+    for text in ("wait... then.", "version 0.5.", "a.b.c.", "see e.g. x.", "(?.)"):
+        assert sentence(text) == text
+
+
+def test_every_error_class_tidies_its_message() -> None:
+    """Every exception class of edgebench the CLI or a report shows (UserError, CaseError,
+    CaseSkipped and all their subclasses, in every module) ends with one mark."""
+    for module, _ in _sources():
+        importlib.import_module(module)
+    classes, todo = set(), [UserError, CaseError, CaseSkipped]
+    while todo:
+        cls = todo.pop()
+        classes.add(cls)
+        todo += cls.__subclasses__()
+    assert len(classes) > 6
+    for cls in classes:
+        try:
+            exc = cls("x; did you mean 'backends'?.")
+        except (TypeError, ValueError):  # its own arguments (a number): its own sentence
+            continue
+        assert str(exc) == "x; did you mean 'backends'?", cls
+
+
+def test_every_message_join_goes_through_sentence() -> None:
+    """Each ``raise X(f"...{part}.")`` raises a class that tidies its message, and each
+    ``print(f"...{part}.")`` prints through :func:`sentence` (found by reading the source,
+    so a new message of that kind cannot slip past)."""
+    joins = _message_joins()
+    assert len(joins) > 20  # the reader finds them
+    wrong = []
+    for module, line, func, _call in joins:
+        if func == "print":
+            wrong.append(f"{module}:{line}: print(f'...{{x}}.') without sentence()")
+            continue
+        if func == "sentence":
+            continue
+        owner = importlib.import_module(module)
+        target = getattr(owner, func.split(".")[0], None)
+        for attr in func.split(".")[1:]:
+            target = getattr(target, attr, None)
+        if isinstance(target, type) and issubclass(target, BaseException) \
+                and not issubclass(target, _Sentence):
+            wrong.append(f"{module}:{line}: {func} does not tidy its message")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_typo_in_the_matrix_file_ends_in_one_question_mark(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's case, through the command line."""
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('[run]\nbackend = ["onnxruntime"]\n')
+    assert main(["run", "-c", str(matrix)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("did you mean 'backends'?"), err
+    assert "?." not in err
