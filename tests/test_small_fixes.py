@@ -2,20 +2,28 @@
 
 - messages joined from parts that end in their own punctuation ("did you mean 'backends'?" +
   ".") keep one closing mark, everywhere such a message is built;
+- ``export`` to pytest-benchmark's format works without pytest-benchmark installed, and what
+  it writes is what pytest-benchmark's ``Stats`` computes and its ``compare`` reads;
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from edgebench.cli import main
 from edgebench.errors import CaseError, CaseSkipped, UserError, _Sentence, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
+FAST = ["-b", "onnxruntime", "-n", "5", "--warmup", "1", "--no-accuracy", "--threads", "1"]
 PACKAGES = {"harness": "edgebench", "plugins": "edgebench.plugins",
             "devices": "edgebench.devices"}
 
@@ -125,3 +133,71 @@ def test_a_typo_in_the_matrix_file_ends_in_one_question_mark(
     err = capsys.readouterr().err.strip()
     assert err.endswith("did you mean 'backends'?"), err
     assert "?." not in err
+
+
+# -- export without pytest-benchmark ----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def one_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of the embedded model on ONNX Runtime (5 timed inferences); its dir."""
+    out = tmp_path_factory.mktemp("small-run")
+    assert main(["run", *FAST, "-o", str(out)]) == 0
+    (report,) = out.glob("*/report.json")
+    return report.parent
+
+
+BLOCKED_EXPORT = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pytest_benchmark":
+            raise ImportError("pytest_benchmark is blocked for this test")
+        return None
+sys.meta_path.insert(0, Block())
+for name in [n for n in sys.modules if n.split(".")[0] == "pytest_benchmark"]:
+    del sys.modules[name]
+from edgebench.cli import main
+code = main(["export", sys.argv[1], "-o", sys.argv[2]])
+assert not any(n.split(".")[0] == "pytest_benchmark" for n in sys.modules)
+sys.exit(code)
+"""
+
+
+def test_export_needs_no_pytest_benchmark(one_run: Path, tmp_path: Path) -> None:
+    """The export runs in a Python where importing pytest_benchmark fails (as in a base
+    install), and ``pytest-benchmark compare`` (the test extra's, the oracle) reads it."""
+    out = tmp_path / "0001_edgebench.json"
+    done = subprocess.run([sys.executable, "-c", BLOCKED_EXPORT, str(one_run), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tool = Path(sys.executable).with_name("pytest-benchmark")  # its console script
+    shown = subprocess.run([str(tool), "compare", str(out), "--columns",
+                            "min,max,mean,stddev,median,iqr,outliers,ops,rounds"],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "shapes-yolov8n" in shown.stdout and "Median" in shown.stdout
+    (bench,) = json.loads(out.read_text())["benchmarks"]
+    assert bench["stats"] == _oracle_stats(bench["stats"]["data"])
+
+
+def _oracle_stats(data: list[float]) -> dict[str, Any]:
+    from pytest_benchmark.stats import Stats
+
+    stats: Any = Stats()
+    for value in data:
+        stats.update(value)
+    out: dict[str, Any] = stats.as_dict()
+    return {**out, "data": data, "iterations": 1}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 31, 200])
+def test_export_stats_are_pytest_benchmarks(n: int) -> None:
+    """Every field, for every remainder of n mod 4 and n = 1, 2, with ties and outliers."""
+    from edgebench.reports.pytest_benchmark import _stats
+
+    rng = np.random.default_rng(n)
+    data = [float(x) for x in rng.lognormal(-5, 0.3, n)]
+    if n > 4:
+        data[1] = data[2]  # a tie
+        data[3] *= 20  # an outlier
+    assert _stats(data) == _oracle_stats(data)  # the same arithmetic: equal to the bit
