@@ -4,7 +4,8 @@
 
 Exit codes: 0 every case ok or skipped; 1 some case failed; 2 a usage or input error (one
 sentence on stderr, no traceback unless ``--debug``); 130 interrupted (SIGINT);
-143 terminated (SIGTERM). An interrupted run's report is saved, marked ``interrupted``.
+143 terminated (SIGTERM); 141 stdout closed early (``| head``), quietly. An interrupted
+run's report is saved, marked ``interrupted``.
 """
 
 from __future__ import annotations
@@ -188,14 +189,60 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``poll`` reports an error on it)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file descriptor
+        return False
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout now, where a reader gone away (``| head``) can be handled, not in the
+    interpreter's exit; ``False`` when it has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _stdout_gone() -> int:
+    """After the reader of stdout went away (``edgebench devices | head -1``): point stdout
+    at /dev/null so the interpreter's last flush cannot fail again, and return 141, the
+    status of a process ended by SIGPIPE (128 + 13), as the shell reports for ``yes | head``.
+    This follows the note on SIGPIPE in Python's ``signal`` documentation."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, a usage error: printed; its reader may be gone (| head)
+        if _flush_stdout():
+            raise
+        return _stdout_gone()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return code if _flush_stdout() else _stdout_gone()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return _stdout_gone()
     except UserError as exc:
         if args.debug:
             raise

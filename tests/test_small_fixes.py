@@ -4,6 +4,7 @@
   ".") keep one closing mark, everywhere such a message is built;
 - ``export`` to pytest-benchmark's format works without pytest-benchmark installed, and what
   it writes is what pytest-benchmark's ``Stats`` computes and its ``compare`` reads;
+- a command whose stdout reader has gone (``| head -1``) exits 141 quietly, no traceback;
 """
 
 from __future__ import annotations
@@ -201,3 +202,40 @@ def test_export_stats_are_pytest_benchmarks(n: int) -> None:
         data[1] = data[2]  # a tie
         data[3] *= 20  # an outlier
     assert _stats(data) == _oracle_stats(data)  # the same arithmetic: equal to the bit
+
+
+# -- stdout closed early ----------------------------------------------------------------------
+
+def _with_closed_stdout(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``edgebench ARGS`` writing into a real pipe whose reader has already gone (what
+    ``| head -1`` leaves once head has its line)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "edgebench.cli", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=300, cwd=cwd)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [
+    ["devices"], ["plugins"], ["--help"], ["run", "--help"], ["history", "--results", "RUN"],
+    ["compare", "RUN", "RUN"], ["devices", "--json"],
+])
+def test_a_closed_stdout_ends_quietly(args: list[str], one_run: Path, tmp_path: Path) -> None:
+    done = _with_closed_stdout([str(one_run.parent) if a == "RUN" and args[0] == "history"
+                                else str(one_run) if a == "RUN" else a for a in args],
+                               tmp_path)
+    assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+    # argparse swallows an error writing --help itself (its _print_message): then 0
+    assert done.returncode in ((0, 141) if "--help" in args else (141,)), done.stderr
+
+
+def test_a_run_into_a_closed_stdout_keeps_its_report(tmp_path: Path) -> None:
+    done = _with_closed_stdout(["run", *FAST, "-o", str(tmp_path / "out")], tmp_path)
+    assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+    assert done.returncode == 141, done.stderr
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    assert json.loads(report.read_text())["cases"][0]["status"] == "ok"
