@@ -38,8 +38,9 @@ def notify(caller: pluggy.HookCaller, **kwargs: Any) -> list[str]:
 
 def run_case_failure(exc: Exception) -> str:
     """The reason of a case whose ``edgebench_run_case`` call raised (a plugin wrapping the
-    hook, or a bug in edgebench): one sentence naming the exception."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    hook, or a bug in edgebench): one sentence naming the exception, with its whole message
+    (tables show its key line: ``reasons.summary``)."""
+    text = str(exc).strip()
     return (f"edgebench_run_case raised {type(exc).__name__}{': ' + text if text else ''} "
             "(a plugin that wraps the hook, or a bug in edgebench; run with --disable NAME "
             "to leave a plugin out)")

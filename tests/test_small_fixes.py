@@ -5,6 +5,7 @@
 - ``export`` to pytest-benchmark's format works without pytest-benchmark installed, and what
   it writes is what pytest-benchmark's ``Stats`` computes and its ``compare`` reads;
 - a command whose stdout reader has gone (``| head -1``) exits 141 quietly, no traceback;
+- a runner's multi-line error is kept whole in report.json; tables show its key line;
 """
 
 from __future__ import annotations
@@ -239,3 +240,61 @@ def test_a_run_into_a_closed_stdout_keeps_its_report(tmp_path: Path) -> None:
     assert done.returncode == 141, done.stderr
     (report,) = (tmp_path / "out").glob("*/report.json")
     assert json.loads(report.read_text())["cases"][0]["status"] == "ok"
+
+
+# -- a runner's multi-line error ---------------------------------------------------------------
+
+def _bad_conv(path: Path) -> Path:
+    """A valid ONNX file whose Conv has 5 input channels on a 3-channel input: OpenVINO
+    refuses it with a multi-line error whose cause is on its last lines."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [4, 5, 3, 3], [0.0] * 180)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "W"], ["y"])], "bad",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+CAUSE = "Data batch channel count (3) does not match filter input channel count (5)"
+
+
+def test_openvinos_cause_is_kept_and_shown(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The real OpenVINO error of a model it cannot read: report.json keeps every line, the
+    terminal's table (the Markdown) shows the context and the cause on one line."""
+    pytest.importorskip("openvino")
+    model = _bad_conv(tmp_path / "badconv.onnx")
+    assert main(["run", "-m", str(model), "-b", "openvino", "-n", "3", "--warmup", "1",
+                 "--no-accuracy", "-o", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    (case,) = json.loads(report.read_text())["cases"]
+    reason = case["reason"]
+    assert reason.startswith("load failed: OpenVINO could not read ")
+    assert CAUSE in reason and "Summary:" in reason and len(reason.splitlines()) > 5
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("- `badconv")]
+    assert "OpenVINO could not read" in line and CAUSE in line, line
+    assert "more lines in report.json" in line
+    html = report.with_name("report.html").read_text()
+    assert CAUSE in html
+
+
+def test_summary_picks_the_line_with_the_cause() -> None:
+    from edgebench.reasons import summary
+
+    assert summary("load failed: one line only") == "load failed: one line only"
+    traceback = ("run failed: KeyError: 'x'\nTraceback (most recent call last):\n"
+                 '  File "r.py", line 3, in f\n    d["x"]\n    ^^^^^^\nKeyError: \'x\'')
+    assert summary(traceback) == "run failed: KeyError: 'x' (5 more lines in report.json)"
+    crash = ("the runner exited with code 1 and no result: importing the model\n"
+             "Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call "
+             "first):\n  File \"r.py\", line 9 in load")
+    assert summary(crash) == ("the runner exited with code 1 and no result: importing the "
+                              "model: Fatal Python error: Segmentation fault "
+                              "(2 more lines in report.json)")
