@@ -6,6 +6,8 @@
   it writes is what pytest-benchmark's ``Stats`` computes and its ``compare`` reads;
 - a command whose stdout reader has gone (``| head -1``) exits 141 quietly, no traceback;
 - a runner's multi-line error is kept whole in report.json; tables show its key line;
+- ``-m DIR`` runs an Ultralytics OpenVINO export directory, else says what DIR is and what
+  ``--model`` accepts (not "check its permissions");
 """
 
 from __future__ import annotations
@@ -298,3 +300,52 @@ def test_summary_picks_the_line_with_the_cause() -> None:
     assert summary(crash) == ("the runner exited with code 1 and no result: importing the "
                               "model: Fatal Python error: Segmentation fault "
                               "(2 more lines in report.json)")
+
+
+# -- a directory as --model --------------------------------------------------------------------
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgebench: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_directory_that_holds_no_model_is_named_as_such(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "somedir").mkdir()
+    err = _one_line_error(capsys, ["run", "-m", str(tmp_path / "somedir")])
+    assert "is a directory, not a model" in err and "permissions" not in err
+    assert "*_ncnn_model/" in err and "*_openvino_model/" in err and ".onnx" in err
+    saved = tmp_path / "yolo_saved_model"
+    saved.mkdir()
+    (saved / "yolo_float32.tflite").write_bytes(b"x")
+    err = _one_line_error(capsys, ["run", "-m", str(saved)])
+    assert "is an Ultralytics TensorFlow SavedModel export, which no edgebench backend runs" \
+        in err
+    two = tmp_path / "two_openvino_model"
+    two.mkdir()
+    for name in ("a.xml", "b.xml"):
+        (two / name).write_text("<net/>")
+    err = _one_line_error(capsys, ["run", "-m", str(two)])
+    assert "holds 2 .xml file(s) and is not an OpenVINO IR model" in err
+
+
+def test_an_openvino_export_directory_runs_as_its_onnx_does(
+        tmp_path: Path, embedded_onnx: Path) -> None:
+    """The embedded ONNX converted by OpenVINO's own converter into Ultralytics' layout
+    (``*_openvino_model/``: one .xml, its .bin), fp32: run by the OpenVINO backend with
+    the mAP of the ONNX it came from on the same images."""
+    ov = pytest.importorskip("openvino")
+    ir = tmp_path / "shapes-yolov8n_openvino_model"
+    ov.save_model(ov.convert_model(str(embedded_onnx)), str(ir / "shapes-yolov8n.xml"),
+                  compress_to_fp16=False)
+    out = tmp_path / "out"
+    assert main(["run", "-m", str(embedded_onnx), "-m", str(ir), "-b", "openvino", "-n", "3",
+                 "--warmup", "1", "--images", "10", "--threads", "1", "-o", str(out)]) == 0
+    (report,) = out.glob("*/report.json")
+    cases = {c["case"]["model"].split("@")[0]: c for c in json.loads(report.read_text())["cases"]}
+    onnx_case, ir_case = cases["shapes-yolov8n"], cases["shapes-yolov8n_openvino_model"]
+    assert ir_case["status"] == "ok" and ir_case["artifact"]["precision"] == "fp32"
+    assert ir_case["accuracy"]["map50_95"] == pytest.approx(
+        onnx_case["accuracy"]["map50_95"], abs=0.005)
