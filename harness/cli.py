@@ -95,15 +95,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                          * len(session.backends) * len(matrix.devices)
                          * len(matrix.all_settings))
     session.on_case = progress.update_case
+    from .reports.writer import ReportNotSaved
+
+    unsaved: ReportNotSaved | None = None
     try:
         report = session.run(output_dir, sources, resume=previous,
                              baseline_model=baseline if measured_alone else None)
+    except ReportNotSaved as exc:  # disk full, read-only: show what was measured anyway
+        report, unsaved = exc.report, exc
     finally:
         progress.close()
         session.close()
     from .reports.markdown import render_markdown
 
     print(render_markdown(report))
+    if unsaved is not None:
+        print(f"edgebench: error: {unsaved}", file=sys.stderr)
+        return unsaved.exit_code
     print(f"report: {output_dir / 'report.json'}", file=sys.stderr)
     failed = any(r.status is Status.FAILED for r in report.cases)
     if baseline is not None:

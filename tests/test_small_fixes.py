@@ -8,6 +8,7 @@
 - a runner's multi-line error is kept whole in report.json; tables show its key line;
 - ``-m DIR`` runs an Ultralytics OpenVINO export directory, else says what DIR is and what
   ``--model`` accepts (not "check its permissions");
+- a full disk at the end of a run still prints the measured table, names the file, exits 2.
 """
 
 from __future__ import annotations
@@ -349,3 +350,39 @@ def test_an_openvino_export_directory_runs_as_its_onnx_does(
     assert ir_case["status"] == "ok" and ir_case["artifact"]["precision"] == "fp32"
     assert ir_case["accuracy"]["map50_95"] == pytest.approx(
         onnx_case["accuracy"]["map50_95"], abs=0.005)
+
+
+# -- disk full at the end of a run ------------------------------------------------------------
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Any:
+    """A real 64 KiB tmpfs (root only: skipped where mount is not permitted)."""
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_report_file_that_does_not_fit_still_shows_the_table(
+        tiny_disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """report.json (4 KiB) and report.md fit on the 64 KiB disk, the HTML with its plots
+    (about 60 KiB) does not: the terminal still gets the table of what was measured and
+    one sentence naming the file that could not be written; exit 2."""
+    code = main(["run", *FAST, "-o", str(tiny_disk)])
+    captured = capsys.readouterr()
+    (report,) = tiny_disk.glob("*/report.json")
+    assert code == 2, captured.err
+    rows = [ln for ln in captured.out.splitlines() if ln.startswith("| shapes-yolov8n@")]
+    assert len(rows) == 1 and "| onnxruntime | local | 1 | ok |" in rows[0], captured.out
+    missing = [name for name in ("report.md", "report.html")
+               if not report.with_name(name).exists()]
+    assert missing and captured.err.endswith(
+        f"edgebench: error: could not write {' and '.join(missing)} in {report.parent} (No "
+        f"space left on device); report.json there holds every measured case (1).\n"), \
+        captured.err
+    assert "Traceback" not in captured.err
+    assert json.loads(report.read_text())["state"] == "complete"
