@@ -343,7 +343,7 @@ def test_an_openvino_export_directory_runs_as_its_onnx_does(
                   compress_to_fp16=False)
     out = tmp_path / "out"
     assert main(["run", "-m", str(embedded_onnx), "-m", str(ir), "-b", "openvino", "-n", "3",
-                 "--warmup", "1", "--images", "10", "--threads", "1", "-o", str(out)]) == 0
+                 "--warmup", "1", "--images", "5", "--threads", "1", "-o", str(out)]) == 0
     (report,) = out.glob("*/report.json")
     cases = {c["case"]["model"].split("@")[0]: c for c in json.loads(report.read_text())["cases"]}
     onnx_case, ir_case = cases["shapes-yolov8n"], cases["shapes-yolov8n_openvino_model"]
