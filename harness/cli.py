@@ -4,7 +4,8 @@
 
 Exit codes: 0 every case ok or skipped; 1 some case failed; 2 a usage or input error (one
 sentence on stderr, no traceback unless ``--debug``); 130 interrupted (SIGINT);
-143 terminated (SIGTERM). An interrupted run's report is saved, marked ``interrupted``.
+143 terminated (SIGTERM); 141 stdout closed early (``| head``), quietly. An interrupted
+run's report is saved, marked ``interrupted``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from .cli_parser import build_parser, split_list
 from .commands import cmd_compare, cmd_compress, cmd_devices, cmd_export, cmd_history, cmd_plugins
 from .config import check_output_dir, load_matrix
-from .errors import UserError
+from .errors import UserError, sentence
 from .plugin_manager import collect_registry, make_plugin_manager
 from .records import CaseResult, Status
 
@@ -102,15 +103,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                          * len(session.backends) * len(matrix.devices)
                          * len(matrix.all_settings))
     session.on_case = progress.update_case
+    from .reports.writer import ReportNotSaved
+
+    unsaved: ReportNotSaved | None = None
     try:
         report = session.run(output_dir, sources, resume=previous,
                              baseline_model=baseline if measured_alone else None)
+    except ReportNotSaved as exc:  # disk full, read-only: show what was measured anyway
+        report, unsaved = exc.report, exc
     finally:
         progress.close()
         session.close()
     from .reports.markdown import render_markdown
 
     print(render_markdown(report))
+    if unsaved is not None:
+        print(f"edgebench: error: {unsaved}", file=sys.stderr)
+        return unsaved.exit_code
     print(f"report: {output_dir / 'report.json'}", file=sys.stderr)
     failed = any(r.status is Status.FAILED for r in report.cases)
     if baseline is not None:
@@ -159,8 +168,8 @@ def _gate_side_by_side(report: RunReport, baseline: str, thresholds: Thresholds,
     atomic_write_text(output_dir / "compare.md", text)
     regressed = comparison.of(Verdict.REGRESSED)
     if regressed:
-        print(f"edgebench: {len(regressed)} case(s) regressed against the baseline model "
-              f"{baseline}.", file=sys.stderr)
+        print(sentence(f"edgebench: {len(regressed)} case(s) regressed against the baseline "
+                       f"model {baseline}."), file=sys.stderr)
         return 1
     return 0
 
@@ -196,15 +205,61 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``poll`` reports an error on it)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file descriptor
+        return False
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout now, where a reader gone away (``| head``) can be handled, not in the
+    interpreter's exit; ``False`` when it has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _stdout_gone() -> int:
+    """After the reader of stdout went away (``edgebench devices | head -1``): point stdout
+    at /dev/null so the interpreter's last flush cannot fail again, and return 141, the
+    status of a process ended by SIGPIPE (128 + 13), as the shell reports for ``yes | head``.
+    This follows the note on SIGPIPE in Python's ``signal`` documentation."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, a usage error: printed; its reader may be gone (| head)
+        if _flush_stdout():
+            raise
+        return _stdout_gone()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the report's argv
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return code if _flush_stdout() else _stdout_gone()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return _stdout_gone()
     except UserError as exc:
         if args.debug:
             raise

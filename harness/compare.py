@@ -48,6 +48,7 @@ from .comparability import (
     pairing_key,
 )
 from .identity import CaseKey
+from .reasons import summary
 from .records import CaseResult, RunReport, Status
 from .significance import (
     history_noise,
@@ -160,7 +161,7 @@ def compare_case(key: str, base: CaseResult, cur: CaseResult, t: Thresholds,
     if base.status is not Status.OK or cur.status is not Status.OK or not (
             base.latency and cur.latency):
         why = (f"baseline {base.status.value}" if base.status is not Status.OK
-               else f"current {cur.status.value}: {cur.reason}")
+               else f"current {cur.status.value}: {summary(cur.reason or '')}")
         verdict = Verdict.REGRESSED if (base.status is Status.OK
                                         and cur.status is Status.FAILED) else \
             Verdict.NOT_COMPARABLE

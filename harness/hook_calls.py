@@ -14,6 +14,8 @@ from typing import Any
 
 import pluggy
 
+from .errors import sentence
+
 
 def notify(caller: pluggy.HookCaller, **kwargs: Any) -> list[str]:
     """Call every implementation of an observer hook (``pm.hook.edgebench_case_finished``)
@@ -29,15 +31,16 @@ def notify(caller: pluggy.HookCaller, **kwargs: Any) -> list[str]:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             problem = (f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                        f"{type(exc).__name__}{': ' + text if text else ''}; the run goes on")
-            print(f"edgebench: warning: {problem}.", file=sys.stderr)
+            print(sentence(f"edgebench: warning: {problem}."), file=sys.stderr)
             problems.append(problem)
     return problems
 
 
 def run_case_failure(exc: Exception) -> str:
     """The reason of a case whose ``edgebench_run_case`` call raised (a plugin wrapping the
-    hook, or a bug in edgebench): one sentence naming the exception."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    hook, or a bug in edgebench): one sentence naming the exception, with its whole message
+    (tables show its key line: ``reasons.summary``)."""
+    text = str(exc).strip()
     return (f"edgebench_run_case raised {type(exc).__name__}{': ' + text if text else ''} "
             "(a plugin that wraps the hook, or a bug in edgebench; run with --disable NAME "
             "to leave a plugin out)")

@@ -75,8 +75,7 @@ class MatrixFile:
     def _error(self, table: str, key: str, message: str) -> UserError:
         line = _line_of(self.text, table, key)
         where = f"{self.path}:{line}" if line else str(self.path)
-        end = "" if message.endswith("?") else "."
-        return UserError(f"{where}: [{table}] {key} {message}{end}")
+        return UserError(f"{where}: [{table}] {key} {message}.")  # UserError: one '?' or '.'
 
     def _validate(self, data: dict[str, Any]) -> None:
         for table, content in data.items():
@@ -86,8 +85,7 @@ class MatrixFile:
                     f"; tables are {', '.join(f'[{t}]' for t in TABLES)}"
                 line = _line_of(self.text, table, "\0")
                 where = f"{self.path}:{line}" if line else str(self.path)
-                end = "" if hint.endswith("?") else "."
-                raise UserError(f"{where}: unknown table [{table}]{hint}{end}")
+                raise UserError(f"{where}: unknown table [{table}]{hint}.")
             if not isinstance(content, dict):
                 raise UserError(f"{self.path}: [{table}] must be a table.")
             if table == "backend_options":

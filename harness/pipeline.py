@@ -32,7 +32,8 @@ from .records import Artifact
 
 SOURCE_FORMATS = {".onnx": "onnx", ".pt": "pt", ".tflite": "tflite", ".param": "ncnn"}
 """``--model`` suffixes and their formats. A directory holding an ncnn ``.param`` (what
-Ultralytics writes as ``*_ncnn_model/``) is an ncnn source too."""
+Ultralytics writes as ``*_ncnn_model/``) is an ncnn source too, and one holding OpenVINO IR
+(``*_openvino_model/``: one ``.xml`` and its ``.bin``) an ``openvino`` source."""
 EXPORT_CACHE_VERSION = 2
 ULTRALYTICS_FORMATS = {"onnx": "onnx", "litert": "tflite", "ncnn": "ncnn", "openvino": "openvino"}
 """Ultralytics ``format=`` name -> the artifact format it produces."""
@@ -42,16 +43,20 @@ def load_source(path: Path) -> Artifact:
     """Check a ``--model`` file and describe it; raise :class:`UserError` when it is unusable."""
     if not path.exists():
         raise UserError(f"model file {path} does not exist; pass an existing .onnx or .pt.")
-    if path.is_dir() and os.access(path, os.R_OK) and any(path.glob("*.param")):
-        return Artifact(path=path.resolve(), format="ncnn", sha256=sha256_file(path),
-                        size_bytes=size_bytes(path), precision=artifact_precision(path, "ncnn"))
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise UserError(f"model file {path} is not a readable file; check its permissions.")
+    if path.is_dir():
+        return _model_directory(path)
+    if not path.is_file():
+        raise UserError(f"model file {path} is not a regular file (a device, a pipe or a "
+                        "socket); pass a model file.")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"model file {path} cannot be read; check its permissions.")
     fmt = SOURCE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"model file {path} has suffix {path.suffix!r}; edgebench takes "
                         ".onnx (used as is), .pt (exported with Ultralytics), .tflite "
-                        "(LiteRT) or an ncnn .param (with its .bin) or model directory.")
+                        "(LiteRT) or ncnn .param (with its .bin) files, or the model "
+                        "directories Ultralytics exports for ncnn (*_ncnn_model/) and "
+                        "OpenVINO (*_openvino_model/).")
     if fmt == "pt" and importlib.util.find_spec("ultralytics") is None:
         raise UserError(f"{path} is a PyTorch model and exporting it needs Ultralytics: "
                         "pip install 'edgebench[export]' (install torch first, see README).")
@@ -59,6 +64,41 @@ def load_source(path: Path) -> Artifact:
         return describe_onnx(path)
     return Artifact(path=path.resolve(), format=fmt, sha256=sha256_file(path),
                     size_bytes=path.stat().st_size, precision=artifact_precision(path, fmt))
+
+
+MODEL_FILES = (".onnx, .pt, .tflite or ncnn .param (with its .bin) files, or the model "
+               "directories Ultralytics exports for ncnn (*_ncnn_model/) and OpenVINO "
+               "(*_openvino_model/)")
+"""What ``--model`` accepts, for error messages."""
+UNRUN_EXPORTS = {"_saved_model": "TensorFlow SavedModel", "_web_model": "TF.js",
+                 "_paddle_model": "PaddlePaddle", "_executorch_model": "ExecuTorch",
+                 "_imx_model": "Sony IMX500", "_rknn_model": "Rockchip RKNN",
+                 "_edgetpu": "Edge TPU"}
+"""Ultralytics export directories (by name ending) no edgebench backend takes as a source."""
+
+
+def _model_directory(path: Path) -> Artifact:
+    """A ``--model`` directory: an Ultralytics ncnn export (a ``.param``) or OpenVINO IR
+    export (one ``.xml`` with its ``.bin``: format ``openvino``, which the OpenVINO backend
+    runs); else :class:`UserError` saying what it is and what is accepted."""
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UserError(f"model directory {path} cannot be read; check its permissions.")
+    if any(path.glob("*.param")):
+        return Artifact(path=path.resolve(), format="ncnn", sha256=sha256_file(path),
+                        size_bytes=size_bytes(path), precision=artifact_precision(path, "ncnn"))
+    xmls = sorted(path.glob("*.xml"))
+    if len(xmls) == 1 and xmls[0].with_suffix(".bin").is_file():
+        return Artifact(path=path.resolve(), format="openvino", sha256=sha256_file(path),
+                        size_bytes=size_bytes(path))
+    if xmls:
+        raise UserError(f"model directory {path} holds {len(xmls)} .xml file(s) and is not "
+                        "an OpenVINO IR model: it needs exactly one .xml with its .bin.")
+    name = path.resolve().name
+    export = next((kind for end, kind in UNRUN_EXPORTS.items() if name.endswith(end)), None)
+    if export is not None:
+        raise UserError(f"{path} is an Ultralytics {export} export, which no edgebench "
+                        f"backend runs; edgebench takes {MODEL_FILES}.")
+    raise UserError(f"{path} is a directory, not a model; edgebench takes {MODEL_FILES}.")
 
 
 def describe_onnx(path: Path, *, source: Artifact | None = None) -> Artifact:

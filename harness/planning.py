@@ -17,7 +17,7 @@ from .batching import static_batch
 from .config import Matrix, device_scheme
 from .contracts import Backend, resolve_options
 from .datasets import load_dataset
-from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError
+from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError, sentence
 from .evaluation import AccuracyBatch, Reference, batched, prepare_batch
 from .identity import UNCOMPRESSED, CaseKey, options_label
 from .input_size import ImgSz, hw, input_hw
@@ -240,7 +240,7 @@ class Planner:
         for note in sized:
             if note.startswith("--imgsz") and (label, note) not in self._warned:
                 self._warned.add((label, note))
-                print(f"edgebench: warning: {label}: {note}.", file=sys.stderr)
+                print(sentence(f"edgebench: warning: {label}: {note}."), file=sys.stderr)
         return sized
 
     def _batch_for(self, artifact: Artifact) -> AccuracyBatch:

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .agent.edgebench_protocol import AccuracyRequest, ProtocolError, RunnerRequest, RunnerResult
+from .agent.edgebench_protocol import (
+    MESSAGE_LIMIT,
+    AccuracyRequest,
+    ProtocolError,
+    RunnerRequest,
+    RunnerResult,
+)
 from .cache import artifact_files, sha256_file
 from .contracts import Device
 from .errors import CaseError
@@ -176,12 +182,13 @@ def _run_job(device: Device, agent: DeviceAgent, job: RunnerJob, pusher: Pusher,
         except ConnectionLost:
             raise
         except (CaseError, ValueError, UnicodeDecodeError, RecursionError) as exc:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [str(exc)]
+            tail = (done.stderr or done.stdout).strip().splitlines()[-30:] or [str(exc)]
             raise CaseError(f"the runner exited with code {done.returncode} and no "
-                            f"result: {tail[0][:300]}") from None
+                            f"result: {chr(10).join(tail)[-MESSAGE_LIMIT:]}") from None
         if isinstance(raw, dict) and isinstance(raw.get("error"), dict):
             err = raw["error"]
-            message = f"{err.get('phase', 'run')} failed: {str(err.get('message'))[:500]}"
+            message = (f"{err.get('phase', 'run')} failed: "
+                       f"{str(err.get('message'))[:MESSAGE_LIMIT + 100]}")
             if err.get("phase") == "verify":  # a copy went wrong: push it all again
                 raise ConnectionLost(str(err.get("message"))[:500], during="push of the model",
                                      what="copy corrupted")

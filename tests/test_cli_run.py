@@ -124,7 +124,8 @@ def test_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_model_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "dir.onnx"
     d.mkdir()
-    assert "not a readable file" in _error(capsys, ["run", "-o", str(tmp_path), "-m", str(d)])
+    assert "is a directory, not a model" in _error(capsys, ["run", "-o", str(tmp_path),
+                                                            "-m", str(d)])
 
 
 def test_unparseable_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

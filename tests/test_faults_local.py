@@ -174,15 +174,18 @@ def test_output_dir_full_or_read_only_mid_run(kind: str, why: str, small_output:
     models = [str(make_onnx("conv", size=32, name=f"m{i}.onnx")) for i in range(3)]
     code = main(["run", "-o", str(small_output), "-b", "onnxruntime",
                  *(a for m in models for a in ("-m", m)), *FAST])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert code == 2 and "Traceback" not in err
+    rows = [line for line in captured.out.splitlines() if line.startswith("| m") and "@" in line]
+    assert len(rows) == 3 and all("| ok |" in row for row in rows)  # the table, all measured
     (report,) = small_output.glob("*/report.json")
     run_id = report.parent.name
     fallback = Path(tempfile.gettempdir()) / f"edgebench-{run_id}-report.json"
     try:
-        assert f"could not write {report} ({why}); the previous version of the file is " \
-               f"intact. It holds 1 of the run's 3 cases; the whole report (3 cases) is in " \
-               f"{fallback}." in err
+        assert f"edgebench: error: could not write {report} ({why}); the previous version of " \
+               f"the file is intact and holds 1 of the run's 3 cases; the whole report (3 " \
+               f"cases) is in {fallback}.\n" in err
         on_disk = json.loads(report.read_text())  # whole, and what it was at the fault
         assert on_disk["cases"] == fault.before and len(fault.before) == 1
         saved = json.loads(fallback.read_text())

@@ -118,11 +118,28 @@ class RunnerFailure(Exception):
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception as one short sentence: its first non-empty line, or its type."""
+    """An exception as one short sentence: its first non-empty line, or its type. Only for
+    messages whose first line is the cause (an ImportError); a runtime's error goes whole
+    (:func:`full_message`)."""
     for line in str(exc).strip().splitlines():
         if line.strip():
             return line.strip()[:300]
     return type(exc).__name__
+
+
+def full_message(exc: BaseException, prefix: str = "") -> str:
+    """An exception's whole message (``prefix`` first), blank lines dropped, its type when
+    empty; at most ``edgebench_protocol.MESSAGE_LIMIT`` characters (its first quarter and
+    its end). The host keeps it as the case's reason and shows one line of it in tables."""
+    lines = [line.rstrip() for line in (prefix + str(exc)).strip().splitlines()
+             if line.strip()]
+    text = "\n".join(lines) or prefix + type(exc).__name__
+    if len(text) > protocol.MESSAGE_LIMIT:
+        head = protocol.MESSAGE_LIMIT // 4
+        tail = protocol.MESSAGE_LIMIT - head - 40
+        text = "%s\n[... %d characters ...]\n%s" % (
+            text[:head], len(text) - head - tail, text[-tail:])
+    return text
 
 
 def usable_cores() -> int:
@@ -308,9 +325,8 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
     except MemoryError:
         result = replace(result, error=protocol.RunnerError(phase, "out of memory"))
     except Exception as exc:
-        message = ("%s: %s" % (type(exc).__name__, exc)).strip().splitlines()
         result = replace(result, error=protocol.RunnerError(
-            phase, message[0][:500] if message else type(exc).__name__,
+            phase, full_message(exc, "%s: " % type(exc).__name__),
             traceback.format_exc()[-4000:]))
     return result
 

@@ -296,11 +296,17 @@ class AccuracyPass:
         return cls(images, None if seconds is None else float(seconds), skipped)
 
 
+MESSAGE_LIMIT = 4000
+"""Characters of a :class:`RunnerError` message: a runtime's cause is often on its last
+lines (OpenVINO), so the runner sends the whole message up to this length."""
+
+
 @dataclass(frozen=True)
 class RunnerError:
     """Why a runner failed: the phase it was in (``verify``, ``import``, ``inputs``,
-    ``load``, ``first inference``, ``warm-up``, ``timed loop``, ``accuracy pass``), one
-    sentence, and the device-side traceback of an unexpected exception."""
+    ``load``, ``first inference``, ``warm-up``, ``timed loop``, ``accuracy pass``), the
+    message (whole, up to :data:`MESSAGE_LIMIT` characters: a runtime's cause may be on
+    its last line), and the device-side traceback of an unexpected exception."""
 
     phase: str
     message: str

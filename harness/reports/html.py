@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
+from ..reasons import summary
 from ..records import CaseResult, RunReport, Status
 from .markdown import (
     HEADER,
@@ -237,7 +238,7 @@ def render_html(report: RunReport) -> str:
     if problems:
         parts.append("<h2>Not measured</h2><ul>")
         parts += [f"<li class={r.status.value}><code>{e(r.case.id)}</code>: "
-                  f"<b>{r.status.value}</b>: {e(r.reason or '')}</li>" for r in problems]
+                  f"<b>{r.status.value}</b>: {e(summary(r.reason or ''))}</li>" for r in problems]
         parts.append("</ul>")
     notes = [(r, n) for r in report.cases for n in r.notes]
     if notes:

@@ -7,6 +7,7 @@ from typing import ClassVar
 from ..accuracy import AccuracySettings
 from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
+from ..reasons import summary
 from ..records import Accuracy, CaseResult, Fidelity, Place, RunReport, Status
 from .tradeoffs import tradeoff_markdown
 
@@ -171,7 +172,8 @@ def render_markdown(report: RunReport) -> str:
     problems = [r for r in report.cases if r.status is not Status.OK]
     if problems:
         lines += ["", "## Not measured", ""]
-        lines += [f"- `{r.case.id}`: **{r.status.value}**: {r.reason}" for r in problems]
+        lines += [f"- `{r.case.id}`: **{r.status.value}**: {summary(r.reason or '')}"
+                  for r in problems]
     qualified = [r for r in report.cases if r.accuracy is not None and r.accuracy.reason]
     if qualified:
         lines += ["", "## Accuracy notes", ""]

@@ -1,34 +1,67 @@
 """Export a run in pytest-benchmark's JSON format (``pytest-benchmark compare`` reads it).
 
 Each ok case becomes one benchmark named after the case, its timed samples (seconds) as
-``stats.data``, the statistics computed by pytest-benchmark's own ``Stats`` class, and the
-case's device, runtime and accuracy in ``extra_info``.
+``stats.data``, the statistics computed by pytest-benchmark's method, and the
+case's device, runtime and accuracy in ``extra_info``. The statistics are computed here as
+pytest-benchmark's ``Stats`` does, so exporting needs no pytest-benchmark installed.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import statistics
+from bisect import bisect_left, bisect_right
 from typing import Any
 
-from ..errors import UserError
 from ..records import RunReport, Status
 from .markdown import pipeline_label
 
 
 def _stats(samples_s: list[float]) -> dict[str, Any]:
-    try:
-        from pytest_benchmark.stats import Stats
-    except ImportError:
-        raise UserError("exporting for pytest-benchmark needs it installed: "
-                        "pip install pytest-benchmark.") from None
-    stats: Any = Stats()  # type: ignore[no-untyped-call]
-    for s in samples_s:
-        stats.update(s)
-    out: dict[str, Any] = stats.as_dict()
-    out["data"] = samples_s
-    out["iterations"] = 1
-    return out
+    """The ``stats`` of one benchmark as pytest-benchmark writes it: the fields of its
+    ``pytest_benchmark.stats.Stats.as_dict`` (5.x; computed as that class does: sample
+    standard deviation, quartiles by Wikipedia's methods 3 (odd n) and 2 (even n), Tukey
+    fences at 1.5 IQR), then ``data`` and ``iterations``. Written here so the export needs
+    no pytest-benchmark (only its test extra installs it); ``tests/test_small_fixes.py``
+    checks every field against its ``Stats``."""
+    data = list(samples_s)
+    ordered = sorted(data)
+    n = len(data)
+    mean = statistics.mean(data)
+    stddev = statistics.stdev(data) if n > 1 else 0
+    q1, q3 = _quartiles(ordered)
+    iqr = q3 - q1
+    low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    stddev_outliers = sum(1 for v in data if v < mean - stddev or v > mean + stddev)
+    iqr_outliers = sum(1 for v in data if v < low or v > high)
+    total = sum(data)
+    return {
+        "min": ordered[0], "max": ordered[-1], "mean": mean, "stddev": stddev, "rounds": n,
+        "median": statistics.median(data), "iqr": iqr, "q1": q1, "q3": q3,
+        "iqr_outliers": iqr_outliers, "stddev_outliers": stddev_outliers,
+        "outliers": f"{stddev_outliers};{iqr_outliers}",
+        "ld15iqr": data[0] if n == 1 else ordered[bisect_left(ordered, low)],
+        "hd15iqr": ordered[bisect_right(ordered, high) - 1],
+        "ops": n / total if total else 0, "total": total,
+        "data": data, "iterations": 1,
+    }
+
+
+def _quartiles(ordered: list[float]) -> tuple[float, float]:
+    """Q1 and Q3 of sorted data as pytest-benchmark computes them
+    (https://en.wikipedia.org/wiki/Quartile#Computing_methods, methods 3 and 2)."""
+    n = len(ordered)
+    if n == 1:
+        return ordered[0], ordered[0]
+    if n % 2 == 0:
+        return statistics.median(ordered[: n // 2]), statistics.median(ordered[n // 2:])
+    k, r = divmod(n, 4)
+    if r == 1:
+        return (0.25 * ordered[k - 1] + 0.75 * ordered[k],
+                0.75 * ordered[3 * k] + 0.25 * ordered[3 * k + 1])
+    return (0.75 * ordered[k] + 0.25 * ordered[k + 1],
+            0.25 * ordered[3 * k + 1] + 0.75 * ordered[3 * k + 2])
 
 
 def to_pytest_benchmark(report: RunReport) -> str:

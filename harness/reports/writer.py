@@ -20,17 +20,27 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class WriteFailed(UserError):
+    """A file could not be written (``path``; ``why``: the system's words, e.g. "No space
+    left on device"); its previous version is intact."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"could not write {path} ({why}); the previous version of the file "
+                         "is intact.")
+        self.path = path
+        self.why = why
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
 
-    Raises :class:`UserError` naming the file when the disk is full or the dir not writable;
-    the previous content of ``path`` is then left untouched.
+    Raises :class:`WriteFailed` naming the file when the disk is full or the dir not
+    writable; the previous content of ``path`` is then left untouched.
     """
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise UserError(f"could not write {path} ({exc.strerror or exc}); the previous "
-                        "version of the file is intact.") from None
+        raise WriteFailed(path, str(exc.strerror or exc)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -42,8 +52,17 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.unlink(tmp)
         except OSError:
             pass
-        raise UserError(f"could not write {path} ({exc.strerror or exc}); the previous "
-                        "version of the file is intact.") from None
+        raise WriteFailed(path, str(exc.strerror or exc)) from None
+
+
+class ReportNotSaved(UserError):
+    """A report file could not be written at the end of a run (disk full, read-only, no
+    permission): the message names the file and where the whole report is; ``report`` is
+    the finished report, every measured case, for the terminal's table."""
+
+    def __init__(self, message: str, report: RunReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ReportWriter:
@@ -52,8 +71,9 @@ class ReportWriter:
     Thread-safe: devices run concurrently and each adds its results. When a write fails
     (disk full, directory made read-only), the file on disk keeps its previous complete
     version, the run goes on, and the next case tries again; :meth:`finish` raises
-    :class:`UserError` if the report still cannot be written, after saving it to the temp
-    dir instead (named in the message).
+    :class:`ReportNotSaved` (with the whole report) if the report still cannot be written,
+    after saving it to the temp dir instead (named in the message), or if another report
+    file (Markdown, HTML) cannot be written.
     """
 
     def __init__(self, report: RunReport, output_dir: Path, reporters: Iterable[Reporter]):
@@ -89,12 +109,23 @@ class ReportWriter:
                                                finished_at=utc_now())
             self._save()
             if self.unsaved is not None:
-                raise self._unsaved_error(self.unsaved)
+                raise ReportNotSaved(self._unsaved_error(self.unsaved), self._report)
             written = [self.json_path]
+            failed: list[WriteFailed] = []
             for reporter in self._reporters:
                 path = self.output_dir / reporter.filename
-                atomic_write_text(path, reporter.render(self._report))
+                try:
+                    atomic_write_text(path, reporter.render(self._report))
+                except WriteFailed as exc:
+                    failed.append(exc)
+                    continue
                 written.append(path)
+            if failed:
+                names = " and ".join(exc.path.name for exc in failed)
+                raise ReportNotSaved(
+                    f"could not write {names} in {self.output_dir} ({failed[0].why}); "
+                    f"{self.json_path.name} there holds every measured case "
+                    f"({len(self._report.cases)}).", self._report)
             return written
 
     def _save(self, *, strict: bool = False) -> None:
@@ -108,9 +139,9 @@ class ReportWriter:
         self.unsaved = None
         self.saved_cases = len(self._report.cases)
 
-    def _unsaved_error(self, exc: UserError) -> UserError:
-        """The error of a report that cannot be written where it belongs, after saving it
-        in the temp dir (one more place the measurements can survive)."""
+    def _unsaved_error(self, exc: UserError) -> str:
+        """The sentence for a report that cannot be written where it belongs, after saving
+        it in the temp dir (one more place the measurements can survive)."""
         total = len(self._report.cases)
         fallback = Path(tempfile.gettempdir()) / f"edgebench-{self._report.run_id}-report.json"
         try:
@@ -118,5 +149,5 @@ class ReportWriter:
             saved = f"the whole report ({total} cases) is in {fallback}"
         except UserError:
             saved = f"it could not be saved in {fallback.parent} either"
-        return UserError(f"{exc} It holds {self.saved_cases} of the run's {total} cases; "
-                         f"{saved}.")
+        return (f"{str(exc).rstrip('.')} and holds {self.saved_cases} of the run's {total} "
+                f"cases; {saved}.")

@@ -65,7 +65,7 @@ def load(runtime, request, inputs):
         method = rt.load_program(pte).load_method("forward")
     except Exception as exc:
         raise agent.RunnerFailure("load", "ExecuTorch could not load %s: %s"
-                                  % (os.path.basename(pte), agent.first_line(exc))) from None
+                                  % (os.path.basename(pte), agent.full_message(exc))) from None
     info = method.metadata
     if info.num_inputs() != 1:
         raise agent.RunnerFailure("load", "the program has %d inputs; edgebench runs "

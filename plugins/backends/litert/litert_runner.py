@@ -120,7 +120,7 @@ def load(runtime, request, inputs):
     except Exception as exc:
         raise agent.RunnerFailure(
             "load", "LiteRT could not load %s: %s" % (os.path.basename(model),
-                                                      agent.first_line(exc))) from None
+                                                      agent.full_message(exc))) from None
     input_details = interpreter.get_input_details()
     if len(input_details) != 1:
         raise agent.RunnerFailure("load", "the model has %d inputs; edgebench runs "

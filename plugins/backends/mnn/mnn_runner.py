@@ -119,7 +119,7 @@ def load(MNN, request, inputs):
         session = interpreter.createSession(config)
     except Exception as exc:
         raise agent.RunnerFailure("load", "MNN could not load the model: %s"
-                                  % agent.first_line(exc)) from None
+                                  % agent.full_message(exc)) from None
     array = np.ascontiguousarray(agent.single_input(inputs), dtype=np.float32)
     tensor_in = interpreter.getSessionInput(session)
     expected = list(tensor_in.getShape())

@@ -53,9 +53,9 @@ def load(ort, request, inputs):
     try:
         session = ort.InferenceSession(request["model"], sess_options=so, providers=providers)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise agent.RunnerFailure(
-            "load", "ONNX Runtime could not load the model: %s" % first) from None
+            "load", "ONNX Runtime could not load the model: %s" % agent.full_message(exc)
+        ) from None
     feeds = {}
     for spec in session.get_inputs():
         if spec.name not in inputs:

@@ -62,11 +62,11 @@ def import_runtime(request):
 
 
 def ov_error(exc):
-    """OpenVINO's message as one sentence: its errors start with lines naming the C++
-    source ("Exception from src/.../core.cpp:117:"); the first other line says what."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    said = [ln for ln in lines if not ln.startswith("Exception from ")]
-    return (said or lines or [type(exc).__name__])[0][:300]
+    """OpenVINO's message, whole: its errors start with lines naming the C++ source
+    ("Exception from src/.../core.cpp:117:") and the cause is often on a later line
+    ("Data batch channel count (3) does not match filter input channel count (5)"); the
+    host shows the key line in its tables and keeps all of it in report.json."""
+    return agent.full_message(exc)
 
 
 def model_file(path):
