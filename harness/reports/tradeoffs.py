@@ -79,22 +79,27 @@ def tradeoffs(report: RunReport) -> list[Tradeoff]:
     return mark_fronts(rows)
 
 
+def pareto_mask(points: Sequence[tuple[float, float | None]]) -> list[bool]:
+    """For each (latency, mAP) point: on the Pareto front, i.e. no other point has
+    lower-or-equal latency and higher-or-equal mAP with one of them strictly better.
+    A point without mAP is never on it (and beats none)."""
+    return [acc is not None and not any(
+        other_acc is not None and other_lat <= lat and other_acc >= acc
+        and (other_lat < lat or other_acc > acc)
+        for j, (other_lat, other_acc) in enumerate(points) if j != i)
+        for i, (lat, acc) in enumerate(points)]
+
+
 def mark_fronts(rows: Sequence[Tradeoff]) -> list[Tradeoff]:
-    """Set ``on_front`` per device: a case is on the front when no other case of that
-    device has lower-or-equal latency and higher-or-equal mAP with one strictly better."""
+    """Set ``on_front`` per device (see :func:`pareto_mask`)."""
     import dataclasses
 
-    out = []
-    for row in rows:
-        if row.map50_95 is None:
-            out.append(row)
-            continue
-        beaten = any(
-            other is not row and other.device == row.device and other.map50_95 is not None
-            and other.p50_ms <= row.p50_ms and other.map50_95 >= row.map50_95
-            and (other.p50_ms < row.p50_ms or other.map50_95 > row.map50_95)
-            for other in rows)
-        out.append(dataclasses.replace(row, on_front=not beaten))
+    out = list(rows)
+    for device in {row.device for row in rows}:
+        index = [i for i, row in enumerate(rows) if row.device == device]
+        mask = pareto_mask([(rows[i].p50_ms, rows[i].map50_95) for i in index])
+        for i, front in zip(index, mask, strict=True):
+            out[i] = dataclasses.replace(rows[i], on_front=front)
     return out
 
 
@@ -115,23 +120,40 @@ def tradeoff_cells(row: Tradeoff) -> list[str]:
             "★" if row.on_front else ""]
 
 
+TRADEOFF_NOTE = ("Same model, backend, device and settings; speed-up is the ratio of medians "
+                 "(> 1: faster); ★: on the device's latency-vs-mAP Pareto front.")
+
+
+def table_order(rows: Sequence[Tradeoff]) -> list[Tradeoff]:
+    """The compression table's row order (both reports): by device, backend, fp32 first,
+    then by median latency."""
+    return sorted(rows, key=lambda r: (r.device, r.backend, r.variant != UNCOMPRESSED,
+                                       r.p50_ms))
+
+
+def front_lines(rows: Sequence[Tradeoff]) -> list[str]:
+    """Per device, its front from fastest to slowest (Markdown inline text)."""
+    lines = []
+    for device in sorted({r.device for r in rows}):
+        front = sorted((r for r in rows if r.device == device and r.on_front),
+                       key=lambda r: r.p50_ms)
+        lines.append(f"`{device}`: " + " → ".join(
+            f"{r.variant} on {r.backend} ({r.p50_ms:.2f} ms, {_f(r.map50_95, '.3f')})"
+            for r in front))
+    return lines
+
+
+FRONT_HEADING = "Pareto front (latency vs mAP50-95)"
+
+
 def tradeoff_markdown(report: RunReport) -> list[str]:
     """The compression section of ``report.md`` (empty without compressed variants)."""
     rows = tradeoffs(report)
     if not rows:
         return []
-    lines = ["", "## Compression: speed-up and mAP delta versus fp32", "",
-             "Same model, backend, device and settings; speed-up is the ratio of medians "
-             "(> 1: faster); ★: on the device's latency-vs-mAP Pareto front.", "",
+    lines = ["", "## Compression: speed-up and mAP delta versus fp32", "", TRADEOFF_NOTE, "",
              TRADEOFF_HEADER]
-    order = sorted(rows, key=lambda r: (r.device, r.backend, r.variant != UNCOMPRESSED,
-                                        r.p50_ms))
-    lines += ["| " + " | ".join(tradeoff_cells(r)) + " |" for r in order]
-    lines += ["", "### Pareto front (latency vs mAP50-95)", ""]
-    for device in sorted({r.device for r in rows}):
-        front = sorted((r for r in rows if r.device == device and r.on_front),
-                       key=lambda r: r.p50_ms)
-        lines.append(f"- `{device}`: " + " → ".join(
-            f"{r.variant} on {r.backend} ({r.p50_ms:.2f} ms, {_f(r.map50_95, '.3f')})"
-            for r in front))
+    lines += ["| " + " | ".join(tradeoff_cells(r)) + " |" for r in table_order(rows)]
+    lines += ["", f"### {FRONT_HEADING}", ""]
+    lines += [f"- {line}" for line in front_lines(rows)]
     return lines
