@@ -241,14 +241,33 @@ def test_the_measure_finds_overlapping_texts() -> None:
     assert ("shapes-yolov8n fp32 ncnn", "shapes-yolov8n fp32 litert") in overlapping_texts(fig)
 
 
+def long_names(report: RunReport, length: int) -> RunReport:
+    import dataclasses
+
+    return dataclasses.replace(report, cases=tuple(
+        dataclasses.replace(r, case=dataclasses.replace(
+            r.case, model="m" * length + r.case.model[-9:])) for r in report.cases))
+
+
+@pytest.mark.parametrize("length", [60, 200])
+def test_figures_fit_without_matplotlib_layout_warnings(length: int) -> None:
+    """Long model names used to collapse the axes ("constrained_layout not applied"):
+    drawing each figure with warnings as errors shows the layout fits."""
+    report = long_names(synthetic(12, backends=("onnxruntime", "litert", "ncnn"),
+                                  threads=(1, 4)), length)
+    for _, fig in figures(report):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fig.canvas.draw()  # type: ignore[attr-defined]
+
+
 def test_no_matplotlib_warning_reaches_the_terminal(recwarn: pytest.WarningsRecorder) -> None:
-    """Long model names and 30 cases used to trigger matplotlib's layout warning."""
     from edgebench.reports.html import render_html
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         render_html(synthetic(30))
-        render_html(synthetic(12, devices=("local", "ssh://pi@rpi5")))
+        render_html(long_names(synthetic(12, devices=("local", "ssh://pi@rpi5")), 120))
     assert [str(w.message) for w in recwarn.list] == []
 
 
@@ -287,20 +306,20 @@ def test_every_markdown_note_is_in_the_html() -> None:
     the Devices list, which the page shows as a table) is in report.html."""
     from edgebench.reports.html import render_html
     from edgebench.reports.markdown import render_markdown
-    from edgebench.reports.notes import footnotes
-
     report = noted_report()
     md, page = render_markdown(report), _plain_html(render_html(report))
-    notes = footnotes(report)
-    assert len(notes) == 5  # CPU p50, no CI, batch, agreement, no reference detections
     body = md.split("\n## Devices")[0].splitlines()[3:]  # past the title and run line
     prose = [line.lstrip("- ") for line in body if line.strip() and not line.startswith("|")]
     assert len(prose) > 15
     for line in prose:
         text = _plain_md(line.lstrip("#").strip())
         assert text in page, text
+    from edgebench.reports.notes import footnotes
+
+    notes = footnotes(report)
+    assert len(notes) == 5  # CPU p50, no CI, batch, agreement, no reference detections
     for note in notes:
-        assert _plain_md(note) in page
+        assert _plain_md(note) in page and _plain_md(note) in _plain_md(md)
 
 
 # --- the page in a browser -----------------------------------------------------------------

@@ -82,7 +82,7 @@ def case_labels(cases: Sequence[CaseResult]) -> list[CaseLabel]:
         parts = [names[r.case.model], r.pipeline_label(), r.case.backend]
         options = options_label(r.case.settings.backend_options.get(r.case.backend))
         if many_options and options:
-            parts.append(options)
+            parts.append(shorten(options))
         hw = r.input_hw()
         if many_sizes and hw is not None:
             parts.append(f"{hw[0]}×{hw[1]}")
