@@ -164,6 +164,23 @@ def test_one_case_order_in_the_table_and_every_plot() -> None:
         assert all(report.cases[n - 1].case.device == device for n in numbers)
 
 
+def test_compression_table_follows_the_results_table() -> None:
+    """The speed-up table (both reports) lists cases in the results table's order, with
+    their row number and model (two models' fp32 litert rows were indistinguishable)."""
+    from edgebench.reports.html import render_html
+    from edgebench.reports.markdown import render_markdown
+
+    report = synthetic(12, backends=("onnxruntime", "litert", "ncnn"), threads=(4,), failed=4)
+    md = render_markdown(report).split("## Compression")[1].split("###")[0]
+    rows = [line.split(" | ") for line in md.splitlines() if re.match(r"\| \d", line)]
+    numbers = [int(r[0].strip("| ")) for r in rows]
+    assert numbers == [n for n in range(1, 13) if n != 5]
+    assert [r[1] for r in rows][:2] == ["yolov8n-retail…e-v3-imgsz320"] * 2
+    assert [r[1] for r in rows][-1] == "yolo26n"
+    page = render_html(report).split("<table class=tradeoffs>")[1].split("</table>")[0]
+    assert [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", page)] == numbers
+
+
 # --- axes, front, overlaps -------------------------------------------------------------
 
 
@@ -353,13 +370,16 @@ def check_in_browser(page: Path, tmp: Path, name: str, plots: int) -> None:
     probe.write_text(text.replace(
         "</body>", "<script>document.body.setAttribute('data-width', "
         "document.documentElement.scrollWidth + 'x' + window.innerWidth + 'x' + "
-        "document.images.length + 'x' + [...document.querySelectorAll('svg')]"
-        ".filter(s => s.getBoundingClientRect().width > 100).length)</script></body>"))
+        "[...document.querySelectorAll('svg')]"
+        ".filter(s => s.getBoundingClientRect().width > 100).length + 'x' + "
+        "[...document.querySelectorAll('.scroll')]"
+        ".filter(e => e.scrollWidth > e.clientWidth).length)</script></body>"))
     done = browse(probe, tmp / "x", "--dump-dom")
-    match = re.search(r'data-width="(\d+)x(\d+)x\d+x(\d+)"', done.stdout)
+    match = re.search(r'data-width="(\d+)x(\d+)x(\d+)x(\d+)"', done.stdout)
     assert match, done.stderr[-2000:]
-    scroll, inner, shown = map(int, match.groups())
+    scroll, inner, shown, clipped = map(int, match.groups())
     assert inner == WINDOW[0] and scroll <= inner, (scroll, inner)
+    assert clipped == 0  # no table wider than the page (hidden behind its own scroll bar)
     assert shown == plots
     shot = tmp / f"{name}.png"
     done = browse(page, shot, f"--screenshot={shot}")

@@ -36,7 +36,6 @@ from .tradeoffs import (
     TRADEOFF_HEADER,
     TRADEOFF_NOTE,
     front_lines,
-    table_order,
     tradeoff_cells,
     tradeoffs,
 )
@@ -44,16 +43,17 @@ from .tradeoffs import (
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
 color:#222}
-table{border-collapse:collapse;margin:1rem 0;font-size:11px}
-td,th{border:1px solid #ccc;padding:2px 4px;text-align:right}
-td:nth-child(-n+8),th:nth-child(-n+8){text-align:left}
+table{border-collapse:collapse;margin:1rem 0;font-size:10.5px}
+td,th{border:1px solid #ccc;padding:2px 3px;text-align:left}
+table.results :is(td,th):nth-child(n+10),table.tradeoffs :is(td,th):nth-child(n+6),
+table.key :is(td,th):nth-child(n+3),
+:is(table.results,table.tradeoffs,table.key) :is(td,th):first-child{text-align:right}
 table.results td:nth-child(2){min-width:8em}
 .scroll{overflow-x:auto;max-width:100%}
 .failed{background:#fde2e1}.skipped{background:#f3f3f3}
 h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 figure{margin:1rem 0}figcaption{color:#555;font-size:12px}
 figure svg{max-width:100%;height:auto;display:block}
-table.key td:nth-child(2){text-align:left}
 .muted{color:#666}
 """
 
@@ -113,10 +113,11 @@ def _tradeoff_html(report: RunReport) -> list[str]:
     e = html.escape
     head = [c.strip() for c in TRADEOFF_HEADER.split("\n")[0].strip("|").split("|")]
     return ["<h2>Compression: speed-up and mAP delta versus fp32</h2>",
-            f"<p class=muted>{inline_html(TRADEOFF_NOTE)}</p><div class=scroll><table><tr>"
+            f"<p class=muted>{inline_html(TRADEOFF_NOTE)}</p>"
+            "<div class=scroll><table class=tradeoffs><tr>"
             + "".join(f"<th>{e(c)}</th>" for c in head) + "</tr>",
             *("<tr>" + "".join(f"<td>{e(c)}</td>" for c in tradeoff_cells(r)) + "</tr>"
-              for r in table_order(rows)),
+              for r in rows),
             f"</table></div><h3>{e(FRONT_HEADING)}</h3><ul>",
             *(f"<li>{inline_html(line)}</li>" for line in front_lines(rows)), "</ul>"]
 

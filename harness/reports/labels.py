@@ -53,7 +53,9 @@ def shorten(text: str, limit: int = MAX_MODEL_CHARS) -> str:
     return text[:head] + "…" + (text[-tail:] if tail else "")
 
 
-def _model_names(cases: Sequence[CaseResult]) -> dict[str, str]:
+def model_names(cases: Sequence[CaseResult]) -> dict[str, str]:
+    """Per model label (``stem@sha8``), its short name: the stem (with ``@sha8`` only when
+    two models share it), shortened by :func:`shorten`."""
     stems: dict[str, set[str]] = {}
     for r in cases:
         stems.setdefault(r.case.model.split("@")[0], set()).add(r.case.model)
@@ -63,7 +65,7 @@ def _model_names(cases: Sequence[CaseResult]) -> dict[str, str]:
 
 def case_labels(cases: Sequence[CaseResult]) -> list[CaseLabel]:
     """Labels for ``cases`` in their order (the results table's), numbered from 1."""
-    names = _model_names(cases)
+    names = model_names(cases)
 
     def varies(get: object) -> bool:
         return len({get(r) for r in cases}) > 1  # type: ignore[operator]

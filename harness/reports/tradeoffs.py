@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..identity import UNCOMPRESSED, CaseKey
 from ..records import Case, CaseResult, RunReport, Status
+from .labels import model_names
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Tradeoff:
     size_ratio: float | None
     on_front: bool = False
     """On its device's latency-vs-mAP Pareto front (no case is both faster and better)."""
+    number: int = 0
+    """Its row in the results table (from 1), as the plots number it."""
+    model_name: str = ""
+    """The model's short name (:func:`edgebench.reports.labels.model_names`)."""
 
 
 def baseline_id(case: Case) -> str:
@@ -58,6 +63,8 @@ def tradeoffs(report: RunReport) -> list[Tradeoff]:
     # the uncompressed case of the same model, backend, device and settings (its id names
     # its precision, fp32 or what its graph holds)
     baselines = {_without_variant(r.case): r for r in measured if not r.case.pipeline}
+    numbers = {r.case.id: i for i, r in enumerate(report.cases, start=1)}
+    names = model_names(report.cases)
     rows = []
     for r in measured:
         assert r.latency is not None
@@ -75,7 +82,8 @@ def tradeoffs(report: RunReport) -> list[Tradeoff]:
             or UNCOMPRESSED, backend=r.case.backend, device=r.case.device,
             p50_ms=r.latency.p50_ms, map50_95=_map(r),
             size_bytes=r.artifact.size_bytes if r.artifact else None,
-            speedup=speedup, map_delta_points=map_delta, size_ratio=size_ratio))
+            speedup=speedup, map_delta_points=map_delta, size_ratio=size_ratio,
+            number=numbers[r.case.id], model_name=names[r.case.model]))
     return mark_fronts(rows)
 
 
@@ -107,13 +115,15 @@ def _f(value: float | None, fmt: str) -> str:
     return format(value, fmt) if value is not None else "–"
 
 
-TRADEOFF_HEADER = ("| variant | backend | device | p50 ms | speed-up vs fp32 | mAP50-95 | "
-                   "Δ mAP (points) | size vs fp32 | Pareto |\n"
-                   "|---|---|---|---:|---:|---:|---:|---:|:-:|")
+TRADEOFF_HEADER = ("| # | model | variant | backend | device | p50 ms | speed-up vs fp32 | "
+                   "mAP50-95 | Δ mAP (points) | size vs fp32 | Pareto |\n"
+                   "|--:|---|---|---|---|---:|---:|---:|---:|---:|:-:|")
+"""Rows in the results table's order; ``#`` is the case's row there."""
 
 
 def tradeoff_cells(row: Tradeoff) -> list[str]:
-    return [row.variant, row.backend, row.device, f"{row.p50_ms:.2f}",
+    return [str(row.number), row.model_name, row.variant, row.backend, row.device,
+            f"{row.p50_ms:.2f}",
             _f(row.speedup, ".2f") + ("×" if row.speedup is not None else ""),
             _f(row.map50_95, ".3f"), _f(row.map_delta_points, "+.2f"),
             _f(row.size_ratio, ".2f") + ("×" if row.size_ratio is not None else ""),
@@ -122,13 +132,6 @@ def tradeoff_cells(row: Tradeoff) -> list[str]:
 
 TRADEOFF_NOTE = ("Same model, backend, device and settings; speed-up is the ratio of medians "
                  "(> 1: faster); ★: on the device's latency-vs-mAP Pareto front.")
-
-
-def table_order(rows: Sequence[Tradeoff]) -> list[Tradeoff]:
-    """The compression table's row order (both reports): by device, backend, fp32 first,
-    then by median latency."""
-    return sorted(rows, key=lambda r: (r.device, r.backend, r.variant != UNCOMPRESSED,
-                                       r.p50_ms))
 
 
 def front_lines(rows: Sequence[Tradeoff]) -> list[str]:
@@ -153,7 +156,7 @@ def tradeoff_markdown(report: RunReport) -> list[str]:
         return []
     lines = ["", "## Compression: speed-up and mAP delta versus fp32", "", TRADEOFF_NOTE, "",
              TRADEOFF_HEADER]
-    lines += ["| " + " | ".join(tradeoff_cells(r)) + " |" for r in table_order(rows)]
+    lines += ["| " + " | ".join(tradeoff_cells(r)) + " |" for r in rows]
     lines += ["", f"### {FRONT_HEADING}", ""]
     lines += [f"- {line}" for line in front_lines(rows)]
     return lines
