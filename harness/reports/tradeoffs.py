@@ -87,14 +87,25 @@ def tradeoffs(report: RunReport) -> list[Tradeoff]:
     return mark_fronts(rows)
 
 
+MAP_TIE = 5e-4
+"""mAP50-95 differences below this are ties on the front: half the last digit the reports
+print (3 decimals), and well above the 1e-5 floating-point noise between runtimes running
+one model. Without it a slower backend whose mAP is 0.00004 higher joins the front."""
+
+
 def pareto_mask(points: Sequence[tuple[float, float | None]]) -> list[bool]:
     """For each (latency, mAP) point: on the Pareto front, i.e. no other point has
-    lower-or-equal latency and higher-or-equal mAP with one of them strictly better.
-    A point without mAP is never on it (and beats none)."""
+    lower-or-equal latency and higher-or-equal mAP with one of them strictly better (mAP
+    within :data:`MAP_TIE` counts as equal). A point without mAP is never on it (and
+    beats none)."""
+    def beats(other: tuple[float, float | None], this: tuple[float, float]) -> bool:
+        (lat, acc), (other_lat, other_acc) = this, other
+        if other_acc is None or other_lat > lat or other_acc < acc - MAP_TIE:
+            return False
+        return other_lat < lat or other_acc > acc + MAP_TIE
+
     return [acc is not None and not any(
-        other_acc is not None and other_lat <= lat and other_acc >= acc
-        and (other_lat < lat or other_acc > acc)
-        for j, (other_lat, other_acc) in enumerate(points) if j != i)
+        beats(other, (lat, acc)) for j, other in enumerate(points) if j != i)
         for i, (lat, acc) in enumerate(points)]
 
 
