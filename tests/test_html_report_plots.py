@@ -415,7 +415,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow  # a real run: 10-40 s on a shared box
 def test_three_case_real_run_in_chromium(real_run: Path, tmp_path: Path) -> None:
-    check_in_browser(real_run, tmp_path, "three-cases", plots=3)
+    check_in_browser(real_run, tmp_path, "3-cases-real-run", plots=3)
     plots = _plain_html(real_run.read_text().split("<h2>Latency distribution")[1])
     labels = re.findall(r"<!-- (.*?) -->", real_run.read_text())  # matplotlib's SVG texts
     assert labels and not any("@local" in t or "tauto" in t for t in labels)
