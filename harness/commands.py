@@ -130,7 +130,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         from .reports.html import render_history_html
         from .reports.writer import atomic_write_text
 
-        plot = {k: [(p.run_id, p.value) for p in v] for k, v in data.items()}
+        plot = {k: [(p.started, p.value) for p in v] for k, v in data.items()}
         atomic_write_text(args.html, render_history_html(
             f"edgebench history: {METRICS[args.metric][0]}", plot, METRICS[args.metric][0]))
     return 0

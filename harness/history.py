@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .comparability import match_key
@@ -42,14 +43,31 @@ class Point:
     model: str
     fingerprint: str
 
+    @property
+    def started(self) -> datetime:
+        """The run's start time (:func:`start_time` of ``created_at``)."""
+        return start_time(self.created_at)
+
+
+def start_time(created_at: str) -> datetime:
+    """A report's ``created_at`` (ISO 8601) as an aware datetime; one without a zone is
+    taken as UTC, one that does not parse sorts first."""
+    try:
+        when = datetime.fromisoformat(created_at)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
 
 def host_fingerprint(info: DeviceInfo) -> str:
     return f"{info.arch}/{info.cpu_model}/{info.cores}c/{info.hostname}"
 
 
 def load_runs(results: Path) -> list[StoredRun]:
-    """Every readable report under ``results``, oldest first (unreadable ones are skipped
-    with a warning on stderr, so one corrupt file does not hide the rest)."""
+    """Every readable report under ``results``, by start time (``created_at`` as a time,
+    so zone offsets and directory names do not reorder runs; ties by run id). Unreadable
+    ones are skipped with a warning on stderr, so one corrupt file does not hide the
+    rest."""
     import sys
 
     if not results.is_dir():
@@ -60,7 +78,7 @@ def load_runs(results: Path) -> list[StoredRun]:
             runs.append(StoredRun(path, load_report(path)))
         except UserError as exc:
             print(f"edgebench: warning: skipped {exc}", file=sys.stderr)
-    runs.sort(key=lambda r: (r.report.created_at, r.report.run_id))
+    runs.sort(key=lambda r: (start_time(r.report.created_at), r.report.run_id))
     return runs
 
 
@@ -75,7 +93,8 @@ def resolve_report(spec: str, results: Path, *, exclude: Path | None = None) -> 
                 host = host_fingerprint(current.report.host)
                 runs = [r for r in runs if r.path.resolve() != exclude.resolve()
                         and host_fingerprint(r.report.host) == host
-                        and r.report.created_at <= current.report.created_at]
+                        and start_time(r.report.created_at)
+                        <= start_time(current.report.created_at)]
         if spec == "previous" and exclude is None:
             runs = runs[:-1]
         if not runs:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..accuracy import AccuracySettings
 from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
-from ..reasons import summary
-from ..records import Accuracy, CaseResult, Fidelity, Place, RunReport, Status
+from ..records import Accuracy, CaseResult, Place, RunReport, Status
+from .notes import NO_CI_NOTE as NO_CI_NOTE  # its home is .notes; kept importable here
+from .notes import (
+    NO_REFERENCE_DETECTIONS,
+    footnotes,
+    no_reference_detections,
+    preamble,
+    section_markdown,
+    sections,
+)
 from .tradeoffs import tradeoff_markdown
 
 MIB = 1024 * 1024
@@ -22,12 +29,6 @@ def _ms(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "–"
 
 
-AGREEMENT_CONF = AccuracySettings().agreement_conf
-NO_REFERENCE_DETECTIONS = "†"
-"""Marks an agreement not measured: the reference detected nothing (see
-:func:`no_reference_detections`)."""
-
-
 def pipeline_label(r: CaseResult) -> str:
     """The compression pipeline, or for an uncompressed model its precision read from the
     graph (``fp32`` when unknown): the case id's field, also for a case not measured."""
@@ -38,20 +39,6 @@ def input_size(r: CaseResult) -> str:
     """``HxW`` the model ran at (see ``CaseResult.input_hw``), ``–`` when unknown."""
     hw = r.input_hw()
     return f"{hw[0]}×{hw[1]}" if hw is not None else "–"
-
-
-def no_reference_detections(fid: Fidelity | None) -> bool:
-    """The detection agreement was not measured because the float reference has no
-    detection at the agreement threshold on the evaluated images (e.g. random weights):
-    only the raw outputs were compared. Not a failure, and not a pass of that check."""
-    return (fid is not None and fid.detection_agreement is None
-            and fid.reference_detections == 0 and fid.box_max_abs_px is not None)
-
-
-def no_reference_detections_note() -> str:
-    return (f"{NO_REFERENCE_DETECTIONS} the float reference has no detection at score ≥ "
-            f"{AGREEMENT_CONF:g} on these images: agreement not measured, raw outputs "
-            "compared (max abs diff).")
 
 
 def _evaluation_set(acc: Accuracy) -> str:
@@ -142,72 +129,20 @@ HEADER = (
 )
 
 
-NO_CI_NOTE = ("¹ No 95 % interval of the median: with fewer than 6 samples no pair of order "
-              "statistics covers the median with 95 % probability ([min, max] of 5 covers "
-              "93.75 %); run more iterations (-n).")
-
-
 def render_markdown(report: RunReport) -> str:
     lines = [f"# edgebench run {report.run_id}", "",
              f"edgebench {report.tool_version}, report schema {report.schema_version}, "
              f"state **{report.state.value}**, started {report.created_at}.", ""]
-    if report.baseline_model:
-        lines += [f"Side by side: `{report.baseline_model}` is the baseline model "
-                  f"(`--baseline-model`), measured in this run to gate the others (see "
-                  f"`compare.md`); night-to-night comparisons and the history leave it out.", ""]
+    for note in preamble(report):
+        lines += [note, ""]
     lines += evaluation_lines(report)
     lines.append(HEADER)
     lines += [result_row(r) for r in report.cases]
-    if any(r.latency is not None and r.latency.cpu_p50_ms is not None for r in report.cases):
-        lines += ["", "CPU p50: the median CPU time of the runner process (all its threads) "
-                  "per inference; busy neighbours stretch the wall times, hardly this."]
-    if any(r.latency is not None and r.latency.median_ci95_ms is None for r in report.cases):
-        lines += ["", NO_CI_NOTE]
-    batched = [r for r in report.cases if r.latency is not None and r.latency.batch > 1]
-    if batched:
-        lines += ["", "Batch: a model with a static batch of B runs B images per inference; "
-                  "its latency figures are per inference (per batch), with the median per "
-                  "image (p50 / B) and images/s (B / p50) in brackets."]
+    for note in footnotes(report):  # the same notes as report.html (see .notes)
+        lines += ["", note]
     lines += tradeoff_markdown(report)
-    problems = [r for r in report.cases if r.status is not Status.OK]
-    if problems:
-        lines += ["", "## Not measured", ""]
-        lines += [f"- `{r.case.id}`: **{r.status.value}**: {summary(r.reason or '')}"
-                  for r in problems]
-    qualified = [r for r in report.cases if r.accuracy is not None and r.accuracy.reason]
-    if qualified:
-        lines += ["", "## Accuracy notes", ""]
-        lines += [f"- `{r.case.id}`: accuracy **{r.accuracy.status.value}**: "
-                  f"{r.accuracy.reason}" for r in qualified if r.accuracy is not None]
-    left_out: dict[tuple[str, int], dict[str, str]] = {}
-    for r in report.cases:
-        if r.accuracy is not None and r.accuracy.left_out:
-            key = (r.accuracy.dataset, r.accuracy.images)
-            left_out.setdefault(key, dict(r.accuracy.left_out))
-    if left_out:
-        lines += ["", "## Images left out", "",
-                  "Corrupt or unreadable images (and images whose label file Ultralytics "
-                  "rejects) are left out of the accuracy figures, as Ultralytics' val() "
-                  "leaves them out:", ""]
-        for (dataset, kept), images in left_out.items():
-            lines.append(f"- `{dataset}`: {len(images)} of {kept + len(images)} images "
-                         "left out:")
-            lines += [f"  - `{path}`: {why}" for path, why in sorted(images.items())]
-    noted = [r for r in report.cases if r.notes]
-    if noted:
-        lines += ["", "## Notes", ""]
-        for r in noted:
-            lines.append(f"- `{r.case.id}`:")
-            lines += [f"  - {note}" for note in r.notes]
-    refs = sorted({r.accuracy.fidelity.reference for r in report.cases
-                   if r.accuracy is not None and r.accuracy.fidelity is not None})
-    if refs:
-        lines += ["", "Agreement: share of the float reference's detections (score ≥ 0.25) "
-                  "matched at IoU ≥ 0.5 with the same class; max abs diff: of raw outputs. "
-                  f"Reference: {'; '.join(refs)}."]
-    if any(r.accuracy is not None and no_reference_detections(r.accuracy.fidelity)
-           for r in report.cases):
-        lines += ["", no_reference_detections_note()]
+    for section in sections(report):
+        lines += section_markdown(section)
     devices = {(r.device.uri, r.device.place.name if r.device.place else None): r.device
                for r in report.cases if r.device is not None}
     if devices:
