@@ -2,10 +2,10 @@
 
 For each load (none, one busy core, two busy cores: Python busy-loop processes started next
 to the run), one ``edgebench run`` per thread setting (the runtime's default, 1, the
-physical cores) measures ONNX Runtime and ncnn on the embedded 320 px model; ncnn is run
-with libgomp's default (spinning) wait policy and with ``OMP_WAIT_POLICY=PASSIVE``. Prints
-one Markdown table: p50, p99 and the spread (p90 / p10) per case, with the other
-processes' CPU share the case recorded.
+physical cores) and idle policy measures ONNX Runtime and ncnn on the embedded 320 px
+model: idle workers spinning (ORT ``spinning=true``, ncnn ``wait_policy=active``) or
+sleeping (``spinning=false``, ``wait_policy=passive``). Prints one Markdown table: p50, p99
+and the spread (p90 / p10) per case, with the other processes' cores the case recorded.
 
     python benchmarks/threads_load.py [-n 100] [-o DIR]
 
@@ -39,14 +39,16 @@ def _physical_cores() -> int:
     return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
-def run(threads: int | None, iterations: int, output: Path, env: dict[str, str],
-        backends: str) -> dict:  # type: ignore[type-arg]
+def run(threads: int | None, iterations: int, output: Path, spin: bool
+        ) -> dict:  # type: ignore[type-arg]
     argv = [sys.executable, "-m", "edgebench.cli", "run", "-m",
-            str(ASSETS / "shapes-yolov8n.onnx"), "-b", backends, "-n", str(iterations),
-            "--warmup", "20", "--no-accuracy", "-o", str(output)]
+            str(ASSETS / "shapes-yolov8n.onnx"), "-b", "onnxruntime,ncnn", "-n",
+            str(iterations), "--warmup", "20", "--no-accuracy", "-o", str(output),
+            "--backend-option", f"onnxruntime.spinning={'true' if spin else 'false'}",
+            "--backend-option", f"ncnn.wait_policy={'active' if spin else 'passive'}"]
     if threads:
         argv += ["--threads", str(threads)]
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     report = max(output.glob("*/report.json"), key=lambda p: p.stat().st_mtime)
     return json.loads(report.read_text())  # type: ignore[no-any-return]
 
@@ -58,7 +60,7 @@ def main() -> int:
     args = parser.parse_args()
     out = args.o or Path(tempfile.mkdtemp(prefix="edgebench-threads-"))
     physical = _physical_cores()
-    rows = ["| load | backend | wait policy | threads asked | threads used | p50 ms | p99 ms "
+    rows = ["| load | backend | idle workers | threads asked | threads used | p50 ms | p99 ms "
             "| p90/p10 | other CPU (cores) |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for busy in (0, 1, 2):
         stop = multiprocessing.Event()
@@ -68,13 +70,9 @@ def main() -> int:
         time.sleep(1.0 if busy else 0.0)
         try:
             for threads in (None, 1, physical):
-                for policy in ("default", "PASSIVE"):
-                    env = dict(os.environ)
-                    if policy == "PASSIVE":
-                        env["OMP_WAIT_POLICY"] = "PASSIVE"
-                    backends = "onnxruntime,ncnn" if policy == "default" else "ncnn"
-                    report = run(threads, args.n, out / f"b{busy}-t{threads}-{policy}", env,
-                                 backends)
+                for spin in (True, False):
+                    policy = "spin" if spin else "sleep"
+                    report = run(threads, args.n, out / f"b{busy}-t{threads}-{policy}", spin)
                     for c in report["cases"]:
                         lat = c["latency"]
                         if lat is None:

@@ -10,6 +10,7 @@ leaves an attempt, for :mod:`edgebench.retry` to decide on.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -187,6 +188,19 @@ class CaseExecutor:
         self.agents: dict[str, DeviceAgent] = {}
         self.infos: dict[str, DeviceInfo] = {}
         self.pusher = Pusher()
+        self._busy_said: set[str] = set()
+        """Devices whose load this run has already warned about on stderr."""
+
+    def _say_busy(self, device: str, result: CaseResult) -> None:
+        """Tell the user once per device, on stderr, that it has fewer spare cores than the
+        case's threads (the report marks every busy case)."""
+        load = result.load
+        if load is None or load.busy_warning is None or device in self._busy_said:
+            return
+        self._busy_said.add(device)
+        print(f"edgebench: warning: {device} has fewer spare cores than the threads the "
+              f"cases run; {load.busy_warning} (the report marks each such case)",
+              file=sys.stderr, flush=True)
 
     @hookimpl(trylast=True)
     def edgebench_run_case(self, case: Case, device: Device) -> CaseResult:
@@ -264,6 +278,7 @@ class CaseExecutor:
         self._evaluated.add(plan.case.id)
         result = result_from_runner(outcome.result, plan, info, base, temperature_before,
                                     agent.temperature(), host.window(outcome.result.load))
+        self._say_busy(device.uri, result)
         if not first_repeat or self.accuracy is None or result.status is not Status.OK:
             return result  # accuracy was measured on the first repeat
         if outcome.outputs is not None:

@@ -63,15 +63,16 @@ def busy_warning(load: MachineLoad | None, threads: int | None) -> str | None:
     """
     if load is None or load.other_cpu_cores is None or not load.cores:
         return None
-    used = min(threads, load.cores) if threads else load.cores
-    free = load.cores - used
+    used = threads or load.cores
+    free = load.cores - min(used, load.cores)
     if load.other_cpu_cores <= free + BUSY_MARGIN_CORES:
         return None
     average = f", load average {load.loadavg_1m:.2f}" if load.loadavg_1m is not None else ""
     return (f"device busy: other processes kept {load.other_cpu_cores:.2f} of its "
             f"{load.cores} cores busy during the timed loop ({load.other_cpu_share:.0%}"
-            f"{average}) while the case ran {used} thread{'s' if used != 1 else ''}: "
-            f"latency is inflated; measure on a quiet device or with fewer threads")
+            f"{average}) while the case ran {used} thread{'s' if used != 1 else ''}"
+            f"{'' if threads else ' (count unknown: taken as every core)'}: latency is "
+            "inflated; measure on a quiet device or with fewer threads")
 
 
 def case_load(device: MachineLoad | None, host: MachineLoad | None,

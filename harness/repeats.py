@@ -28,7 +28,8 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
 
     Samples are pooled; ``repeat_medians_ms`` gets one median per repeat; memory keeps the
     highest readings, the load the busiest repeat's; the first repeat's accuracy and
-    first-inference numbers stay. A failed repeat fails the case but keeps what the other repeats measured.
+    first-inference numbers stay. A failed repeat fails the case but keeps what the other
+    repeats measured.
     """
     if previous is None:
         if new.latency is None:

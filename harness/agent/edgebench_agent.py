@@ -144,6 +144,16 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def os_threads() -> Optional[int]:
+    """Threads of this process now (entries of ``/proc/self/task``), or None without
+    ``/proc``. A runner counts them before and after a runtime builds its thread pool to
+    report the pool's size when the runtime itself does not say it."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
 def single_input(inputs: Dict[str, Any]) -> Any:
     """The one tensor of a timing input file (runners of single-input image models)."""
     if len(inputs) != 1:

@@ -17,8 +17,10 @@ from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport, Status
 from .markdown import (
+    BUSY_HEADLINE,
     HEADER,
     NO_CI_NOTE,
+    busy_cases,
     evaluation_sets,
     no_reference_detections,
     no_reference_detections_note,
@@ -36,6 +38,7 @@ td:nth-child(-n+7),th:nth-child(-n+7){text-align:left}
 h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 figure{margin:1rem 0}figcaption{color:#555;font-size:12px}
 .muted{color:#666}
+.busy{background:#fff4d6;border-left:4px solid #e0a000;padding:.2rem .8rem}
 """
 
 
@@ -188,7 +191,13 @@ def render_html(report: RunReport) -> str:
              f"<p class=muted>edgebench {e(report.tool_version)}, report schema "
              f"{report.schema_version}, state <b>{e(report.state.value)}</b>, started "
              f"{e(report.created_at)}, finished {e(report.finished_at or '–')}.</p>",
-             "<h2>Summary</h2>", *_evaluation_html(report), _table(report)]
+             "<h2>Summary</h2>", *_evaluation_html(report)]
+    busy = busy_cases(report)
+    if busy:  # the device's load: see edgebench.load
+        parts += [f"<div class=busy><p><b>{e(BUSY_HEADLINE)}</b></p><ul>",
+                  *(f"<li><code>{e(cid)}</code>: {e(why)}</li>" for cid, why in busy),
+                  "</ul></div>"]
+    parts.append(_table(report))
     if any(r.accuracy is not None and no_reference_detections(r.accuracy.fidelity)
            for r in report.cases):
         parts.append(f"<p class=muted>{e(no_reference_detections_note())}</p>")
