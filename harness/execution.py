@@ -23,7 +23,7 @@ from .errors import CaseError, CaseSkipped
 from .evaluation import evaluate
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
-from .load import HostSampler, case_load, machine_load
+from .load import HostSampler, case_load, machine_load, oversubscribed_note
 from .planning import CasePlan
 from .probe import device_agent
 from .records import (
@@ -156,6 +156,10 @@ def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
                           delegation=from_json_dict(Delegation, dict(rt.delegation))
                           if rt.delegation else None)
     load = case_load(machine_load(measured.load), host_load, rt.threads)
+    cores = load.device.cores if load is not None and load.device is not None else info.cores
+    note = oversubscribed_note(rt.threads, cores)
+    if note is not None:
+        base = dataclasses.replace(base, notes=(*base.notes, note))
     nonfinite = [i for i, o in enumerate(measured.outputs or ()) if not o.finite]
     if nonfinite:
         return dataclasses.replace(

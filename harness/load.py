@@ -78,6 +78,15 @@ def busy_warning(load: MachineLoad | None, threads: int | None) -> str | None:
             "inflated; measure on a quiet device or with fewer threads")
 
 
+def oversubscribed_note(threads: int | None, cores: int | None) -> str | None:
+    """A note when the runtime ran more threads than the device has cores (MNN's default
+    is 4 on any CPU): its threads take turns on the cores, whatever else runs."""
+    if not threads or not cores or threads <= cores:
+        return None
+    return (f"ran {threads} threads on {cores} cores: the threads take turns on the cores; "
+            f"--threads {cores} measures without that")
+
+
 def case_load(device: MachineLoad | None, host: MachineLoad | None,
               threads: int | None) -> CaseLoad | None:
     """The case's :class:`CaseLoad`, with :func:`busy_warning` of the device."""

@@ -16,7 +16,13 @@ from runner_utils import run_device_runner
 
 from edgebench.agent import edgebench_readings as readings
 from edgebench.agent.edgebench_protocol import LoadReading, RunnerResult
-from edgebench.load import BUSY_MARGIN_CORES, HostSampler, busy_warning, machine_load
+from edgebench.load import (
+    BUSY_MARGIN_CORES,
+    HostSampler,
+    busy_warning,
+    machine_load,
+    oversubscribed_note,
+)
 from edgebench.plugins.backends.onnxruntime.plugin import OnnxRuntimeBackend
 from edgebench.records import MachineLoad
 
@@ -147,3 +153,9 @@ def test_busy_threshold() -> None:
     assert busy_warning(_load(0.3), None) is not None  # unknown threads: every core
     assert busy_warning(_load(0.3), 4) is not None  # MNN's 4 threads on 2 cores
     assert busy_warning(MachineLoad(None, None, None, None, None), 2) is None
+
+
+def test_more_threads_than_cores_is_noted() -> None:
+    note = oversubscribed_note(4, 2)
+    assert note is not None and "ran 4 threads on 2 cores" in note
+    assert oversubscribed_note(2, 2) is None and oversubscribed_note(None, 2) is None
