@@ -22,9 +22,10 @@ from edgebench.load import (
     busy_warning,
     machine_load,
     oversubscribed_note,
+    worst,
 )
 from edgebench.plugins.backends.onnxruntime.plugin import OnnxRuntimeBackend
-from edgebench.records import MachineLoad
+from edgebench.records import CaseLoad, MachineLoad
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc")
 
@@ -159,3 +160,12 @@ def test_more_threads_than_cores_is_noted() -> None:
     note = oversubscribed_note(4, 2)
     assert note is not None and "ran 4 threads on 2 cores" in note
     assert oversubscribed_note(2, 2) is None and oversubscribed_note(None, 2) is None
+
+
+def test_repeats_keep_the_busiest_load_and_any_warning() -> None:
+    quiet = CaseLoad(device=_load(0.1), busy_warning=None)
+    busy = CaseLoad(device=_load(1.2), busy_warning="device busy: ...")
+    assert worst(quiet, busy) == busy and worst(busy, quiet) == busy
+    assert worst(None, quiet) == quiet and worst(quiet, None) == quiet
+    odd = worst(CaseLoad(device=_load(1.5)), CaseLoad(device=_load(0.2), busy_warning="x"))
+    assert odd is not None and odd.device == _load(1.5) and odd.busy_warning == "x"
