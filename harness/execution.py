@@ -10,6 +10,7 @@ leaves an attempt, for :mod:`edgebench.retry` to decide on.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -22,6 +23,7 @@ from .errors import CaseError, CaseSkipped
 from .evaluation import evaluate
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
+from .load import HostSampler, case_load, machine_load, oversubscribed_note
 from .planning import CasePlan
 from .probe import device_agent
 from .records import (
@@ -31,6 +33,7 @@ from .records import (
     CaseResult,
     Delegation,
     DeviceInfo,
+    MachineLoad,
     MemoryStats,
     RuntimeInfo,
     Status,
@@ -125,9 +128,11 @@ def _check_supported(backend: Backend, info: DeviceInfo, uri: str, python: str) 
 
 def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
                        base: CaseResult, temp_before: float | None,
-                       temp_after: float | None) -> CaseResult:
+                       temp_after: float | None, host_load: MachineLoad | None = None
+                       ) -> CaseResult:
     """``base`` with what the runner measured (a result :func:`edgebench.remote.check_result`
-    accepted): latency statistics per image (``stats.latency_stats``), memory, runtime;
+    accepted): latency statistics per image (``stats.latency_stats``), memory, runtime,
+    the device's and the host's load during the timed loop (:mod:`edgebench.load`);
     failed when an output holds NaN or infinity. Temperatures in °C."""
     assert plan.artifact is not None and measured.samples_ns is not None
     assert measured.init_ns is not None and measured.first_inference_ns is not None
@@ -150,15 +155,20 @@ def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
                           providers=rt.providers, details=dict(rt.details),
                           delegation=from_json_dict(Delegation, dict(rt.delegation))
                           if rt.delegation else None)
+    load = case_load(machine_load(measured.load), host_load, rt.threads)
+    cores = load.device.cores if load is not None and load.device is not None else info.cores
+    note = oversubscribed_note(rt.threads, cores)
+    if note is not None:
+        base = dataclasses.replace(base, notes=(*base.notes, note))
     nonfinite = [i for i, o in enumerate(measured.outputs or ()) if not o.finite]
     if nonfinite:
         return dataclasses.replace(
-            base, runtime=runtime, latency=latency, memory=memory,
+            base, runtime=runtime, latency=latency, memory=memory, load=load,
             reason=f"the model ran but output {nonfinite[0]} holds NaN or infinity")
     if temp_before is not None:
         info = dataclasses.replace(info, temperature_c=temp_before)
     return dataclasses.replace(base, status=Status.OK, device=info, runtime=runtime,
-                               latency=latency, memory=memory,
+                               latency=latency, memory=memory, load=load,
                                temperature_after_c=temp_after)
 
 
@@ -184,6 +194,19 @@ class CaseExecutor:
         self.agents: dict[Device, DeviceAgent] = {}
         self.infos: dict[Device, DeviceInfo] = {}
         self.pusher = Pusher()
+        self._busy_said: set[str] = set()
+        """Devices whose load this run has already warned about on stderr."""
+
+    def _say_busy(self, device: str, result: CaseResult) -> None:
+        """Tell the user once per device, on stderr, that it has fewer spare cores than the
+        case's threads (the report marks every busy case)."""
+        load = result.load
+        if load is None or load.busy_warning is None or device in self._busy_said:
+            return
+        self._busy_said.add(device)
+        print(f"edgebench: warning: {device} has fewer spare cores than the threads the "
+              f"cases run; {load.busy_warning} (the report marks each such case)",
+              file=sys.stderr, flush=True)
 
     def forget(self, device: Device) -> None:
         """Drop what is kept about ``device`` (it was left): its agent, fingerprint and
@@ -260,13 +283,15 @@ class CaseExecutor:
         temperature_before = agent.temperature()
         first_repeat = plan.case.id not in self._evaluated
         try:
-            outcome = run_job(device, agent, job, self.pusher)
+            with HostSampler() as host:
+                outcome = run_job(device, agent, job, self.pusher)
         except RuntimeMissing as exc:
             raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
                                                    device.python)) from None
         self._evaluated.add(plan.case.id)
         result = result_from_runner(outcome.result, plan, info, base, temperature_before,
-                                    agent.temperature())
+                                    agent.temperature(), host.window(outcome.result.load))
+        self._say_busy(device.uri, result)
         if not first_repeat or self.accuracy is None or result.status is not Status.OK:
             return result  # accuracy was measured on the first repeat
         if outcome.outputs is not None:

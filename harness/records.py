@@ -217,6 +217,43 @@ class MemoryStats:
 
 
 @dataclass(frozen=True)
+class MachineLoad:
+    """CPU load of one machine during a case's timed loop.
+
+    Read from ``/proc/stat`` and ``/proc/loadavg`` by the device-side agent, with
+    ``psutil`` on the host (see :mod:`edgebench.load`); ``None`` where the machine cannot
+    tell (no ``/proc`` and no psutil).
+    """
+
+    window_s: float | None
+    """How long the readings span, seconds (the timed loop)."""
+    cores: int | None
+    """Online CPUs of the machine."""
+    other_cpu_cores: float | None
+    """Cores kept busy on average by processes other than the benchmark's own (on the
+    device: all but the runner process; on the host: all but edgebench and its children):
+    their CPU seconds divided by ``window_s``."""
+    other_cpu_share: float | None
+    """``other_cpu_cores / cores``: the share of the machine the others took (0 to 1)."""
+    loadavg_1m: float | None
+    """The higher 1-minute load average read at the loop's start and end (it counts the
+    benchmark's own threads too, and lags by its one-minute smoothing)."""
+    source: str | None = None
+    """``/proc/stat``, ``psutil``, or ``None``."""
+
+
+@dataclass(frozen=True)
+class CaseLoad:
+    """The load of the device and of the host during a case's timed loop, and the warning
+    when the device was busy enough to distort the figures (``edgebench.load.busy_warning``;
+    ``None``: not busy, or not readable)."""
+
+    device: MachineLoad | None = None
+    host: MachineLoad | None = None
+    busy_warning: str | None = None
+
+
+@dataclass(frozen=True)
 class Fidelity:
     """Agreement of a case's raw outputs with the float reference, on the same inputs.
 
@@ -334,6 +371,8 @@ class CaseResult:
     latency: LatencyStats | None = None
     memory: MemoryStats | None = None
     accuracy: Accuracy | None = None
+    load: CaseLoad | None = None
+    """The device's and the host's CPU load during the timed loop (the busiest repeat's)."""
     started_at: str | None = None
     wall_s: float | None = None
     notes: tuple[str, ...] = ()

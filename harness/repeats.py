@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .load import worst
 from .records import CaseResult, MemoryStats, Status
 from .stats import latency_stats
 
@@ -26,8 +27,9 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
     """``previous`` (the repeats so far) plus one more repeat.
 
     Samples are pooled; ``repeat_medians_ms`` gets one median per repeat; memory keeps the
-    highest readings; the first repeat's accuracy and first-inference numbers stay. A
-    failed repeat fails the case but keeps what the other repeats measured.
+    highest readings, the load the busiest repeat's; the first repeat's accuracy and
+    first-inference numbers stay. A failed repeat fails the case but keeps what the other
+    repeats measured.
     """
     if previous is None:
         if new.latency is None:
@@ -68,4 +70,5 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
     notes = tuple(dict.fromkeys((*previous.notes, *new.notes)))
     wall = (previous.wall_s or 0.0) + (new.wall_s or 0.0)
     return dataclasses.replace(previous, latency=latency, memory=memory, notes=notes,
+                               load=worst(previous.load, new.load),
                                temperature_after_c=new.temperature_after_c, wall_s=wall)

@@ -41,6 +41,12 @@ if TYPE_CHECKING or __package__:  # imported by the harness
         _module_version as _module_version,
     )
     from .edgebench_readings import (
+        cpu_load as cpu_load,
+    )
+    from .edgebench_readings import (
+        cpu_snapshot as cpu_snapshot,
+    )
+    from .edgebench_readings import (
         peak_rss_bytes as peak_rss_bytes,
     )
     from .edgebench_readings import (
@@ -56,6 +62,12 @@ else:  # a script on the device: the protocol and the readings were copied next 
     import edgebench_protocol as protocol
     from edgebench_readings import (  # re-exported: runners and the host use them
         _module_version as _module_version,
+    )
+    from edgebench_readings import (
+        cpu_load as cpu_load,
+    )
+    from edgebench_readings import (
+        cpu_snapshot as cpu_snapshot,
     )
     from edgebench_readings import (
         peak_rss_bytes as peak_rss_bytes,
@@ -147,6 +159,16 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def os_threads() -> Optional[int]:
+    """Threads of this process now (entries of ``/proc/self/task``), or None without
+    ``/proc``. A runner counts them before and after a runtime builds its thread pool to
+    report the pool's size when the runtime itself does not say it."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
 
 
 def single_input(inputs: Dict[str, Any]) -> Any:
@@ -273,6 +295,7 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
     functions get the request in its wire form (a dict: see ``edgebench_protocol``)."""
     wire = request.to_json()
     result = protocol.RunnerResult(protocol=AGENT_PROTOCOL, rss_baseline_bytes=rss_bytes())
+    loop: Optional[Tuple[Dict[str, Any], Dict[str, Any]]] = None
     phase = "verify"
     try:
         announce(phase)
@@ -307,8 +330,10 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
                                 delay_s, slowdown)
         phase = "timed loop"
         announce(phase)
+        load_before = cpu_snapshot()
         samples, cpu_samples = _timed_loop(loaded.infer, max(1, request.iterations),
                                            request.min_duration_s, delay_s, slowdown)
+        loop = (load_before, cpu_snapshot())
         result = replace(result, warmup_ns=tuple(warmup), samples_ns=tuple(samples),
                          cpu_samples_ns=tuple(cpu_samples), peak_rss_bytes=peak_rss_bytes())
         if request.accuracy is not None and loaded.predict is None:
@@ -328,7 +353,18 @@ def measure(import_runtime: Callable[[Dict[str, Any]], Any],
         result = replace(result, error=protocol.RunnerError(
             phase, full_message(exc, "%s: " % type(exc).__name__),
             traceback.format_exc()[-4000:]))
+    if loop is not None:
+        result = replace(result, load=_load_reading(*loop))
     return result
+
+
+def _load_reading(before: Dict[str, Any], after: Dict[str, Any]) -> protocol.LoadReading:
+    """The machine's load over the timed loop (``before``/``after``: ``cpu_snapshot``),
+    with the loop's start and end in seconds before now (the result is written next)."""
+    now = time.monotonic()
+    reading = cpu_load(before, after)
+    return protocol.LoadReading.from_json(dict(
+        reading, started_before_end_s=now - before["t"], ended_before_end_s=now - after["t"]))
 
 
 def main(import_runtime: Callable[[Dict[str, Any]], Any],

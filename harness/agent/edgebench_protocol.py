@@ -25,6 +25,9 @@ request in this wire form (a dict), as they always have. Result::
                  "details": {S: S}, "delegation": {...}},
      "outputs": [{"shape": [N...], "dtype": S, "finite": BOOL}],
      "accuracy": {"images": N, "seconds": S} | {"skipped": WHY},
+     "load": {"window_s": S, "cores": N, "busy_cpu_s": S, "own_cpu_s": S,
+              "other_cpu_s": S, "loadavg_1m_before": X, "loadavg_1m_after": X,
+              "source": S, "started_before_end_s": S, "ended_before_end_s": S},
      "error": {"phase": S, "message": S, "traceback": S}}
 """
 
@@ -302,6 +305,55 @@ lines (OpenVINO), so the runner sends the whole message up to this length."""
 
 
 @dataclass(frozen=True)
+class LoadReading:
+    """The machine's CPU load during the timed loop (``edgebench_readings.cpu_load``):
+    the loop's ``window_s``; ``cores`` online; CPU seconds of the whole machine
+    (``busy_cpu_s``), of the runner (``own_cpu_s``) and of every other process
+    (``other_cpu_s``); the 1-minute load average at the loop's start and end; the
+    ``source`` (``/proc/stat`` or ``psutil``); when the loop started and ended, in seconds
+    before the result was written (the host lines its own readings up with them).
+    ``None`` where the device cannot tell."""
+
+    window_s: float = 0.0
+    cores: Optional[int] = None
+    busy_cpu_s: Optional[float] = None
+    own_cpu_s: Optional[float] = None
+    other_cpu_s: Optional[float] = None
+    loadavg_1m_before: Optional[float] = None
+    loadavg_1m_after: Optional[float] = None
+    source: Optional[str] = None
+    started_before_end_s: Optional[float] = None
+    ended_before_end_s: Optional[float] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        """The wire form."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> LoadReading:
+        """Raises :class:`ProtocolError` naming a field that is not a finite number (or
+        null); unknown keys are ignored (a newer agent may read more)."""
+        if not isinstance(raw, dict):
+            raise ProtocolError("load is not an object")
+        values: Dict[str, Any] = {}
+        for f in fields(cls):
+            value = raw.get(f.name)
+            if f.name == "source":
+                if value is not None and not isinstance(value, str):
+                    raise ProtocolError("load.source is not a string")
+            elif f.name == "cores":
+                if value is not None and not _is_count(value):
+                    raise ProtocolError("load.cores is not a non-negative integer")
+            elif value is not None and not _is_number(value):
+                raise ProtocolError("load.%s is not a finite number" % f.name)
+            elif value is not None:
+                value = float(value)
+            if value is not None:
+                values[f.name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class RunnerError:
     """Why a runner failed: the phase it was in (``verify``, ``import``, ``inputs``,
     ``load``, ``first inference``, ``warm-up``, ``timed loop``, ``accuracy pass``), the
@@ -344,6 +396,7 @@ class RunnerResult:
     cpu_samples_ns: Optional[Tuple[int, ...]] = None
     peak_rss_bytes: Optional[int] = None
     accuracy: Optional[AccuracyPass] = None
+    load: Optional[LoadReading] = None
     error: Optional[RunnerError] = None
 
     def to_json(self) -> Dict[str, Any]:
@@ -360,6 +413,7 @@ class RunnerResult:
             "warmup_ns": self.warmup_ns, "samples_ns": self.samples_ns,
             "cpu_samples_ns": self.cpu_samples_ns, "peak_rss_bytes": self.peak_rss_bytes,
             "accuracy": self.accuracy.to_json() if self.accuracy is not None else None,
+            "load": self.load.to_json() if self.load is not None else None,
             "error": self.error.to_json() if self.error is not None else None,
         }
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()
@@ -388,6 +442,7 @@ class RunnerResult:
         if not isinstance(outputs, list):
             raise ProtocolError("outputs is not a list of objects")
         accuracy = raw.get("accuracy")
+        load = raw.get("load")
         protocol = raw.get("protocol", PROTOCOL)
         if not _is_int(protocol):
             raise ProtocolError("protocol is not an integer")
@@ -403,4 +458,5 @@ class RunnerResult:
             warmup_ns=_counts(raw, "warmup_ns") or (),
             samples_ns=samples, cpu_samples_ns=cpu,
             peak_rss_bytes=_count(raw, "peak_rss_bytes"),
-            accuracy=AccuracyPass.from_json(accuracy) if accuracy is not None else None)
+            accuracy=AccuracyPass.from_json(accuracy) if accuracy is not None else None,
+            load=LoadReading.from_json(load) if load is not None else None)

@@ -1,10 +1,12 @@
-"""Device-side readings: the fingerprint probe, memory (RSS) and temperature.
+"""Device-side readings: the fingerprint probe, memory (RSS), temperature and CPU load.
 
 Copied to the device next to ``edgebench_agent.py`` (which imports it) and self-contained:
 the standard library only, Python 3.8+. Sources: ``/proc/self/status`` (VmRSS, VmHWM, in
 kB), ``getrusage`` (``ru_maxrss``, kB on Linux) as the peak's fallback,
 ``/sys/class/thermal/thermal_zone*/temp`` (millidegrees Celsius), ``/proc/cpuinfo``,
-``/proc/meminfo`` and ``/etc/os-release``.
+``/proc/meminfo`` and ``/etc/os-release``; the machine's CPU load from ``/proc/stat`` (the
+aggregate ``cpu`` line, clock ticks of ``SC_CLK_TCK``) and ``/proc/loadavg`` (``psutil``
+where ``/proc`` is missing and it is importable; else ``None``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import platform
 import resource
 import socket
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 _INTERESTING_FLAGS = (
@@ -71,6 +74,72 @@ def temperature_c() -> Optional[float]:
         if value is not None and -40.0 < value < 150.0:
             temps.append(value)
     return max(temps) if temps else None
+
+
+def _busy_cpu_s() -> Tuple[Optional[float], str]:
+    """Seconds all CPUs together spent busy since boot (user, nice, system, irq, softirq,
+    steal: everything but idle and iowait; guest time is inside user), and the source."""
+    text = _read("/proc/stat")
+    if text is not None:
+        for line in text.splitlines():
+            fields = line.split()
+            if fields and fields[0] == "cpu":
+                ticks = [int(v) for v in fields[1:9]] + [0] * (8 - len(fields[1:9]))
+                user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+                hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+                return float(user + nice + system + irq + softirq + steal) / hz, "/proc/stat"
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except Exception:
+        return None, ""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0)
+                 - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)), "psutil"
+
+
+def loadavg_1m() -> Optional[float]:
+    """The 1-minute load average (``/proc/loadavg``, else ``os.getloadavg`` where the OS
+    has one), or None."""
+    text = _read("/proc/loadavg")
+    if text:
+        try:
+            return float(text.split()[0])
+        except (ValueError, IndexError):
+            pass
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_snapshot() -> Dict[str, Any]:
+    """One reading for :func:`cpu_load`: a monotonic time (s), the busy CPU seconds of the
+    whole machine (None where unreadable), this process's own CPU seconds (all threads,
+    and reaped children) and the 1-minute load average."""
+    busy, source = _busy_cpu_s()
+    times = os.times()
+    return {"t": time.monotonic(), "busy_s": busy, "source": source,
+            "own_s": time.process_time() + times[2] + times[3],
+            "loadavg_1m": loadavg_1m()}
+
+
+def cpu_load(before: Dict[str, Any], after: Dict[str, Any]) -> Dict[str, Any]:
+    """The machine's load between two :func:`cpu_snapshot` readings, as the runner
+    result's ``load`` (wire form): ``window_s``, ``cores`` (online CPUs, which
+    ``/proc/stat``'s ``cpu`` line sums), ``busy_cpu_s`` / ``own_cpu_s`` / ``other_cpu_s``
+    (CPU seconds of every process / this one / the others, clamped at 0), the 1-minute
+    load average at each end, ``source``. ``None`` values where the machine cannot tell.
+    ``/proc/stat`` counts in clock ticks (10 ms each on most kernels), so a window under
+    a second is coarse."""
+    window = after["t"] - before["t"]
+    busy = None
+    if before["busy_s"] is not None and after["busy_s"] is not None:
+        busy = max(0.0, after["busy_s"] - before["busy_s"])
+    own = max(0.0, after["own_s"] - before["own_s"])
+    return {"window_s": window, "cores": os.cpu_count(), "busy_cpu_s": busy,
+            "own_cpu_s": own, "other_cpu_s": None if busy is None else max(0.0, busy - own),
+            "loadavg_1m_before": before["loadavg_1m"], "loadavg_1m_after": after["loadavg_1m"],
+            "source": after["source"] or None}
 
 
 def _cpuinfo() -> Tuple[Optional[str], Optional[float], List[str]]:

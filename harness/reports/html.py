@@ -19,7 +19,7 @@ from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport
 from .labels import MAX_MODEL_CHARS, CaseLabel, case_labels, shorten
-from .markdown import HEADER, evaluation_sets, result_row
+from .markdown import BUSY_HEADLINE, HEADER, busy_cases, evaluation_sets, result_row
 from .notes import footnotes, inline_html, preamble, section_html, sections
 from .plots import MIN_MAP_SPAN as MIN_MAP_SPAN  # kept importable here
 from .plots import (
@@ -55,6 +55,7 @@ h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 figure{margin:1rem 0}figcaption{color:#555;font-size:12px}
 figure svg{max-width:100%;height:auto;display:block}
 .muted{color:#666}
+.busy{background:#fff4d6;border-left:4px solid #e0a000;padding:.2rem .8rem}
 """
 
 
@@ -141,6 +142,16 @@ def _devices_html(report: RunReport) -> list[str]:
     return parts
 
 
+def _busy_html(report: RunReport) -> list[str]:
+    """The busy-device warning (see :mod:`edgebench.load`), or nothing."""
+    e = html.escape
+    busy = busy_cases(report)
+    if not busy:
+        return []
+    return [f"<div class=busy><p><b>{e(BUSY_HEADLINE)}</b></p><ul>",
+            *(f"<li><code>{e(cid)}</code>: {e(why)}</li>" for cid, why in busy), "</ul></div>"]
+
+
 def render_html(report: RunReport) -> str:
     e = html.escape
     labels = case_labels(report.cases)
@@ -151,7 +162,8 @@ def render_html(report: RunReport) -> str:
              f"{report.schema_version}, state <b>{e(report.state.value)}</b>, started "
              f"{e(report.created_at)}, finished {e(report.finished_at or '–')}.</p>",
              *(f"<p>{inline_html(note)}</p>" for note in preamble(report)),
-             "<h2>Summary</h2>", *_evaluation_html(report), _table(report, labels),
+             "<h2>Summary</h2>", *_evaluation_html(report), *_busy_html(report),
+             _table(report, labels),
              *(f"<p class=muted>{inline_html(note)}</p>" for note in footnotes(report)),
              *_tradeoff_html(report)]
     numbered = "Cases numbered as the summary table's rows"

@@ -89,11 +89,43 @@ def place_line(place: Place) -> str:
             "it")
 
 
+def threads_label(r: CaseResult) -> str:
+    """The threads the runtime really used (``RuntimeInfo.threads``), with what was asked
+    when it differs; ``auto (?)`` when the runtime ran on its default and cannot tell, the
+    asked count or ``auto`` for a case not measured."""
+    asked = r.case.settings.threads
+    used = r.runtime.threads if r.runtime is not None else None
+    if used is not None:
+        return str(used) if asked is None or asked == used else f"{used} (asked {asked})"
+    if r.runtime is not None and asked is None:
+        return "auto (?)"
+    return str(asked) if asked else "auto"
+
+
+BUSY_HEADLINE = ("Warning: the device had fewer spare cores than the threads these cases "
+                 "ran (other processes kept it busy during their timed loops); their latency "
+                 "figures are inflated.")
+
+
+def busy_cases(report: RunReport) -> list[tuple[str, str]]:
+    """(case id, warning) of each case whose device was busy enough to distort its figures
+    (``CaseLoad.busy_warning``, see :mod:`edgebench.load`)."""
+    return [(r.case.id, r.load.busy_warning) for r in report.cases
+            if r.load is not None and r.load.busy_warning]
+
+
+def busy_lines(report: RunReport) -> list[str]:
+    """:func:`busy_cases` as Markdown: a bold headline and one item per case."""
+    busy = busy_cases(report)
+    if not busy:
+        return []
+    return [f"**{BUSY_HEADLINE}**", "", *(f"- `{cid}`: {why}" for cid, why in busy), ""]
+
+
 def result_row(r: CaseResult) -> str:
     lat, mem, art = r.latency, r.memory, r.artifact
-    threads = r.case.settings.threads or "auto"
     cells = [r.case.model, pipeline_label(r), (art.precision if art else None) or "–",
-             input_size(r), r.case.backend, device_label(r), str(threads), r.status.value]
+             input_size(r), r.case.backend, device_label(r), threads_label(r), r.status.value]
     if lat is not None:
         ci = lat.median_ci95_ms
         p50, rate = _ms(lat.p50_ms), f"{lat.throughput_ips:.1f}"
@@ -136,6 +168,7 @@ def render_markdown(report: RunReport) -> str:
     for note in preamble(report):
         lines += [note, ""]
     lines += evaluation_lines(report)
+    lines += busy_lines(report)
     lines.append(HEADER)
     lines += [result_row(r) for r in report.cases]
     for note in footnotes(report):  # the same notes as report.html (see .notes)

@@ -7,8 +7,10 @@ check the input size, so the runner does; and the fp16 flags an ``fp16`` compres
 turned on, applied on top of the request's options).
 
 Request options: ``fp16_storage``, ``fp16_arithmetic``, ``packing`` (booleans) and ``vulkan``
-(``auto``: the first Vulkan GPU when there is one, CPU otherwise; ``on``; ``off``). Threads:
-the request's, else ncnn's default (its count of big physical cores).
+(``auto``: the first Vulkan GPU when there is one, CPU otherwise; ``on``; ``off``);
+``wait_policy``: ``passive`` / ``active`` set ``OMP_WAIT_POLICY`` before ncnn loads its
+OpenMP, ``runtime`` leaves it as the environment has it. Threads: the request's, else ncnn's
+default (its count of big physical cores).
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import edgebench_agent as agent
 
+WAIT_POLICIES = {"passive": "PASSIVE", "active": "ACTIVE"}
+
 
 def import_runtime(request):
+    # libgomp (the wheel's OpenMP) reads its wait policy once, when ncnn loads it: idle
+    # workers spinning ("active", and libgomp's default: a spin of ~300k iterations before
+    # sleeping) hold cores that a busy machine's other processes then lack, and the next
+    # parallel layer waits for a preempted worker. ncnn's own openmp_blocktime only reaches
+    # LLVM's OpenMP (kmp_set_blocktime), not libgomp.
+    policy = request.get("options", {}).get("wait_policy", "runtime")
+    if policy in WAIT_POLICIES:
+        os.environ["OMP_WAIT_POLICY"] = WAIT_POLICIES[policy]
     try:
         import ncnn
     except ImportError as exc:
@@ -140,6 +152,7 @@ def load(ncnn, request, inputs):
         providers=["vulkan"] if use_gpu else ["cpu"],
         details={
             "num_threads": opt.num_threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp's default (spins)"),
             "threads_default": "as requested" if request.get("threads")
             else "ncnn's default (big physical cores)",
             "vulkan": vulkan,

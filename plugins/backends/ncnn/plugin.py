@@ -11,7 +11,11 @@ itself accepts any size and silently computes garbage). Where it comes from:
 
 Options (``runner_options``): ``fp16_storage``, ``fp16_arithmetic`` (off by default, so the
 fp32 case is fp32 on every CPU; ncnn's own default turns both on where the CPU has fp16, as
-on a Pi 5), ``packing`` (on), ``vulkan`` (``auto``: on when a Vulkan GPU is found).
+on a Pi 5), ``packing`` (on), ``vulkan`` (``auto``: on when a Vulkan GPU is found),
+``wait_policy`` (``passive``: idle OpenMP workers sleep instead of spinning; ``active``;
+``runtime``: as the environment's ``OMP_WAIT_POLICY`` says). Passive by default: with
+libgomp's spinning default, a loaded 2-core box gave p99 1.3-3.9 s against 80-240 ms
+(docs/measurements.md, "Threads and machine load").
 """
 
 from __future__ import annotations
@@ -54,8 +58,10 @@ class NcnnBackend(Backend):
     max_batch: ClassVar[int | None] = 1
     """ncnn's ``Mat`` has no batch axis (c, h, w): one image per inference."""
     option_defaults: ClassVar[Mapping[str, Any]] = {
-        "fp16_storage": False, "fp16_arithmetic": False, "packing": True, "vulkan": "auto"}
-    option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"vulkan": ("auto", "on", "off")}
+        "fp16_storage": False, "fp16_arithmetic": False, "packing": True, "vulkan": "auto",
+        "wait_policy": "passive"}
+    option_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "vulkan": ("auto", "on", "off"), "wait_policy": ("passive", "active", "runtime")}
 
     @classmethod
     def host_unavailable_reason(cls) -> str | None:

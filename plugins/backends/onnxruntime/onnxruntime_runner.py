@@ -34,6 +34,20 @@ def as_float32(outputs):
             for o in outputs]
 
 
+def default_threads(asked, before, after):
+    """(threads the session computes with, how that is known). Asked for: that many. ONNX
+    Runtime's default (``intra_op_num_threads`` 0: one per physical core) is not readable
+    from Python; its intra-op pool runs the caller's thread plus workers it starts while the
+    session is built, so the pool is the threads the process gained then, plus one
+    (``/proc/self/task``); None where that cannot be counted."""
+    if asked:
+        return int(asked), "as requested"
+    if before is None or after is None or after < before:
+        return None, "ONNX Runtime's default (one per physical core), not countable here"
+    return after - before + 1, ("ONNX Runtime's default: its intra-op pool, counted as the "
+                                "threads the session started plus the caller's")
+
+
 def load(ort, request, inputs):
     options = request.get("options", {})
     so = ort.SessionOptions()
@@ -41,6 +55,9 @@ def load(ort, request, inputs):
     if threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
+    spinning = options.get("spinning", True)
+    # ORT's intra-op workers spin between parallel sections unless this is "0".
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     level = options.get("graph_optimization_level", "all")
     so.graph_optimization_level = {
@@ -50,6 +67,7 @@ def load(ort, request, inputs):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[level]
     providers = options.get("providers") or ["CPUExecutionProvider"]
+    before = agent.os_threads()
     try:
         session = ort.InferenceSession(request["model"], sess_options=so, providers=providers)
     except Exception as exc:
@@ -71,6 +89,7 @@ def load(ort, request, inputs):
                 "load", "input %r has shape %s but the model accepts %s"
                 % (spec.name, list(array.shape), expected))
         feeds[spec.name] = array.astype(ORT_DTYPES.get(spec.type, array.dtype), copy=False)
+    used, how = default_threads(threads, before, agent.os_threads())
     output_names = [o.name for o in session.get_outputs()]
     (input_name,) = feeds
     input_dtype = feeds[input_name].dtype
@@ -84,12 +103,14 @@ def load(ort, request, inputs):
     return agent.Loaded(
         infer,
         runtime=("onnxruntime", ort.__version__),
-        threads=int(threads) if threads else None,
+        threads=used,
         providers=session.get_providers(),
         predict=predict,
         details={
             "intra_op_num_threads": so.intra_op_num_threads or "runtime default",
+            "threads_default": how,
             "graph_optimization_level": level,
+            "intra_op_spinning": "on" if spinning else "off",
             "input_dtype": str(input_dtype),
             "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),

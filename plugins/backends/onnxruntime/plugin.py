@@ -39,7 +39,8 @@ class OnnxRuntimeBackend(Backend):
     def runner(self) -> Path:
         return Path(__file__).with_name("onnxruntime_runner.py")
 
-    option_defaults: ClassVar[dict[str, Any]] = {"graph_optimization_level": "all"}
+    option_defaults: ClassVar[dict[str, Any]] = {"graph_optimization_level": "all",
+                                                 "spinning": True}
     option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {
         "graph_optimization_level": ("disable", "basic", "extended", "all")}
 
