@@ -24,6 +24,7 @@ from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
 from .planning import CasePlan
 from .probe import device_agent
+from .progress import ACCURACY, DEVICE_PHASES, PhaseListener, Silent
 from .records import (
     Accuracy,
     Artifact,
@@ -167,12 +168,14 @@ class CaseExecutor:
 
     Registered in the plugin manager for the run's duration, so plugins can wrap it.
     ``plans`` by case id; ``accuracy``: ``None`` with accuracy off; ``agents`` and ``infos``
-    (by device URI) are filled in by the scheduler as each device is entered and probed.
+    (by device URI) are filled in by the scheduler as each device is entered and probed;
+    ``progress`` is told of each device phase of each case.
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
                  test_options: TestOptions | None = None,
-                 retrier: Retrier | None = None) -> None:
+                 retrier: Retrier | None = None, progress: PhaseListener | None = None
+                 ) -> None:
         self.plans = plans
         self.accuracy = accuracy
         self.test_options = test_options or {}
@@ -182,6 +185,8 @@ class CaseExecutor:
         self.agents: dict[str, DeviceAgent] = {}
         self.infos: dict[str, DeviceInfo] = {}
         self.pusher = Pusher()
+        self.progress: PhaseListener = progress or Silent()
+        """Told of each device phase a case went through (``progress.py``)."""
 
     @hookimpl(trylast=True)
     def edgebench_run_case(self, case: Case, device: Device) -> CaseResult:
@@ -256,6 +261,7 @@ class CaseExecutor:
             raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
                                                    device.python)) from None
         self._evaluated.add(plan.case.id)
+        self.progress.runner_phases(plan.case, outcome.result)
         result = result_from_runner(outcome.result, plan, info, base, temperature_before,
                                     agent.temperature())
         if not first_repeat or self.accuracy is None or result.status is not Status.OK:
@@ -268,6 +274,7 @@ class CaseExecutor:
                                 tolerance=backend_tolerance(plan.backend, plan.artifact,
                                                             result.runtime),
                                 metadata=plan.metadata)
+            self.progress.phase(plan.case, ACCURACY, f"{accuracy.images} images evaluated")
             return agreement_verdict(dataclasses.replace(result, accuracy=accuracy))
         passed = outcome.result.accuracy
         reason = passed.skipped if passed is not None and passed.skipped else \
@@ -288,6 +295,8 @@ class CaseExecutor:
                                   plan.case.settings, info)
         measured = dataclasses.replace(measured, latency=per_image(measured.latency,
                                                                    plan.batch.batch))
+        for phase in DEVICE_PHASES:
+            self.progress.phase(plan.case, phase, native.tool)
         temp_after = agent.temperature()
         if temp_before is not None:
             info = dataclasses.replace(info, temperature_c=temp_before)
