@@ -7,8 +7,9 @@ total is known before any work (:func:`planned_steps`), so the count reaches it 
 last phase of the last repeat ends, never earlier.
 
 On a terminal: a tqdm bar on stderr whose total is that step count. Elsewhere (CI logs):
-one line per step on stderr, ``21:40:03 [3/12] onnxruntime t2 @local: timed loop (100
-iterations, 1.25 s)``, no carriage returns. Device threads report concurrently; every
+one line per step on stderr (a host step once it has run :data:`QUIET_S`),
+``21:40:03 [3/12] onnxruntime t2 @local: timed loop (100 iterations, 1.25 s)``, no
+carriage returns. Device threads report concurrently; every
 update holds one lock, so lines never interleave.
 
 The device phases are reported when the runner returns (a device's
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .agent.edgebench_protocol import RunnerResult
     from .records import Case, CaseResult, RunSettings
 
+QUIET_S = 1.0
+"""A host step is logged (in a non-TTY) once it has run this long (s)."""
 DEVICE_PHASES = ("load", "warm-up", "timed loop")
 """The device phases of every repeat of a case, in order."""
 ACCURACY = "accuracy"
@@ -188,10 +191,17 @@ class Progress:
 
     @contextlib.contextmanager
     def host_step(self, subject: str, what: str) -> Iterator[None]:
-        self._say(f"{subject}: {what}", self.done + 1)
+        """Logged once it has run :data:`QUIET_S` (a cached export is counted silently, and
+        a user's error found in it stays the only line on stderr)."""
+        with self._lock:
+            index = self.done + 1
+        timer = threading.Timer(QUIET_S, self._say, (f"{subject}: {what}", index))
+        timer.daemon = True
+        timer.start()
         try:
             yield
         finally:
+            timer.cancel()
             with self._lock:
                 self._advance(1, f"{subject}: {what}")
 

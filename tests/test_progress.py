@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from edgebench.progress import QUIET_S, Progress
+
 FAST = ["-b", "onnxruntime", "-n", "3", "--warmup", "1", "--images", "10"]
 DEVICE_PHASES = ["load", "warm-up", "timed loop"]
 LINE = re.compile(r"^(\d\d:\d\d:\d\d) \[(\d+)/(\d+)\] (.*)$")
@@ -77,8 +79,6 @@ def test_piped_run_logs_each_phase_of_each_repeat_in_order(
     for m in lines:
         who, _, what = m.group(4).partition(": ")
         name = what.split(" (")[0]
-        if what.startswith("export for onnxruntime"):
-            counted.append(int(m.group(2)))
         if name in (*DEVICE_PHASES, "accuracy"):
             seen.setdefault(who, []).append(name)
             counted.append(int(m.group(2)))
@@ -95,7 +95,8 @@ def test_piped_run_logs_each_phase_of_each_repeat_in_order(
                      "onnxruntime t2 @local repeat 2/2", "onnxruntime t1 @local repeat 2/2"]
     assert re.search(r"timed loop \(3 iterations, \d+\.\d\d s\)", stderr)
     # every step counted once, one after another: the total is reached at the last phase
-    assert counted == list(range(1, total + 1))
+    # (the first, the export, is the committed one: counted, not logged, see below)
+    assert counted == list(range(2, total + 1))
     reached = [i for i, m in enumerate(lines) if int(m.group(2)) == total]
     last_phase = max(i for i, m in enumerate(lines)
                      if m.group(4).partition(": ")[2].split(" (")[0] in DEVICE_PHASES)
@@ -144,3 +145,28 @@ def test_terminal_run_shows_a_bar_over_repeats_and_phases(tmp_path: Path) -> Non
     assert set(counts) == set(range(total + 1))  # through every phase of every repeat
     assert not LINE.search(text.replace("\r", "\n"))  # no log lines on a terminal
     check_final_lines(text)
+
+
+def test_a_host_step_is_logged_once_it_has_run_a_second(tmp_path: Path) -> None:
+    """A long export or calibration shows while it runs; a cached one (instant) is counted
+    without a line, so an error found in it stays the only line on stderr."""
+    log = tmp_path / "log.txt"
+    with log.open("w") as stream:
+        progress = Progress(accuracy=False, stream=stream)
+        progress.planned(3, models=1)
+        with progress.host_step("m", "export for ncnn"):
+            pass
+        with progress.host_step("m", "export for litert"):
+            time.sleep(QUIET_S + 0.5)
+            stream.flush()
+            during = log.read_text()
+        try:
+            with progress.host_step("m", "export for mnn"):
+                raise ValueError("a user's error")
+        except ValueError:
+            pass
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 and lines[0] == during.strip(), lines
+    match = LINE.match(lines[0])
+    assert match and match.group(2, 3, 4) == ("2", "3", "m: export for litert")
+    assert progress.done == 3
