@@ -170,3 +170,39 @@ def test_a_host_step_is_logged_once_it_has_run_a_second(tmp_path: Path) -> None:
     match = LINE.match(lines[0])
     assert match and match.group(2, 3, 4) == ("2", "3", "m: export for litert")
     assert progress.done == 3
+
+
+def test_concurrent_devices_never_garble_the_log(tmp_path: Path) -> None:
+    """Eight device threads report their phases at once: every line whole, every step
+    counted once, the total reached by the last one."""
+    import threading
+
+    from edgebench.records import Case, CaseResult, RunSettings, Status
+
+    settings = RunSettings(repeats=3)
+    cases = [Case(id=f"c{i}", model="m", backend="onnxruntime", device=f"ssh://pi{i}",
+                  settings=settings) for i in range(8)]
+    log = tmp_path / "log.txt"
+    with log.open("w") as stream:
+        progress = Progress(accuracy=True, stream=stream)
+        progress.planned(len(cases) * (3 * 3 + 1), models=1)
+
+        def device(case: Case) -> None:
+            for repeat in range(3):
+                progress.repeat_started(case, repeat)
+                for name in DEVICE_PHASES:
+                    progress.phase(case, name, "x" * 200)
+                if repeat == 0:
+                    progress.phase(case, "accuracy")
+                progress.repeat_finished(CaseResult(case=case, status=Status.OK), repeat)
+
+        threads = [threading.Thread(target=device, args=(c,)) for c in cases]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    lines = log.read_text().splitlines()
+    assert all(LINE.match(ln) for ln in lines), [ln for ln in lines if not LINE.match(ln)]
+    phases = [int(m.group(2)) for ln in lines if (m := LINE.match(ln))
+              and m.group(4).split(": ", 1)[1].split(" (")[0] in (*DEVICE_PHASES, "accuracy")]
+    assert phases == list(range(1, 8 * 10 + 1)) and progress.done == progress.total == 80
