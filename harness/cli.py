@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from .commands import cmd_compare, cmd_compress, cmd_devices, cmd_export, cmd_hi
 from .config import check_output_dir, load_matrix
 from .errors import UserError, sentence
 from .plugin_manager import collect_registry, make_plugin_manager
-from .records import CaseResult, Status
+from .records import Status
 
 if TYPE_CHECKING:
     from .compare import Thresholds
@@ -68,9 +69,11 @@ def _backend_options(values: Sequence[str] | None) -> dict[str, dict[str, object
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .compare import MIN_REPEATS
+    from .progress import Progress
     from .resume import load_previous, refuse_other_options, refuse_other_settings, resume_matrix
     from .runner import Session
 
+    started = time.perf_counter()
     previous, run_dir = load_previous(args.resume) if args.resume else (None, None)
     if previous is not None:  # the run's own settings, or the command's (compared below)
         matrix = resume_matrix(previous, run_flags(args), args.config,
@@ -80,9 +83,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         matrix = load_matrix(run_flags(args), args.config, disabled=split_list(args.disable))
     pm = make_plugin_manager(disabled=matrix.disabled_plugins)
     registry = collect_registry(pm)
+    progress = Progress(accuracy=matrix.accuracy is not None)
     session = Session(matrix, pm, registry, argv=args.argv,
                       run_id=previous.run_id if previous else None,
-                      retry=matrix.retry)
+                      retry=matrix.retry, progress=progress)
     given = session.sources()  # fail fast on bad model files, before any device work
     baseline, sources = _side_by_side_sources(matrix, given)
     measured_alone = len(sources) == len(matrix.models)  # not as a model of the run too
@@ -99,10 +103,6 @@ def cmd_run(args: argparse.Namespace) -> int:
               "evaluated; the timed loop runs on the first embedded val image, as without "
               "--data.", file=sys.stderr)
     output_dir = check_output_dir(run_dir or matrix.output_dir / session.run_id)
-    progress = _progress(len(sources) * len(session.variants.pipelines)
-                         * len(session.backends) * len(matrix.devices)
-                         * len(matrix.all_settings))
-    session.on_case = progress.update_case
     from .reports.writer import ReportNotSaved
 
     unsaved: ReportNotSaved | None = None
@@ -116,11 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         session.close()
     from .reports.markdown import render_markdown
 
-    print(render_markdown(report))
+    print(render_markdown(report), flush=True)
     if unsaved is not None:
         print(f"edgebench: error: {unsaved}", file=sys.stderr)
         return unsaved.exit_code
-    print(f"report: {output_dir / 'report.json'}", file=sys.stderr)
+    progress.finished(time.perf_counter() - started, session.written)
     failed = any(r.status is Status.FAILED for r in report.cases)
     if baseline is not None:
         return _gate_side_by_side(report, baseline, matrix.gate, output_dir) or int(failed)
@@ -172,24 +172,6 @@ def _gate_side_by_side(report: RunReport, baseline: str, thresholds: Thresholds,
                        f"model {baseline}."), file=sys.stderr)
         return 1
     return 0
-
-
-class _progress:
-    """A progress bar over cases on stderr (silent when stderr is not a terminal)."""
-
-    def __init__(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True,
-                        disable=None, desc="edgebench")
-
-    def update_case(self, result: CaseResult) -> None:
-        p50 = f"{result.latency.p50_ms:.2f} ms" if result.latency else result.status.value
-        self.bar.set_postfix_str(f"{result.case.backend}@{result.case.device}: {p50}")
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "devices": cmd_devices,

@@ -26,6 +26,7 @@ from .hookspecs import hookimpl
 from .load import HostSampler, case_load, machine_load, oversubscribed_note
 from .planning import CasePlan
 from .probe import device_agent
+from .progress import ACCURACY, DEVICE_PHASES, PhaseListener, Silent
 from .records import (
     Accuracy,
     Artifact,
@@ -180,11 +181,13 @@ class CaseExecutor:
     (by entered device: the devices of a URI that stands for several are told apart) are
     filled in by the scheduler as each device is entered and probed, and dropped with
     :meth:`forget` when it is left.
+    ``progress`` is told of each device phase of each case.
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
                  test_options: TestOptions | None = None,
-                 retrier: Retrier | None = None) -> None:
+                 retrier: Retrier | None = None, progress: PhaseListener | None = None
+                 ) -> None:
         self.plans = plans
         self.accuracy = accuracy
         self.test_options = test_options or {}
@@ -196,6 +199,8 @@ class CaseExecutor:
         self.pusher = Pusher()
         self._busy_said: set[str] = set()
         """Devices whose load this run has already warned about on stderr."""
+        self.progress: PhaseListener = progress or Silent()
+        """Told of each device phase a case went through (``progress.py``)."""
 
     def _say_busy(self, device: str, result: CaseResult) -> None:
         """Tell the user once per device, on stderr, that it has fewer spare cores than the
@@ -289,6 +294,7 @@ class CaseExecutor:
             raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
                                                    device.python)) from None
         self._evaluated.add(plan.case.id)
+        self.progress.runner_phases(plan.case, outcome.result)
         result = result_from_runner(outcome.result, plan, info, base, temperature_before,
                                     agent.temperature(), host.window(outcome.result.load))
         self._say_busy(device.uri, result)
@@ -302,6 +308,7 @@ class CaseExecutor:
                                 tolerance=backend_tolerance(plan.backend, plan.artifact,
                                                             result.runtime),
                                 metadata=plan.metadata)
+            self.progress.phase(plan.case, ACCURACY, f"{accuracy.images} images evaluated")
             return agreement_verdict(dataclasses.replace(result, accuracy=accuracy))
         passed = outcome.result.accuracy
         reason = passed.skipped if passed is not None and passed.skipped else \
@@ -322,6 +329,8 @@ class CaseExecutor:
                                   plan.case.settings, info)
         measured = dataclasses.replace(measured, latency=per_image(measured.latency,
                                                                    plan.batch.batch))
+        for phase in DEVICE_PHASES:
+            self.progress.phase(plan.case, phase, native.tool)
         temp_after = agent.temperature()
         if temp_before is not None:
             info = dataclasses.replace(info, temperature_c=temp_before)

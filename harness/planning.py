@@ -8,12 +8,14 @@ dataset's a :class:`ModelDataMismatch`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import plugin_results
 from .batching import static_batch
+from .compression import CompressionPipeline
 from .config import Matrix, device_scheme
 from .contracts import Backend, resolve_options
 from .datasets import load_dataset
@@ -25,6 +27,7 @@ from .model_metadata import ModelMetadata, read_metadata
 from .pipeline import cache_root, load_source
 from .plugin_manager import PluginKind, Registry
 from .precision import with_precision
+from .progress import PhaseListener, Silent, planned_steps
 from .records import Artifact, Case
 from .references import FloatReferences
 from .variants import ModelVariant, Variants
@@ -159,6 +162,8 @@ class Planner:
         self.references = FloatReferences(matrix, registry, self.dataset)
         self._metadata: dict[str, ModelMetadata | None] = {}
         self._warned: set[tuple[str, str]] = set()
+        self.progress: PhaseListener = Silent()
+        """Told of every host step (compression, export) and of the run's step count."""
 
     def sources(self) -> list[Artifact]:
         """The matrix's models, loaded (hashed, inspected) as source artifacts."""
@@ -174,13 +179,26 @@ class Planner:
         """
         self.variants.check(sources)
         plans: list[CasePlan] = []
+        compressed = [bool(p.model_steps(self.registry)) for p in self.variants.pipelines]
+        self.progress.planned(planned_steps(
+            len(sources), compressed, len(self.backends), len(self.matrix.devices),
+            self.matrix.all_settings, self.matrix.accuracy is not None), len(sources))
         for source in sources:
             label = model_label(source)
-            for pipeline in self.variants.pipelines:
-                variant = self.variants.model_variant(source, pipeline)
+            for pipeline, steps in zip(self.variants.pipelines, compressed, strict=True):
+                with self.progress.host_step(label, f"compression {pipeline.label}") \
+                        if steps else contextlib.nullcontext():
+                    variant = self.variants.model_variant(source, pipeline)
                 for name in self.backends:
-                    plans += self._plan_backend(label, variant, name)
+                    with self.progress.host_step(label, self._export_step(name, pipeline)):
+                        plans += self._plan_backend(label, variant, name)
         return plans
+
+    def _export_step(self, backend: str, pipeline: CompressionPipeline) -> str:
+        """What a backend's host step of a model does: ``export for ncnn``, ``+
+        compression int8`` (format steps: quantization with its calibration)."""
+        steps = pipeline.format_steps(self.registry)
+        return f"export for {backend}" + (f" + compression {pipeline.label}" if steps else "")
 
     def _plan_backend(self, label: str, variant: ModelVariant, name: str) -> list[CasePlan]:
         reg = self.registry.get(PluginKind.BACKEND, name)

@@ -27,6 +27,7 @@ from .measured_settings import measured_settings
 from .planning import CasePlan, Planner
 from .plugin_manager import PluginKind, Registry
 from .probe import device_class, host_info, host_versions
+from .progress import PhaseListener, Silent
 from .records import SCHEMA_VERSION, Artifact, MatrixSettings, RunReport, RunState
 from .reports.writer import ReportWriter, utc_now
 from .resume import combined_start, split
@@ -54,11 +55,13 @@ class Session:
         run_id: str | None = None,
         test_options: TestOptions | None = None,
         retry: RetryPolicy | None = None,
+        progress: PhaseListener | None = None,
     ) -> None:
         """``test_options`` go into every runner request (or, given a function of the case,
         into that case's): test-only knobs of the device agent (``test_delay_s``: sleep per
         iteration; ``test_slowdown``: +x per iteration).
-        ``retry``: how connection-level failures are retried (see ``retry.py``)."""
+        ``retry``: how connection-level failures are retried (see ``retry.py``).
+        ``progress``: told of every host step and device phase (``progress.py``)."""
         self.matrix = matrix
         self.pm = pm
         self.registry = registry
@@ -66,6 +69,7 @@ class Session:
         self.on_case = on_case
         self.test_options = test_options or {}
         self.retry = retry or RetryPolicy()
+        self.progress: PhaseListener = progress or Silent()
         self.run_id = run_id or (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
                                  + f"-{secrets.token_hex(2)}")
         for uri in matrix.devices:  # a bad device URI fails now, before any export
@@ -76,11 +80,14 @@ class Session:
         except BaseException:
             self._tmp.cleanup()
             raise
+        self.planner.progress = self.progress
         self.backends = self.planner.backends
         self.variants = self.planner.variants
         self._stop = threading.Event()
         self.writer: ReportWriter | None = None
         self._data_fingerprint: str | None = None
+        self.written: list[Path] = []
+        """The report's files, once :meth:`run` finished (JSON first)."""
 
     def close(self) -> None:
         """Remove the host's temporary exports and compressed variants."""
@@ -114,6 +121,7 @@ class Session:
         """
         sources = sources if sources is not None else self.sources()
         plans = self.plan(sources)
+        planned = [p.case for p in plans]
         report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
                            run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
                            host=host_info(), argv=self.argv, versions=host_versions(),
@@ -121,19 +129,22 @@ class Session:
                            settings=self.measured(sources, baseline_model))
         if resume is not None:
             kept, plans = split(resume, plans)
+            self.progress.drop(c for c in planned if c.id not in {p.case.id for p in plans})
             report = combined_start(resume, report, kept)
         reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()
                      if reg.unavailable_reason() is None]
         writer = ReportWriter(report, output_dir, reporters)
         self.writer = writer
         executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy,
-                                self.test_options, Retrier(self.retry, self._stop))
-        scheduler = Scheduler(self.pm, self.registry, self.retry, self._stop, self.on_case)
+                                self.test_options, Retrier(self.retry, self._stop),
+                                progress=self.progress)
+        scheduler = Scheduler(self.pm, self.registry, self.retry, self._stop, self.on_case,
+                              progress=self.progress)
         self.pm.register(executor, name="edgebench.core-runner")
         try:
             scheduler.run(plans, executor, writer)
         finally:
             self.pm.unregister(executor)
-        writer.finish(RunState.COMPLETE)
+        self.written = writer.finish(RunState.COMPLETE)
         notify(self.pm.hook.edgebench_session_finished, report=writer.report)
         return writer.report

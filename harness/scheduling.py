@@ -23,6 +23,7 @@ from .hook_calls import notify, run_case_failure
 from .planning import CasePlan
 from .plugin_manager import Registry
 from .probe import device_agent, device_class, open_device
+from .progress import PhaseListener, Silent
 from .records import CaseResult, RunState, Status
 from .repeats import combine
 from .reports.writer import ReportWriter
@@ -94,11 +95,13 @@ class Scheduler:
     """Runs plans on their devices for one run.
 
     ``retry``: how connecting to a device is retried; ``stop``: set to stop every device
-    (Ctrl-C, or a caller's own stop); ``on_case``: progress callback.
+    (Ctrl-C, or a caller's own stop); ``on_case``: called with each recorded result;
+    ``progress``: told when each repeat of a case starts and ends.
     """
 
     def __init__(self, pm: pluggy.PluginManager, registry: Registry, retry: RetryPolicy,
-                 stop: threading.Event, on_case: ProgressCallback | None = None) -> None:
+                 stop: threading.Event, on_case: ProgressCallback | None = None,
+                 progress: PhaseListener | None = None) -> None:
         self.pm = pm
         self.registry = registry
         self.retry = retry
@@ -107,6 +110,7 @@ class Scheduler:
         self._opened: dict[str, Device] = {}
         """Devices being entered or entered, by slot name: aborted on Ctrl-C (a device that
         waits in a queue while it is entered, for a shared board, stops waiting)."""
+        self.progress: PhaseListener = progress or Silent()
         self._errors: list[BaseException] = []
 
     def run(self, plans: list[CasePlan], executor: CaseExecutor, writer: ReportWriter) -> None:
@@ -247,6 +251,7 @@ class Scheduler:
                 gone = device.unusable_reason()
                 if gone is not None:
                     raise CaseError(gone)
+                self.progress.repeat_started(plan.case, repeat)
                 try:
                     result = self.pm.hook.edgebench_run_case(case=plan.case, device=device)
                 except Exception as exc:  # not KeyboardInterrupt: that stops the run
@@ -254,6 +259,7 @@ class Scheduler:
                                         reason=run_case_failure(exc))
                 if self.stop.is_set():
                     return  # interrupted mid-case: not a measurement
+                self.progress.repeat_finished(result, repeat)
                 result = combine(combined.get(plan.case.id), result, peak_gflops=peak)
                 combined[plan.case.id] = result
                 if repeat == 0:
@@ -264,5 +270,6 @@ class Scheduler:
     def _record(self, result: CaseResult, writer: ReportWriter) -> None:
         writer.add(result)
         notify(self.pm.hook.edgebench_case_finished, result=result)
+        self.progress.recorded(result)
         if self.on_case is not None:
             self.on_case(result)
