@@ -25,6 +25,7 @@ from .records import CaseResult, RunState, Status
 from .repeats import combine
 from .reports.writer import ReportWriter
 from .retry import RetryPolicy, connected
+from .threads import Worker, interrupts_deferred, wait_for
 
 ProgressCallback = Callable[[CaseResult], None]
 """Called with every case's result as it is recorded (a repeat's combined result too)."""
@@ -50,7 +51,7 @@ class Scheduler:
     def run(self, plans: list[CasePlan], executor: CaseExecutor, writer: ReportWriter) -> None:
         """Run every plan on its device (``plan.case.device``), devices in parallel.
 
-        On Ctrl-C: stop and abort every device, wait (up to 30 s each) for their threads to
+        On Ctrl-C: stop and abort every device, wait (up to 30 s in all) for their threads to
         clean up, finish the report as interrupted and re-raise ``KeyboardInterrupt``. A bug
         in a device thread is re-raised here, in the calling thread. Per-device problems
         (cannot connect, probe failed) fail that device's cases, with the reason.
@@ -58,22 +59,21 @@ class Scheduler:
         by_device: dict[str, list[CasePlan]] = {}
         for p in plans:
             by_device.setdefault(p.case.device, []).append(p)
-        threads = [threading.Thread(target=self._run_device, name=f"device {uri}", daemon=True,
-                                    args=(uri, device_plans, executor, writer))
+        # not Thread.join: on Python <= 3.12 an interrupted join marks the thread finished
+        threads = [Worker(target=self._run_device, name=f"device {uri}",
+                          args=(uri, device_plans, executor, writer))
                    for uri, device_plans in by_device.items()]
         try:
             for t in threads:
                 t.start()
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)  # wakes up for Ctrl-C
+            wait_for(threads)  # wakes up for Ctrl-C
         except KeyboardInterrupt:
-            self.stop.set()
-            for device in list(self._entered.values()):
-                device.abort()
-            for t in threads:
-                t.join(timeout=30)  # each device thread cleans its work dir
-            writer.finish(RunState.INTERRUPTED)
+            with interrupts_deferred():  # a second Ctrl-C does not cut the cleanup
+                self.stop.set()
+                for device in list(self._entered.values()):
+                    device.abort()
+                wait_for(threads, timeout_s=30)  # each device thread cleans its work dir
+                writer.finish(RunState.INTERRUPTED)
             raise
         if self._errors:
             raise self._errors[0]
