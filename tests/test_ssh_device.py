@@ -154,10 +154,11 @@ def test_pinned_host_key(sshd: SshServer, tmp_path: Path) -> None:
         assert dev.run(["true"], timeout_s=30).returncode == 0
     assert empty.read_text() == ""
     wrong = "SHA256:" + "A" * 43
-    with pytest.raises(CaseError, match="not known"):
+    # a wrong pin is a mismatch (both fingerprints), not an unknown key: test_cleanup_small
+    with pytest.raises(CaseError, match=f"does not match the hostkey={wrong}"):
         SSHDevice(sshd.uri(known_hosts=str(empty), hostkey=wrong)).__enter__()
-    with pytest.raises(CaseError, match=f"not the {wrong}"):  # known_hosts agrees, pin not
-        SSHDevice(sshd.uri(hostkey=wrong)).__enter__()
+    with pytest.raises(CaseError, match=f"does not match the hostkey={wrong}"):
+        SSHDevice(sshd.uri(hostkey=wrong)).__enter__()  # known_hosts agrees, pin not
 
 
 def test_refused_key_and_unreachable_host(sshd: SshServer, tmp_path: Path) -> None:
