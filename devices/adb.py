@@ -60,6 +60,7 @@ from .transport import (
     split_pid,
     within,
 )
+from .workdirs import HostProcess, owner_command, remove_stale
 
 
 class AdbDevice(Device):
@@ -136,6 +137,7 @@ class AdbDevice(Device):
             if self._find_python:
                 code, out, _ = self._shell("command -v python3", 30)
                 self.python = out.strip().splitlines()[0] if code == 0 and out.strip() else ""
+            remove_stale(self._shell_out, self._base)
             self._make_workdir()
         except BaseException:
             self._detach()
@@ -323,14 +325,25 @@ class AdbDevice(Device):
             self._make_workdir()
         self._unfinished.clear()
 
+    @property
+    def _base(self) -> PurePosixPath:
+        return PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
+
+    def _shell_out(self, line: str) -> str:
+        """stdout of a housekeeping line (:mod:`edgebench.devices.workdirs`)."""
+        return self._shell(line, 60)[1]
+
     def _make_workdir(self) -> None:
-        base = PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
+        base = self._base
         workdir = base / new_workdir_name()
         code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
         if code != 0:
             raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
                             f"{first_line(err or out)}")
         self._workdir = workdir
+        # who made it (no connection process on the device: adbd starts every command)
+        with contextlib.suppress(CaseError, OSError):
+            self._shell(owner_command(workdir, HostProcess.current(), connection=False), 30)
 
     def _only_device(self) -> str:
         done = self._adb_run(["devices"], 30, serial=False)

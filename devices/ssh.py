@@ -68,6 +68,7 @@ from .transport import (
     split_pid,
     within,
 )
+from .workdirs import HostProcess, owner_command, remove_stale
 
 
 class SSHDevice(Device):
@@ -157,6 +158,7 @@ class SSHDevice(Device):
             self._connect()
             if not self.python:
                 self.python = self._find_python()
+            self._remove_stale_workdirs()
             self._make_workdir()
         except BaseException:
             self._close()
@@ -289,9 +291,12 @@ class SSHDevice(Device):
         return alive(self._client)
 
     def _reconnect(self) -> None:
-        """After a dropped connection: one new attempt (the work dir survives on the device)."""
+        """After a dropped connection: one new attempt (the work dir survives on the device,
+        its owner record now names the new connection)."""
         self._close()
         self._connect()
+        if self._workdir is not None:
+            self._record_owner(self._workdir)
 
     def reconnect(self) -> None:
         """Connect again after a lost connection (the retry of a case calls this).
@@ -338,6 +343,20 @@ class SSHDevice(Device):
                             f"{reason(exc)}") from None
         self._workdir = workdir
         self._dirs = {str(workdir)}
+        self._record_owner(workdir)
+
+    def _record_owner(self, workdir: PurePosixPath) -> None:
+        """Write the work dir's owner record (:mod:`edgebench.devices.workdirs`): this
+        process and this connection's sshd, so a later run can tell whether it is over."""
+        with contextlib.suppress(CaseError, OSError, EOFError):
+            self._exec(owner_command(workdir, HostProcess.current(), connection=True), 30)
+
+    def _remove_stale_workdirs(self) -> None:
+        """Remove the work dirs that runs which are over left in this device's tmpdir
+        (killed, or their connection lost): see :mod:`edgebench.devices.workdirs`."""
+        assert self._target is not None
+        base = PurePosixPath(self._target.options.get("tmpdir", "/tmp"))
+        remove_stale(lambda line: self._exec(line, 60)[1], base)
 
     def _sftp_client(self) -> SFTPClient:
         if not self._alive():
