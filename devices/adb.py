@@ -60,7 +60,7 @@ from .transport import (
     split_pid,
     within,
 )
-from .workdirs import HostProcess, owner_command, remove_stale
+from .workdirs import HostProcess, made, make_command, remove_stale
 
 
 class AdbDevice(Device):
@@ -137,7 +137,6 @@ class AdbDevice(Device):
             if self._find_python:
                 code, out, _ = self._shell("command -v python3", 30)
                 self.python = out.strip().splitlines()[0] if code == 0 and out.strip() else ""
-            remove_stale(self._shell_out, self._base)
             self._make_workdir()
         except BaseException:
             self._detach()
@@ -334,16 +333,19 @@ class AdbDevice(Device):
         return self._shell(line, 60)[1]
 
     def _make_workdir(self) -> None:
+        """A private work dir (0700) with its owner record (no connection process on the
+        device: adbd starts every command), and the ones that runs which are over left
+        next to it removed: one round trip (:mod:`edgebench.devices.workdirs`)."""
         base = self._base
         workdir = base / new_workdir_name()
-        code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
-        if code != 0:
+        _, out, err = self._shell(make_command(workdir, HostProcess.current(),
+                                               connection=False), 60)
+        problem = made(out)
+        if problem is not None:
             raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
-                            f"{first_line(err or out)}")
+                            f"{first_line(err) or problem}")
         self._workdir = workdir
-        # who made it (no connection process on the device: adbd starts every command)
-        with contextlib.suppress(CaseError, OSError):
-            self._shell(owner_command(workdir, HostProcess.current(), connection=False), 30)
+        remove_stale(self._shell_out, base, scan=out)
 
     def _only_device(self) -> str:
         done = self._adb_run(["devices"], 30, serial=False)

@@ -68,7 +68,7 @@ from .transport import (
     split_pid,
     within,
 )
-from .workdirs import HostProcess, owner_command, remove_stale
+from .workdirs import HostProcess, made, make_command, owner_command, remove_stale
 
 
 class SSHDevice(Device):
@@ -158,7 +158,6 @@ class SSHDevice(Device):
             self._connect()
             if not self.python:
                 self.python = self._find_python()
-            self._remove_stale_workdirs()
             self._make_workdir()
         except BaseException:
             self._close()
@@ -329,34 +328,29 @@ class SSHDevice(Device):
         self._unfinished.clear()
 
     def _make_workdir(self) -> None:
+        """Make a private work dir (0700) with its owner record, and remove the ones that
+        runs which are over left next to it (killed, or their connection lost): one round
+        trip (:mod:`edgebench.devices.workdirs`)."""
         assert self._target is not None
         base = PurePosixPath(self._target.options.get("tmpdir", "/tmp"))
         workdir = base / new_workdir_name()
-        sftp = self._sftp
-        if sftp is None:
+        if not self._alive():
             raise ConnectionLost(f"the connection to {self._label} was lost")
-        try:
-            sftp.mkdir(str(workdir), 0o700)
-            sftp.chmod(str(workdir), 0o700)
-        except OSError as exc:
+        _, out, _ = self._exec(make_command(workdir, HostProcess.current(), connection=True),
+                               60)
+        problem = made(out)
+        if problem is not None:
             raise CaseError(f"cannot create a work dir in {base} on {self._target.label}: "
-                            f"{reason(exc)}") from None
+                            f"{problem}")
         self._workdir = workdir
         self._dirs = {str(workdir)}
-        self._record_owner(workdir)
+        remove_stale(lambda line: self._exec(line, 60)[1], base, scan=out)
 
     def _record_owner(self, workdir: PurePosixPath) -> None:
-        """Write the work dir's owner record (:mod:`edgebench.devices.workdirs`): this
-        process and this connection's sshd, so a later run can tell whether it is over."""
+        """Write the work dir's owner record again (after a reconnect: this connection's
+        sshd is the one a later run must see alive)."""
         with contextlib.suppress(CaseError, OSError, EOFError):
             self._exec(owner_command(workdir, HostProcess.current(), connection=True), 30)
-
-    def _remove_stale_workdirs(self) -> None:
-        """Remove the work dirs that runs which are over left in this device's tmpdir
-        (killed, or their connection lost): see :mod:`edgebench.devices.workdirs`."""
-        assert self._target is not None
-        base = PurePosixPath(self._target.options.get("tmpdir", "/tmp"))
-        remove_stale(lambda line: self._exec(line, 60)[1], base)
 
     def _sftp_client(self) -> SFTPClient:
         if not self._alive():

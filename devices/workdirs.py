@@ -95,6 +95,26 @@ def owner_command(workdir: PurePosixPath, me: HostProcess, *, connection: bool) 
             f"printf '%s\\n' \"{line}\" > {shlex.quote(str(workdir / OWNER_FILE))}")
 
 
+def make_command(workdir: PurePosixPath, me: HostProcess, *, connection: bool) -> str:
+    """One shell script that makes ``workdir`` (0700), writes its owner record and scans
+    its parent (:func:`scan_command`): one round trip to the device. Its output goes to
+    :func:`made` and then :func:`remove_stale` (``scan=``)."""
+    q = shlex.quote(str(workdir))
+    owner = owner_command(workdir, me, connection=connection)
+    return (f"if e=$(mkdir -m 700 {q} 2>&1); then {owner}"
+            f"; echo 'made|'; else printf 'mkerr|%s\\n' \"$e\"; fi\n"
+            + scan_command(workdir.parent))
+
+
+def made(text: str) -> str | None:
+    """``None`` when the :func:`make_command` output says the dir was made, else why not
+    (mkdir's own words)."""
+    if any(line == "made|" for line in text.splitlines()):
+        return None
+    errors = [line[6:] for line in text.splitlines() if line.startswith("mkerr|")]
+    return (errors[0].strip() if errors else "") or "mkdir failed"
+
+
 def scan_command(base: PurePosixPath) -> str:
     """The shell script that lists the work dirs under ``base`` with what
     :func:`stale_workdirs` needs (see :func:`parse_scan`)."""
@@ -104,6 +124,7 @@ echo "uid|$(id -u)"
 echo "now|$(date +%s)"
 echo "boot|$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 {_START}
+n=0
 for d in "$base"/edgebench-*; do
   [ -d "$d" ] || continue
   [ -h "$d" ] && continue
@@ -114,8 +135,9 @@ for d in "$base"/edgebench-*; do
   c=""; case "$o" in *" conn="*) c=${{o#* conn=}}; c=${{c%% *}};; esac
   cs=""; case "$c" in ''|*[!0-9]*) ;; *) cs=$(st "$c");; esac
   printf 'dir|%s|%s|%s|%s|%s|%s\\n' "$d" "$u" "${{m:-0}}" "${{om:-0}}" "${{cs:--}}" "$o"
+  n=1
 done
-ls -l /proc/[0-9]*/cwd 2>/dev/null | grep -F -- "$base/edgebench-" \\
+[ "$n" = 1 ] && ls -l /proc/[0-9]*/cwd 2>/dev/null | grep -F -- "$base/edgebench-" \\
   | sed 's#.*/proc/\\([0-9]*\\)/cwd -> \\(.*\\)$#cwd|\\1|\\2#'
 true"""
 
@@ -201,22 +223,23 @@ def verdict(found: Found, scan: Scan, me: HostProcess,
     return (not found.workers and idle is not None and idle > FOREIGN_GRACE_S), ()
 
 
-def remove_stale(shell: Shell, base: PurePosixPath,
-                 me: HostProcess | None = None) -> list[PurePosixPath]:
+def remove_stale(shell: Shell, base: PurePosixPath, me: HostProcess | None = None, *,
+                 scan: str | None = None) -> list[PurePosixPath]:
     """Remove the stale work dirs under ``base`` on the device that ``shell`` reaches (see
-    the module docstring); returns those removed. Best effort: a device where the scan
-    fails keeps its dirs (a run never fails for this)."""
+    the module docstring); returns those removed. ``scan``: the output of
+    :func:`scan_command` (or :func:`make_command`) when it was run already. Best effort: a
+    device where the scan fails keeps its dirs (a run never fails for this)."""
     me = me or HostProcess.current()
     try:
-        scan = parse_scan(shell(scan_command(base)))
+        found = parse_scan(shell(scan_command(base)) if scan is None else scan)
     except Exception:  # housekeeping: a device that cannot tell keeps its dirs
         return []
     doomed: list[PurePosixPath] = []
     kill: list[int] = []
-    for found in scan.dirs:
-        remove, pids = verdict(found, scan, me, _alive_here)
+    for entry in found.dirs:
+        remove, pids = verdict(entry, found, me, _alive_here)
         if remove:
-            doomed.append(found.path)
+            doomed.append(entry.path)
             kill += pids
     if not doomed:
         return []
