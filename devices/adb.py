@@ -60,6 +60,7 @@ from .transport import (
     split_pid,
     within,
 )
+from .workdirs import HostProcess, made, make_command, remove_stale
 
 
 class AdbDevice(Device):
@@ -323,14 +324,28 @@ class AdbDevice(Device):
             self._make_workdir()
         self._unfinished.clear()
 
+    @property
+    def _base(self) -> PurePosixPath:
+        return PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
+
+    def _shell_out(self, line: str) -> str:
+        """stdout of a housekeeping line (:mod:`edgebench.devices.workdirs`)."""
+        return self._shell(line, 60)[1]
+
     def _make_workdir(self) -> None:
-        base = PurePosixPath(self._options.get("tmpdir", DEFAULT_TMPDIR))
+        """A private work dir (0700) with its owner record (no connection process on the
+        device: adbd starts every command), and the ones that runs which are over left
+        next to it removed: one round trip (:mod:`edgebench.devices.workdirs`)."""
+        base = self._base
         workdir = base / new_workdir_name()
-        code, out, err = self._shell(shlex.join(["mkdir", "-m", "700", str(workdir)]), 30)
-        if code != 0:
+        _, out, err = self._shell(make_command(workdir, HostProcess.current(),
+                                               connection=False), 60)
+        problem = made(out)
+        if problem is not None:
             raise CaseError(f"cannot create a work dir in {base} on {self.serial}: "
-                            f"{first_line(err or out)}")
+                            f"{first_line(err) or problem}")
         self._workdir = workdir
+        remove_stale(self._shell_out, base, scan=out)
 
     def _only_device(self) -> str:
         done = self._adb_run(["devices"], 30, serial=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,7 +21,8 @@ from edgebench.hookspecs import Register, hookimpl
 from edgebench.redaction import redact
 from edgebench.retry import RunnerTimedOut
 
-from .transport import device_lock, parse_query
+from .transport import device_lock, new_workdir_name, parse_query
+from .workdirs import HostProcess, owner_command, remove_stale
 
 
 class LocalDevice(Device):
@@ -60,7 +62,15 @@ class LocalDevice(Device):
         return PurePosixPath(self._workdir)
 
     def __enter__(self) -> Self:
-        self._workdir = Path(tempfile.mkdtemp(prefix="edgebench-"))  # created 0700
+        """Make the private work dir (0700) in the temp dir, first removing the ones that
+        runs which are over left there (:mod:`edgebench.devices.workdirs`)."""
+        base = Path(tempfile.gettempdir())
+        remove_stale(_sh, PurePosixPath(base))
+        workdir = base / new_workdir_name()
+        workdir.mkdir(mode=0o700)
+        self._workdir = workdir
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            _sh(owner_command(PurePosixPath(workdir), HostProcess.current(), connection=False))
         return self
 
     def __exit__(
@@ -129,6 +139,13 @@ def _uri_python(uri: str) -> str | None:
         raise UserError(f"device {redact(uri)!r}: the local device takes no host and one "
                         "option, python=PATH; write 'local' or 'local?python=/path/to/python'.")
     return parse_query(uri, query, ("python",)).get("python") if query else None
+
+
+def _sh(line: str) -> str:
+    """stdout of a housekeeping shell line run here."""
+    done = subprocess.run(["sh", "-c", line], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stdout
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> tuple[str, str]:

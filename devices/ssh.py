@@ -68,6 +68,7 @@ from .transport import (
     split_pid,
     within,
 )
+from .workdirs import HostProcess, made, make_command, owner_command, remove_stale
 
 
 class SSHDevice(Device):
@@ -289,9 +290,12 @@ class SSHDevice(Device):
         return alive(self._client)
 
     def _reconnect(self) -> None:
-        """After a dropped connection: one new attempt (the work dir survives on the device)."""
+        """After a dropped connection: one new attempt (the work dir survives on the device,
+        its owner record now names the new connection)."""
         self._close()
         self._connect()
+        if self._workdir is not None:
+            self._record_owner(self._workdir)
 
     def reconnect(self) -> None:
         """Connect again after a lost connection (the retry of a case calls this).
@@ -324,20 +328,29 @@ class SSHDevice(Device):
         self._unfinished.clear()
 
     def _make_workdir(self) -> None:
+        """Make a private work dir (0700) with its owner record, and remove the ones that
+        runs which are over left next to it (killed, or their connection lost): one round
+        trip (:mod:`edgebench.devices.workdirs`)."""
         assert self._target is not None
         base = PurePosixPath(self._target.options.get("tmpdir", "/tmp"))
         workdir = base / new_workdir_name()
-        sftp = self._sftp
-        if sftp is None:
+        if not self._alive():
             raise ConnectionLost(f"the connection to {self._label} was lost")
-        try:
-            sftp.mkdir(str(workdir), 0o700)
-            sftp.chmod(str(workdir), 0o700)
-        except OSError as exc:
+        _, out, _ = self._exec(make_command(workdir, HostProcess.current(), connection=True),
+                               60)
+        problem = made(out)
+        if problem is not None:
             raise CaseError(f"cannot create a work dir in {base} on {self._target.label}: "
-                            f"{reason(exc)}") from None
+                            f"{problem}")
         self._workdir = workdir
         self._dirs = {str(workdir)}
+        remove_stale(lambda line: self._exec(line, 60)[1], base, scan=out)
+
+    def _record_owner(self, workdir: PurePosixPath) -> None:
+        """Write the work dir's owner record again (after a reconnect: this connection's
+        sshd is the one a later run must see alive)."""
+        with contextlib.suppress(CaseError, OSError, EOFError):
+            self._exec(owner_command(workdir, HostProcess.current(), connection=True), 30)
 
     def _sftp_client(self) -> SFTPClient:
         if not self._alive():

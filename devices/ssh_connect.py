@@ -18,6 +18,7 @@ from .ssh_hostkeys import (
     HostKey,
     UnknownHostKey,
     fingerprint,
+    known_hosts_file_of,
     load_known_hosts,
     missing_key_policy,
     record_host_key,
@@ -109,6 +110,8 @@ def connect(target: SSHTarget, *, accept_unknown: AcceptKey | None = None) -> SS
             sock=sock, passphrase=None, password=None)
     except UnknownHostKey as exc:
         client.close()
+        if pinned is not None:
+            raise _pin_mismatch(target, exc.key, pinned) from None
         raise CaseError(
             f"the host key of {target.known_hosts_name} is not known "
             f"({exc.key.get_name()} {fingerprint(exc.key)}); if that is the device's key, "
@@ -117,11 +120,14 @@ def connect(target: SSHTarget, *, accept_unknown: AcceptKey | None = None) -> SS
             "the URI)") from None
     except paramiko.BadHostKeyException as exc:
         client.close()
+        name = target.known_hosts_name
+        key_file = known_hosts_file_of(target.known_hosts, name, exc.expected_key)
+        where = key_file or "known_hosts"
+        remove = ["ssh-keygen", "-R", name, *(("-f", key_file) if key_file else ())]
         raise CaseError(
-            f"the host key of {target.known_hosts_name} has CHANGED (now "
-            f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}): "
-            "refusing to connect; if the device was reinstalled, remove the old key with "
-            f"ssh-keygen -R '{target.known_hosts_name}'") from None
+            f"the host key of {name} has CHANGED (now {fingerprint(exc.key)}, {where} has "
+            f"{fingerprint(exc.expected_key)}): refusing to connect; if the device was "
+            f"reinstalled, remove the old key with {shlex.join(remove)}") from None
     except paramiko.PasswordRequiredException:
         client.close()
         raise CaseError(f"the key {tried} is encrypted: add it to ssh-agent (ssh-add) so "
@@ -146,12 +152,20 @@ def connect(target: SSHTarget, *, accept_unknown: AcceptKey | None = None) -> SS
                         "refusing to connect")
     if pinned is not None and fingerprint(server_key) != pinned:
         client.close()
-        raise CaseError(f"the host key of {target.known_hosts_name} is "
-                        f"{fingerprint(server_key)}, not the {pinned} given in the URI")
+        raise _pin_mismatch(target, server_key, pinned)
     client.get_transport().set_keepalive(15)
     _detect_dead_peer(client.get_transport().sock)
     connected: SSHClient = client
     return connected
+
+
+def _pin_mismatch(target: SSHTarget, key: HostKey, pinned: str) -> CaseError:
+    """The host offered ``key``, which is not the URI's ``hostkey=`` pin."""
+    return CaseError(
+        f"the host key of {target.known_hosts_name} ({key.get_name()} {fingerprint(key)}) "
+        f"does not match the hostkey={pinned} pinned in the URI: refusing to connect; if "
+        "the device was reinstalled, check its new key on it (ssh-keygen -lf "
+        "/etc/ssh/ssh_host_ed25519_key.pub) and pin that one")
 
 
 def _detect_dead_peer(sock: object, seconds: int = 30) -> None:

@@ -127,3 +127,22 @@ def revoked_keys(paths: Sequence[str]) -> dict[str, str]:
             if len(fields) >= 4 and fields[0] == "@revoked":
                 found[fields[3]] = path
     return found
+
+
+def known_hosts_file_of(paths: Sequence[str], name: str, key: HostKey) -> str | None:
+    """The first of the known_hosts files ``paths`` that holds ``key`` for the host
+    ``name`` (``host`` or ``[host]:port``, plain or hashed entry), or ``None``: the file a
+    changed key must be removed from (``ssh-keygen -R NAME -f FILE``)."""
+    import paramiko
+
+    for path in paths:
+        keys = paramiko.HostKeys()
+        try:
+            load_known_hosts(keys, path)
+        except CaseError:
+            continue
+        entry = keys.lookup(name)
+        if entry is not None and any(k.get_base64() == key.get_base64()
+                                     for k in entry.values()):
+            return path
+    return None

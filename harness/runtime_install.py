@@ -65,8 +65,9 @@ def missing_runtime_reason(backend: type[Backend] | Backend, info: DeviceInfo,
     """Why a case of ``backend`` is skipped on the device ``uri`` whose interpreter
     ``python`` imports the modules ``info.runtimes`` (module -> version, its probe): none of
     the backend's ``runtime_modules``, or numpy (every Python runner needs it), is there.
-    One sentence with the command that installs what is missing there; when the runtime's
-    packages are not known (:func:`device_requirements`), the backend's install hint.
+    One sentence with the command that installs what is missing there, for that
+    interpreter; when the runtime's packages are not known (:func:`device_requirements`),
+    it says so (never the backend's ``install_hint``: that installs on the host).
     ``None``: nothing is missing."""
     missing: list[str] = []
     requirements: list[str] = []
@@ -84,11 +85,14 @@ def missing_runtime_reason(backend: type[Backend] | Backend, info: DeviceInfo,
         return None
     what = f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
     it = "it" if len(missing) == 1 else "them"
-    if known and python:
-        command = shlex.join([python, "-m", "pip", "install", *requirements])
+    command = shlex.join([python or "python3", "-m", "pip", "install", *requirements])
+    if known:
         return f"{what} on {uri}; install {it} there with: {command}"
-    hint = f" ({backend.install_hint})" if backend.install_hint else ""
-    return f"{what} for {python or 'the Python'} on {uri}{hint}"
+    # the runtime's package is not known: never the host's extra (it installs on the host)
+    runtime = " or ".join(backend.runtime_modules)
+    also = f", and numpy with: {command}" if requirements else ""
+    return (f"{what} on {uri}; install the package that provides {runtime} for "
+            f"{python or 'its Python'} there (the {backend.name} backend does not name it){also}")
 
 
 def import_failed_reason(backend: type[Backend] | Backend, module: str, uri: str,

@@ -28,6 +28,7 @@ from .records import CaseResult, RunState, Status
 from .repeats import combine
 from .reports.writer import ReportWriter
 from .retry import RetryPolicy, connected
+from .threads import Worker, interrupts_deferred, wait_for
 
 ProgressCallback = Callable[[CaseResult], None]
 """Called with every case's result as it is recorded (a repeat's combined result too)."""
@@ -120,7 +121,7 @@ class Scheduler:
         threads, each with its own device, sharing the URI's cases (:class:`SharedCases`):
         its wall time is about the sum of its cases' divided by N.
 
-        On Ctrl-C: stop and abort every device, wait (up to 30 s each) for their threads to
+        On Ctrl-C: stop and abort every device, wait (up to 30 s in all) for their threads to
         clean up, finish the report as interrupted and re-raise ``KeyboardInterrupt``. A bug
         in a device thread is re-raised here, in the calling thread. Per-device problems
         (cannot connect, probe failed) fail that device's cases, with the reason.
@@ -128,46 +129,39 @@ class Scheduler:
         by_device: dict[str, list[CasePlan]] = {}
         for p in plans:
             by_device.setdefault(p.case.device, []).append(p)
-        threads: list[threading.Thread] = []
-        finished: list[threading.Event] = []
+        # Not Thread.join: on Python <= 3.12 an interrupted join marks the thread finished
+        # while it still runs (see edgebench.threads).
+        threads: list[Worker] = []
         for uri, device_plans in by_device.items():
             slots = max(1, min(device_class(self.registry, uri).slots(uri), len(device_plans)))
             shared = SharedCases(device_plans, slots) if slots > 1 else None
             for slot in range(slots):
                 name = f"{uri}#{slot + 1}" if shared is not None else uri
-                finished.append(threading.Event())
-                threads.append(threading.Thread(
-                    target=self._run_device, name=f"device {name}", daemon=True,
-                    args=(uri, name, device_plans, shared, executor, writer, finished[-1])))
+                threads.append(Worker(
+                    target=self._run_device, name=f"device {name}",
+                    args=(uri, name, device_plans, shared, executor, writer)))
         try:
             for t in threads:
                 t.start()
-            # Waiting on each thread's own Event, not Thread.join: a KeyboardInterrupt that
-            # lands inside join() can leave the thread marked as stopped while it still runs
-            # (CPython's tstate lock), and the cleanup below would not wait for it.
-            for done in finished:
-                while not done.wait(timeout=0.2):  # wakes up for Ctrl-C
-                    pass
+            wait_for(threads)  # wakes up for Ctrl-C
         except KeyboardInterrupt:
-            self.stop.set()
-            for device in list(self._opened.values()):
-                device.abort()
-            for done in finished:
-                done.wait(timeout=30)  # each device thread cleans up: work dir, board's lease
-            writer.finish(RunState.INTERRUPTED)
+            with interrupts_deferred():  # a second Ctrl-C does not cut the cleanup
+                self.stop.set()
+                for device in list(self._opened.values()):
+                    device.abort()
+                wait_for(threads, timeout_s=30)  # each device thread cleans up: work dir, lease
+                writer.finish(RunState.INTERRUPTED)
             raise
         if self._errors:
             raise self._errors[0]
 
     def _run_device(self, uri: str, name: str, plans: list[CasePlan],
                     shared: SharedCases | None, executor: CaseExecutor,
-                    writer: ReportWriter, finished: threading.Event) -> None:
+                    writer: ReportWriter) -> None:
         try:
             self._run_device_cases(uri, name, plans, shared, executor, writer)
         except BaseException as exc:  # a bug: surface it in the main thread
             self._errors.append(exc)
-        finally:
-            finished.set()
 
     def _open(self, name: str, cls: type[Device], uri: str, shared: SharedCases | None
               ) -> Device:
