@@ -135,7 +135,7 @@ def test_backend_options_from_file_and_flags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("option", "message"), [
     ("onnxruntime.bogus=1", "backend 'onnxruntime' has no option 'bogus'; its options are "
-                            "graph_optimization_level."),
+                            "graph_optimization_level, spinning."),
     ("onnxruntime.graph_optimization_level=max", "must be one of disable, basic, extended, "
                                                  "all"),
     ("ncnn.fp16_storage=true", "names backend 'ncnn', which is not in this run"),
