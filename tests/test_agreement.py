@@ -180,9 +180,10 @@ def test_backend_options_are_checked() -> None:
     got = resolve_options(NcnnBackend(), ask(backend_options={
         "ncnn": {"fp16_storage": "on", "vulkan": "off"}}))
     assert got == {"fp16_storage": True, "fp16_arithmetic": False, "packing": True,
-                   "vulkan": "off"}
+                   "vulkan": "off", "wait_policy": "passive"}
     with pytest.raises(UserError, match="backend 'ncnn' has no option 'fp32'; its options "
-                                        "are fp16_arithmetic, fp16_storage, packing, vulkan"):
+                                        "are fp16_arithmetic, fp16_storage, packing, vulkan, "
+                                        "wait_policy"):
         resolve_options(NcnnBackend(), ask(backend_options={"ncnn": {"fp32": True}}))
     with pytest.raises(UserError, match="option 'vulkan' must be one of auto, on, off"):
         resolve_options(NcnnBackend(), ask(backend_options={"ncnn": {"vulkan": "gpu"}}))

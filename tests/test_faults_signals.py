@@ -77,8 +77,10 @@ def test_signal_mid_run_on_remote_devices(sig: signal.Signals, code: int, sshd: 
     print(f"\n{sig.name}: report held {len(before)} cases before, "
           f"{len(data['cases'])} after, state {data['state']}")
 
-    # --resume finishes exactly the cases the signal cut, in the same report
-    done = subprocess.run([PY, "-m", "edgebench.cli", *argv, "--resume", str(report)],
+    # --resume finishes exactly the cases the signal cut, in the same report (with the run's
+    # own settings: --resume refuses another --min-duration)
+    done = subprocess.run([PY, "-m", "edgebench.cli", *argv, "--min-duration", "3",
+                           "--resume", str(report)],
                           capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert done.returncode == 0, done.stderr
     resumed = only_report(tmp_path / "out")  # still one run dir: the run was finished
