@@ -219,7 +219,9 @@ def test_a_backend_without_runtime_modules_is_not_skipped_for_them() -> None:
 
     with pytest.raises(CaseSkipped) as err:
         _check_supported(NeedsRt(), info, "local", "/opt/py/bin/python3")
-    assert str(err.value) == "toyrt is not installed for /opt/py/bin/python3 on local"
+    assert str(err.value) == ("toyrt is not installed on local; install the package that provides "
+                              "toyrt for /opt/py/bin/python3 there (the okbackend backend does "
+                              "not name it)")
 
     class Pip(NeedsRt):
         device_requirements = ("toyrt>=1", "numpy<2")
