@@ -137,6 +137,13 @@ class Captured:
         """The mean 1-minute load average during the run."""
         return statistics.fmean(self.loadavg) if self.loadavg else os.getloadavg()[0]
 
+    @property
+    def how(self) -> str:
+        """``exited 1``, or that the timeout killed it."""
+        if self.returncode < 0 and self.wall_s >= TIMEOUT_S:
+            return f"was killed after the {TIMEOUT_S:.0f} s timeout"
+        return f"exited {self.returncode}"
+
     def tail(self, n: int = 25) -> str:
         return "\n".join(line.text for line in self.lines[-n:]) or self.stdout[-3000:]
 
@@ -173,6 +180,10 @@ def run_captured(argv: Sequence[str], env: dict[str, str], cwd: Path,
                 if echo and text.strip():
                     print(f"    {text}", file=sys.stderr, flush=True)
         code = proc.wait()
+    except BaseException:  # interrupted: take the run down with us
+        proc.kill()
+        proc.wait()
+        raise
     finally:
         timer.cancel()
         done.set()
@@ -425,7 +436,7 @@ def run_edgebench(pt: Path, data: Path, cache: Path, output: Path,
                        echo=settings.echo)
     reports = sorted(set(output.glob("*/report.json")) - before)
     if run.returncode != 0 or not reports:
-        raise BenchError(f"edgebench run exited {run.returncode} "
+        raise BenchError(f"edgebench run {run.how} "
                          f"({' '.join(run.argv[2:])}); its stderr ends:\n{run.tail()}")
     report = json.loads(reports[-1].read_text())
     maps: dict[str, float] = {}
@@ -455,7 +466,7 @@ def run_ultralytics(pt: Path, data: Path, settings: Settings) -> UltralyticsRun:
                    for line in run.stdout.splitlines() if line.startswith("VS_ULTRALYTICS ")),
                   None)
     if run.returncode != 0 or result is None:
-        raise BenchError(f"Ultralytics benchmark() exited {run.returncode}; its output ends:\n"
+        raise BenchError(f"Ultralytics benchmark() {run.how}; its output ends:\n"
                          + run.tail())
     maps: dict[str, float] = {}
     for backend, fmt in zip(settings.backends, formats, strict=True):
@@ -718,6 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for i in range(settings.rounds):
             rounds.append(one_round(i, work, data, settings))
+            if args.json:  # every round as it ends: an interrupted benchmark keeps them
+                args.json.write_text(json.dumps(as_json(rounds), indent=1))
     except BenchError as exc:
         print(f"vs_ultralytics: {exc}", file=sys.stderr)
         code = 1
