@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import html
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from labgrid_lab import LabgridLab
 from remote_fixtures import only_report
 from test_labgrid_device import FAST, THREADS, board_options, cli
+
+from edgebench.devices.labgrid import LabgridDevice
+from edgebench.records import Case, CaseResult, RunSettings, Status
+from edgebench.retry import Retrier, RetryPolicy
 
 pytestmark = [pytest.mark.labgrid, pytest.mark.sshd]
 
@@ -45,4 +50,55 @@ def test_a_board_that_fails_while_the_other_runs_every_case_is_in_the_report(
     run_dir = next((tmp_path / "out").glob("*/report.json")).parent
     assert f"**failed**: {failure}" in (run_dir / "report.md").read_text()
     assert html.escape(failure) in (run_dir / "report.html").read_text()
+    assert labgrid_lab.acquired_places() == {}
+
+
+def _ok(device: LabgridDevice, case: Case, during: threading.Event | None = None
+        ) -> CaseResult:
+    """A case's attempt: a command on the board (``sleep 2``; ``during`` is set once it
+    runs, so the test can cut the link under it)."""
+    if during is not None:
+        threading.Timer(0.7, during.set).start()
+    device.run(["sleep", "2"], timeout_s=30)
+    return CaseResult(case=case, status=Status.OK)
+
+
+def test_a_board_that_gave_up_does_not_cost_the_other_its_retries(
+        labgrid_lab: LabgridLab, tmp_path: Path) -> None:
+    """Two devices of one URI (two places): the first board is gone and its case gives up
+    after its retries; then the second board's link drops mid-command: it is still
+    retried (reconnects, runs again), as a device of its own."""
+    uri = f"labgrid://?board=shapes-pi&{board_options(labgrid_lab, tmp_path)}"
+    case = Case(id="m|onnxruntime", model="m", backend="onnxruntime", device=uri,
+                settings=RunSettings())
+    retrier = Retrier(RetryPolicy(retries=1, backoff_s=0.2))
+    with LabgridDevice(uri) as first, LabgridDevice(uri) as second:
+        assert first.placement is not None and second.placement is not None
+        gone = labgrid_lab.places[first.placement.name].sshd
+        cut = labgrid_lab.places[second.placement.name].sshd
+        assert gone is not cut
+        gone.kill()
+        try:
+            lost = retrier.run(lambda: _ok(first, case), CaseResult(
+                case=case, status=Status.FAILED), first, lambda: None)
+            assert lost.status is Status.FAILED and "gave up after 2 attempts" in \
+                (lost.reason or ""), lost
+            dropped = threading.Event()
+            attempts = []
+
+            def attempt() -> CaseResult:
+                attempts.append(1)
+                return _ok(second, case, dropped if len(attempts) == 1 else None)
+
+            watcher = threading.Thread(target=lambda: dropped.wait(30) and
+                                       cut.drop_connections())
+            watcher.start()
+            result = retrier.run(attempt, CaseResult(case=case, status=Status.FAILED),
+                                 second, lambda: None)
+            watcher.join()
+        finally:
+            gone.start()
+    assert result.status is Status.OK, result.reason
+    assert len(attempts) == 2
+    assert "connection lost during the case" in result.notes[0], result.notes
     assert labgrid_lab.acquired_places() == {}
