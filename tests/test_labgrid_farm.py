@@ -27,6 +27,17 @@ PY = sys.executable
 
 
 
+def test_devices_probes_every_place_of_a_count_uri(labgrid_lab: LabgridLab,
+                                                   tmp_path: Path) -> None:
+    uri = f"labgrid://?board=shapes-pi&count=2&{board_options(labgrid_lab, tmp_path)}"
+    done = cli("devices", "-d", uri, env=labgrid_lab.env)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    for name in ("shapes-pi-1", "shapes-pi-2"):
+        assert f"{uri} → {name}  reachable" in done.stdout, done.stdout
+    assert labgrid_lab.acquired_places() == {}
+    assert labgrid_lab.reservations() == []
+
+
 @pytest.mark.slow
 def test_a_board_that_fails_while_the_other_runs_every_case_is_in_the_report(
         labgrid_lab: LabgridLab, tmp_path: Path) -> None:
