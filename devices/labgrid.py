@@ -68,6 +68,7 @@ from edgebench.retry import ConnectionLost
 
 from .labgrid_client import (
     Coordinator,
+    CoordinatorUnreachable,
     ExporterGone,
     LabgridError,
     NetworkTarget,
@@ -160,6 +161,10 @@ class LabgridDevice(Device):
             self.python = self._ssh.python
         except BaseException as exc:
             self._leave_place()
+            if isinstance(exc, CoordinatorUnreachable):
+                # not the board's fault, and perhaps not for long: retried as a lost
+                # connection (the run's --retries/--retry-backoff, edgebench.retry)
+                raise ConnectionLost(str(exc)) from None
             if isinstance(exc, UserError) and not isinstance(exc, CaseError):
                 raise CaseError(str(exc)) from None
             raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import TypeVar
 from .contracts import Device
 from .errors import CaseError
 from .records import CaseResult
+from .redaction import redact
 
 D = TypeVar("D", bound=Device)
 
@@ -170,13 +172,20 @@ class Retrier:
 
 def enter_device(stack: contextlib.ExitStack[bool | None], make: Callable[[], D],
                  policy: RetryPolicy, stop: threading.Event | None = None) -> D:
-    """Enter a new device from ``make()`` on ``stack``, retrying a connection failure."""
+    """Enter a new device from ``make()`` on ``stack``, retrying a connection failure (a
+    board that does not answer yet, a farm's coordinator that is not up yet) with ``policy``;
+    each retry is announced on stderr. Raises the last :class:`ConnectionLost`, saying how
+    many attempts were made."""
     for n in itertools.count(1):
+        device = make()
         try:
-            device = make()
             stack.enter_context(device)  # returns the device itself (Device.__enter__)
             return device
         except ConnectionLost as exc:
+            if n <= policy.retries and (stop is None or not stop.is_set()):
+                print(f"edgebench: {redact(device.uri)}: {exc}; attempt {n} of "
+                      f"{policy.retries + 1}, retrying in {policy.delay(n):g} s",
+                      file=sys.stderr, flush=True)
             if n > policy.retries or not _wait(stop, policy.delay(n)):
                 if n > 1:
                     raise ConnectionLost(f"{exc} (gave up after {n} attempts)",

@@ -8,8 +8,11 @@ coordinator is asked that no place stays acquired."""
 from __future__ import annotations
 
 import html
+import os
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,6 @@ from edgebench.retry import Retrier, RetryPolicy
 pytestmark = [pytest.mark.labgrid, pytest.mark.sshd]
 
 PY = sys.executable
-
 
 
 def test_devices_probes_every_place_of_a_count_uri(labgrid_lab: LabgridLab,
@@ -113,3 +115,35 @@ def test_a_board_that_gave_up_does_not_cost_the_other_its_retries(
     assert len(attempts) == 2
     assert "connection lost during the case" in result.notes[0], result.notes
     assert labgrid_lab.acquired_places() == {}
+
+
+@pytest.mark.slow
+def test_a_coordinator_that_comes_up_late_is_waited_for(labgrid_lab: LabgridLab,
+                                                        tmp_path: Path) -> None:
+    """The coordinator is down when the run starts: the device retries connecting with the
+    run's --retries/--retry-backoff (saying so on stderr); the coordinator comes up before
+    the next attempt and the run finishes."""
+    uri = f"labgrid://?board=shapes-pi&count=2&{board_options(labgrid_lab, tmp_path)}"
+    labgrid_lab.stop_coordinator()
+    err = tmp_path / "stderr"
+    with err.open("w") as stderr:
+        run = subprocess.Popen(
+            [PY, "-m", "edgebench.cli", "run", "-o", str(tmp_path / "out"), "-d", uri, "-b",
+             "onnxruntime", *FAST, "--retries", "3", "--retry-backoff", "6"],
+            env={**os.environ, **labgrid_lab.env}, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while "retrying in 6 s" not in err.read_text():
+            assert run.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.1)
+        labgrid_lab.heal()  # the coordinator, its exporters and places come up
+        assert run.wait(timeout=300) == 0, err.read_text()[-3000:]
+    finally:
+        run.kill()
+    text = err.read_text()
+    assert f"cannot reach a labgrid coordinator at {labgrid_lab.address}" in text
+    assert "attempt 1 of 4, retrying in 6 s" in text
+    report = only_report(tmp_path / "out")
+    assert [c["status"] for c in report["cases"]] == ["ok"]
+    assert labgrid_lab.acquired_places() == {}
+
