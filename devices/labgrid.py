@@ -64,9 +64,11 @@ from edgebench.errors import CaseError, UserError
 from edgebench.fingerprint import DeviceAgent
 from edgebench.hookspecs import Register, hookimpl
 from edgebench.records import Place
+from edgebench.retry import ConnectionLost
 
 from .labgrid_client import (
     Coordinator,
+    CoordinatorUnreachable,
     ExporterGone,
     LabgridError,
     NetworkTarget,
@@ -147,10 +149,22 @@ class LabgridDevice(Device):
                 waited_s=round(self._reservation.waited_s, 1))
             self._check_aborted()
             self._ssh = SSHDevice(self._ssh_uri(self._target))
-            self._ssh.__enter__()
+            try:
+                self._ssh.__enter__()
+            except ConnectionLost as exc:  # the board, not the farm: say which place
+                self._ssh = None
+                raise ConnectionLost(f"place {place}: {exc}", output=exc.output,
+                                     during=exc.during, what=exc.what) from None
+            except (CaseError, UserError, OSError) as exc:
+                self._ssh = None
+                raise CaseError(f"place {place}: {exc}") from None
             self.python = self._ssh.python
         except BaseException as exc:
             self._leave_place()
+            if isinstance(exc, CoordinatorUnreachable):
+                # not the board's fault, and perhaps not for long: retried as a lost
+                # connection (the run's --retries/--retry-backoff, edgebench.retry)
+                raise ConnectionLost(str(exc)) from None
             if isinstance(exc, UserError) and not isinstance(exc, CaseError):
                 raise CaseError(str(exc)) from None
             raise

@@ -37,6 +37,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    """Probe every device (each board of a ``count=N`` farm URI: ``URI → PLACE``) and print
+    its fingerprint; 1 when one could not be reached or probed."""
     import json
 
     from .config import load_matrix
@@ -58,6 +60,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
         if info is None:
             print(f"{uri}  UNREACHABLE: {error}")
             continue
+        if info.place is not None:  # one of the boards a farm URI stands for
+            uri = f"{uri} → {info.place.name}"
         ram = f"{info.ram_bytes / 2**30:.1f} GiB" if info.ram_bytes else "? RAM"
         temp = f"{info.temperature_c:.0f} °C" if info.temperature_c is not None else "n/a"
         runtimes = ", ".join(f"{k} {v}" for k, v in sorted(info.runtimes.items())) or "none"

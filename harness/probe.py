@@ -3,6 +3,7 @@ once (``edgebench devices``), and the host's own fingerprint and library version
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
@@ -49,7 +50,10 @@ def probe_devices(uris: Sequence[str], pm: pluggy.PluginManager, registry: Regis
     """Connect to each device (one thread each) and fingerprint it, with the versions of
     every registered backend's runtime modules and numpy.
 
-    Returns one ``(uri, info, error)`` per URI, in the order given; a device that cannot be
+    Returns one ``(uri, info, error)`` per device, in the order given: a URI that stands for
+    N devices (:meth:`~edgebench.contracts.Device.slots`, e.g. ``count=2`` boards of a farm)
+    gives N results, its devices entered concurrently and each held until all of them were
+    probed (so each is a different board; ``info.place`` names it). A device that cannot be
     reached, refuses its URI or whose probe fails gives its error as one sentence (never
     raises for those). With ``accept_new_host_keys``, device classes that check host keys
     first record the key of a host they do not know yet (never a changed one), and
@@ -57,27 +61,50 @@ def probe_devices(uris: Sequence[str], pm: pluggy.PluginManager, registry: Regis
     """
     backends = [cast(type[Backend], reg.cls) for reg in registry.of(PluginKind.BACKEND).values()]
     modules = tuple(sorted({m for cls in backends for m in cls.runtime_modules} | {"numpy"}))
-    results: dict[str, tuple[DeviceInfo | None, str | None]] = {}
+    results: dict[tuple[str, int], tuple[DeviceInfo | None, str | None]] = {}
 
-    def one(uri: str) -> None:
+    def slots(uri: str) -> int:
         try:
             cls = device_class(registry, uri)
             cls.check_uri(uri)
-            if accept_new_host_keys and cls.has_host_keys:
+            return max(1, cls.slots(uri))
+        except (CaseError, UserError):
+            return 1  # one() says why
+
+    def one(uri: str, slot: int, together: threading.Barrier) -> None:
+        waited = False
+
+        def all_probed() -> None:  # once: until every device of the URI was probed or failed
+            nonlocal waited
+            if not waited:
+                waited = True
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    together.wait()
+
+        try:
+            cls = device_class(registry, uri)
+            cls.check_uri(uri)
+            if accept_new_host_keys and cls.has_host_keys and slot == 0:
                 message = cls.accept_new_host_key(uri)
                 if on_message is not None:
                     on_message(f"{uri}: {message}")
             with open_device(cls, uri) as device:
-                results[uri] = (device_agent(device).probe(modules, pm), None)
+                results[uri, slot] = (device_agent(device).probe(modules, pm), None)
+                all_probed()  # keep this board while the others get theirs
         except (CaseError, UserError, OSError) as exc:
-            results[uri] = (None, str(exc))
+            results[uri, slot] = (None, str(exc))
+        finally:
+            all_probed()
 
-    threads = [threading.Thread(target=one, args=(uri,), daemon=True) for uri in uris]
+    work = [(uri, n) for uri in uris for n in range(slots(uri))]
+    barriers = {uri: threading.Barrier(sum(1 for u, _ in work if u == uri)) for uri in uris}
+    threads = [threading.Thread(target=one, args=(uri, n, barriers[uri]), daemon=True)
+               for uri, n in work]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return [(uri, *results.get(uri, (None, "no answer"))) for uri in uris]
+    return [(uri, *results.get((uri, n), (None, "no answer"))) for uri, n in work]
 
 
 def host_info() -> DeviceInfo:

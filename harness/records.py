@@ -469,6 +469,10 @@ class RunReport:
     settings: MatrixSettings | None = None
     """What every case of the report was measured with (``None``: reports written before
     edgebench recorded it); a resumed run's cases share them (``resume.py``)."""
+    device_failures: tuple[str, ...] = ()
+    """Devices that stopped early while others ran their cases, one sentence each
+    (``device URI: reason``): e.g. one board of ``labgrid://?board=rpi5&count=2`` that failed
+    while the other place ran every case, so no case names the failure."""
 
     def tracked_cases(self) -> tuple[CaseResult, ...]:
         """The cases night-to-night comparisons and the history follow: all but those of the

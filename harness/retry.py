@@ -10,7 +10,9 @@ with the reason of every failed attempt.
 
 A device that stays unreachable through all the retries of one case is marked lost: its
 later cases get one attempt each (no backoff) until one succeeds, so a dead board does not
-hold the nightly for retries x cases.
+hold the nightly for retries x cases. "A device" is one device object, not its URI: of the
+boards a shared URI stands for (``labgrid://?board=rpi5&count=2``), one lost board does not
+cost the others their retries.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from typing import TypeVar
 from .contracts import Device
 from .errors import CaseError
 from .records import CaseResult
+from .redaction import redact
 
 D = TypeVar("D", bound=Device)
 
@@ -103,8 +107,9 @@ class Retrier:
     def __init__(self, policy: RetryPolicy, stop: threading.Event | None = None) -> None:
         self.policy = policy
         self.stop = stop
-        self._lost: dict[str, str] = {}
-        """Device URI -> the case after whose retries it was still unreachable."""
+        self._lost: dict[Device, str] = {}
+        """Device (the object, hashed by identity: two devices may share a URI) -> the case
+        after whose retries it was still unreachable."""
         self._lock = threading.Lock()
 
     def run(self, attempt: Callable[[], CaseResult], base: CaseResult, device: Device,
@@ -117,7 +122,7 @@ class Retrier:
         """
         notes: list[str] = []
         with self._lock:
-            lost_since = self._lost.get(device.uri)
+            lost_since = self._lost.get(device)
         retries = 0 if lost_since is not None else self.policy.retries
         first: ConnectionLost | None = None
         for n in itertools.count(1):
@@ -131,30 +136,31 @@ class Retrier:
                     exc.during = "reconnect"
                 first = first or exc
                 if n > retries or (self.stop is not None and self.stop.is_set()):
-                    return self._gave_up(base, first, exc, n, notes, lost_since)
+                    return self._gave_up(base, device, first, exc, n, notes, lost_since)
                 delay = self.policy.delay(n)
                 notes.append(f"attempt {n} of {retries + 1}: {exc.reason}; retried after "
                              f"{delay:g} s")
                 if not _wait(self.stop, delay):
-                    return self._gave_up(base, first, exc, n, notes, lost_since)
+                    return self._gave_up(base, device, first, exc, n, notes, lost_since)
                 continue
             except CaseError as exc:  # reconnected to something that refuses: not retried
                 reason = f"{first.reason}; reconnecting: {exc}" if first else str(exc)
                 return dataclasses.replace(base, reason=reason, notes=(*notes, *base.notes))
             with self._lock:
-                self._lost.pop(device.uri, None)
+                self._lost.pop(device, None)
             if notes:
                 notes.append(f"attempt {n}: {result.status.value}")
                 result = dataclasses.replace(result, notes=(*notes, *result.notes))
             return result
         raise AssertionError("unreachable")
 
-    def _gave_up(self, base: CaseResult, first: ConnectionLost, last: ConnectionLost,
-                 attempts: int, notes: list[str], lost_since: str | None) -> CaseResult:
+    def _gave_up(self, base: CaseResult, device: Device, first: ConnectionLost,
+                 last: ConnectionLost, attempts: int, notes: list[str],
+                 lost_since: str | None) -> CaseResult:
         """``base`` failed with the first attempt's reason (where the case was cut), and
         how the retries ended."""
         with self._lock:
-            self._lost.setdefault(base.case.device, base.case.id)
+            self._lost.setdefault(device, base.case.id)
         reason = first.reason
         if lost_since is not None:
             reason += (f" (not retried: the device has been unreachable since case "
@@ -166,13 +172,20 @@ class Retrier:
 
 def enter_device(stack: contextlib.ExitStack[bool | None], make: Callable[[], D],
                  policy: RetryPolicy, stop: threading.Event | None = None) -> D:
-    """Enter a new device from ``make()`` on ``stack``, retrying a connection failure."""
+    """Enter a new device from ``make()`` on ``stack``, retrying a connection failure (a
+    board that does not answer yet, a farm's coordinator that is not up yet) with ``policy``;
+    each retry is announced on stderr. Raises the last :class:`ConnectionLost`, saying how
+    many attempts were made."""
     for n in itertools.count(1):
+        device = make()
         try:
-            device = make()
             stack.enter_context(device)  # returns the device itself (Device.__enter__)
             return device
         except ConnectionLost as exc:
+            if n <= policy.retries and (stop is None or not stop.is_set()):
+                print(f"edgebench: {redact(device.uri)}: {exc}; attempt {n} of "
+                      f"{policy.retries + 1}, retrying in {policy.delay(n):g} s",
+                      file=sys.stderr, flush=True)
             if n > policy.retries or not _wait(stop, policy.delay(n)):
                 if n > 1:
                     raise ConnectionLost(f"{exc} (gave up after {n} attempts)",

@@ -221,6 +221,8 @@ class Scheduler:
                 if taken is not None:
                     shared.put_back(taken)
                 left = shared.slot_ended(failure)
+                if failure is not None and not self.stop.is_set():
+                    writer.device_failed(failure)  # also when the other slots ran every case
                 if not self.stop.is_set():
                     reason = "; ".join(dict.fromkeys(shared.reasons)) or \
                         f"device {uri}: no device was left to run it"

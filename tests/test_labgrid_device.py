@@ -7,6 +7,7 @@ process asking the coordinator)."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -101,10 +102,15 @@ def test_cases_spread_over_both_places_and_every_place_is_released(
         assert 0 <= place["waited_s"] < 5
         assert case["device"]["uri"] == uri and case["case"]["device"] == uri
     markdown = next((tmp_path / "out").glob("*/report.md")).read_text()
+    page = next((tmp_path / "out").glob("*/report.html")).read_text()
+    devices = page[page.index("<h2>Devices</h2>"):]
     for name in ("shapes-pi-1", "shapes-pi-2"):
         assert f"{uri} → {name}" in markdown
         assert f"place `{name}` (board=shapes-pi) on " \
                f"{labgrid_lab.places[name].exporter}" in markdown
+        assert html.escape(f"{uri} → {name}") in page  # the results table
+        assert f"place <code>{name}</code> (board=shapes-pi) on " \
+               f"{labgrid_lab.places[name].exporter}" in devices  # a row per place
     assert labgrid_lab.acquired_places() == {}
     assert "Reservation" not in labgrid_lab.client("reservations").stdout
 

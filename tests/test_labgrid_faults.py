@@ -52,12 +52,18 @@ def test_coordinator_unreachable_and_no_place_with_the_tags(labgrid_lab: Labgrid
     nobody = f"127.0.0.1:{free_port()}"
     unreachable = f"labgrid://?board=shapes-pi&count=2&coordinator={nobody}&{options}"
     untagged = f"labgrid://?board=jetson-orin&{options}"
+    started = time.monotonic()
     done = cli("run", "-o", str(tmp_path / "out"), "-d", unreachable, "-d", untagged, "-d",
-               "local", "-b", "onnxruntime", *FAST, env=labgrid_lab.env)
+               "local", "-b", "onnxruntime", *FAST, "--retries", "1", "--retry-backoff",
+               "0.5", env=labgrid_lab.env)
     assert done.returncode == 1, done.stderr[-3000:]
+    assert time.monotonic() - started < 120  # one retry after 0.5 s, not the defaults
     assert "Traceback" not in done.stderr
+    assert f"cannot reach a labgrid coordinator at {nobody}" in done.stderr  # the retry
+    assert "attempt 1 of 2, retrying in 0.5 s" in done.stderr
     report = only_report(tmp_path / "out")
     assert_failed_with(report, unreachable, f"cannot reach a labgrid coordinator at {nobody}")
+    assert_failed_with(report, unreachable, "(gave up after 2 attempts)")
     assert_failed_with(report, untagged, f"no place on the labgrid coordinator at "
                                          f"{labgrid_lab.address} has board=jetson-orin")
     assert_others_ok(report, "local")

@@ -19,7 +19,14 @@ from ..contracts import Reporter
 from ..hookspecs import Register, hookimpl
 from ..records import CaseResult, RunReport
 from .labels import MAX_MODEL_CHARS, CaseLabel, case_labels, shorten
-from .markdown import BUSY_HEADLINE, HEADER, busy_cases, evaluation_sets, result_row
+from .markdown import (
+    BUSY_HEADLINE,
+    HEADER,
+    busy_cases,
+    evaluation_sets,
+    place_line,
+    result_row,
+)
 from .notes import footnotes, inline_html, preamble, section_html, sections
 from .plots import MIN_MAP_SPAN as MIN_MAP_SPAN  # kept importable here
 from .plots import (
@@ -124,20 +131,28 @@ def _tradeoff_html(report: RunReport) -> list[str]:
 
 
 def _devices_html(report: RunReport) -> list[str]:
+    """The device fingerprints, one row per device (per farm board of a URI that stands for
+    several: its place in its own column, as report.md's place line)."""
     e = html.escape
-    devices = {r.device.uri: r.device for r in report.cases if r.device}
+    devices = {(r.device.uri, r.device.place.name if r.device.place else None): r.device
+               for r in report.cases if r.device}
     if not devices:
         return []
-    parts = ["<h2>Devices</h2><div class=scroll><table><tr><th>device</th><th>CPU</th>"
+    places = any(info.place is not None for info in devices.values())
+    parts = ["<h2>Devices</h2><div class=scroll><table><tr><th>device</th>"
+             + ("<th>place</th>" if places else "") + "<th>CPU</th>"
              "<th>arch</th><th>cores</th><th>RAM GiB</th><th>OS</th><th>governor</th>"
              "<th>temp °C</th><th>runtimes</th></tr>"]
     for info in devices.values():
         ram = f"{info.ram_bytes / 2**30:.1f}" if info.ram_bytes else "–"
         temp = f"{info.temperature_c:.0f}" if info.temperature_c is not None else "–"
         runtimes = ", ".join(f"{k} {v}" for k, v in sorted(info.runtimes.items()))
-        parts.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
-            info.uri, info.cpu_model or "?", info.arch, info.cores, ram, info.os,
-            info.governor or "–", temp, runtimes)) + "</tr>")
+        place = "" if not places else \
+            f"<td>{inline_html(place_line(info.place)) if info.place else '–'}</td>"
+        parts.append(f"<tr><td>{e(info.uri)}</td>{place}" + "".join(
+            f"<td>{e(str(c))}</td>" for c in (
+                info.cpu_model or "?", info.arch, info.cores, ram, info.os,
+                info.governor or "–", temp, runtimes)) + "</tr>")
     parts.append("</table></div>")
     return parts
 

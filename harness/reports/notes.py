@@ -108,8 +108,8 @@ class Section:
 
 
 def sections(report: RunReport) -> list[Section]:
-    """Not measured, accuracy notes, images left out and per-case notes (those that
-    apply), in the order both reports print them."""
+    """Not measured, accuracy notes, images left out, devices that failed and per-case
+    notes (those that apply), in the order both reports print them."""
     out = []
     problems = [r for r in report.cases if r.status is not Status.OK]
     if problems:
@@ -136,6 +136,12 @@ def sections(report: RunReport) -> list[Section]:
             intro="Corrupt or unreadable images (and images whose label file Ultralytics "
                   "rejects) are left out of the accuracy figures, as Ultralytics' val() "
                   "leaves them out:"))
+    if report.device_failures:
+        out.append(Section("Devices that failed", tuple(
+            (f"**failed**: {reason}", ()) for reason in report.device_failures),
+            intro="These devices stopped before the run ended: the other devices of the "
+                  "same URI took the cases left, and a case no device could run is under "
+                  "Not measured."))
     noted = [r for r in report.cases if r.notes]
     if noted:
         out.append(Section("Notes", tuple((f"`{r.case.id}`:", tuple(r.notes))

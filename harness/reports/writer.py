@@ -102,6 +102,15 @@ class ReportWriter:
             self._report = self._report.with_case(result)
             self._save()
 
+    def device_failed(self, reason: str) -> None:
+        """Record that a device stopped early (``RunReport.device_failures``), once."""
+        with self._lock:
+            if reason in self._report.device_failures:
+                return
+            self._report = dataclasses.replace(
+                self._report, device_failures=(*self._report.device_failures, reason))
+            self._save()
+
     def finish(self, state: RunState) -> list[Path]:
         """Mark the run finished (or interrupted), write every reporter's file."""
         with self._lock:
