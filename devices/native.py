@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from edgebench.contracts import Device, NativeMeasurement, NativeRunner
 from edgebench.errors import CaseError, UserError
+from edgebench.peak import case_peak
 from edgebench.records import Artifact, DeviceInfo, MemoryStats, RunSettings
 from edgebench.records import RuntimeInfo as Runtime
 from edgebench.redaction import redact
@@ -158,7 +159,7 @@ class OrtPerfTest(_Tool):
             [round(s * 1e9) for s in samples],
             init_ns=int((summary.init_ms or 0) * NS_PER_MS),
             first_inference_ns=int((summary.first_ms or 0) * NS_PER_MS),
-            gflops=artifact.gflops, peak_gflops=info.peak_gflops_estimate())
+            gflops=artifact.gflops, peak=case_peak(info, settings.threads, artifact.precision))
         notes = [f"measured by native {self.tool} (warm-up: its own single run)"]
         if settings.min_duration_s:
             notes.append(f"{self.tool} has no minimum duration: ran "
@@ -191,7 +192,8 @@ class TfliteBenchmarkModel(_Tool):
             summary = parse_benchmark_model(stdout)
         except ParseError as exc:
             raise CaseError(f"cannot read {self.tool}'s output: {exc}") from None
-        latency, notes = summary_latency(summary, artifact.gflops, info.peak_gflops_estimate())
+        latency, notes = summary_latency(summary, artifact.gflops, None,
+                                         case_peak(info, settings.threads, artifact.precision))
         memory = MemoryStats(None, None, None, None, summary.peak_memory_bytes)
         return NativeMeasurement(latency, self._runtime(settings.threads, "tflite"), memory,
                                  (*notes, "input: benchmark_model's random data"))
@@ -223,7 +225,8 @@ class BenchNcnn(_Tool):
             summary = parse_benchncnn(stdout, settings.iterations)
         except ParseError as exc:
             raise CaseError(f"cannot read {self.tool}'s output: {exc}") from None
-        latency, notes = summary_latency(summary, artifact.gflops, info.peak_gflops_estimate())
+        latency, notes = summary_latency(summary, artifact.gflops, None,
+                                         case_peak(info, threads, artifact.precision))
         return NativeMeasurement(latency, self._runtime(threads, "ncnn"), None,
                                  (*notes, "weights: benchncnn's random ones (speed only)"))
 

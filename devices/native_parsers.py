@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from edgebench.records import LatencyStats
+from edgebench.records import LatencyStats, PeakBasis
 from edgebench.stats import median_ci_ranks
 
 NS_PER_MS = 1e6
@@ -255,9 +255,13 @@ def parse_benchncnn(stdout: str, loop_count: int | None = None) -> Summary:
     return Summary(tool="benchncnn", count=count, min_ms=lo, max_ms=hi, mean_ms=mean)
 
 
-def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float | None
-                    ) -> tuple[LatencyStats, tuple[str, ...]]:
-    """LatencyStats from a summary-only tool, and the note that says what was filled in."""
+def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float | None,
+                    peak: PeakBasis | None = None) -> tuple[LatencyStats, tuple[str, ...]]:
+    """LatencyStats from a summary-only tool, and the note that says what was filled in.
+    The peak share is of ``peak`` (the case's, :func:`edgebench.peak.case_peak`) when
+    given, else of ``peak_gflops``."""
+    if peak is not None:
+        peak_gflops = peak.gops
     p50 = summary.median_ms if summary.median_ms is not None else summary.mean_ms
     p90 = summary.p90_ms if summary.p90_ms is not None else summary.max_ms
     p99 = summary.p99_ms if summary.p99_ms is not None else summary.max_ms
@@ -280,4 +284,5 @@ def summary_latency(summary: Summary, gflops: float | None, peak_gflops: float |
         if median_ci_ranks(summary.count) else None,
         throughput_ips=1e3 / p50 if p50 > 0 else 0.0, gflops_per_s=gflops_per_s,
         peak_share=gflops_per_s / peak_gflops if gflops_per_s and peak_gflops else None,
+        peak=peak if gflops_per_s else None,
     ), (note,)

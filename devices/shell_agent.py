@@ -17,6 +17,7 @@ import pluggy
 from edgebench.contracts import Device
 from edgebench.errors import CaseError
 from edgebench.fingerprint import AgentDevice, DeviceAgent
+from edgebench.peak import core_ids_from_cpuinfo, group_cores
 from edgebench.record_json import from_json_dict
 from edgebench.records import DeviceInfo
 
@@ -35,6 +36,11 @@ echo @@meminfo; grep MemTotal /proc/meminfo 2>/dev/null
 echo @@nproc; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null
 echo @@governor; cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null
 echo @@maxfreq; cat /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq 2>/dev/null
+echo @@cpufreq
+for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do
+  [ -r "$f" ] && echo "$f $(cat "$f" 2>/dev/null)"
+done
+true
 """.strip()
 
 THERMAL_SCRIPT = r"""
@@ -135,6 +141,11 @@ def probe_fields(text: str) -> dict[str, Any]:
     cores = next((int(line) for line in found.get("nproc", []) if line.strip().isdigit()), None)
     freqs = [int(x) for x in found.get("maxfreq", []) if x.strip().isdigit()]
     governor = next((line.strip() for line in found.get("governor", []) if line.strip()), None)
+    per_cpu = {int(m.group(1)): int(m.group(2)) / 1000.0 for m in
+               (re.search(r"/cpu(\d+)/cpufreq/cpuinfo_max_freq (\d+)$", line)
+                for line in found.get("cpufreq", [])) if m}
+    cores_found = group_cores(core_ids_from_cpuinfo("\n".join(found.get("cpuinfo", []))),
+                              per_cpu)
     return {
         "hostname": uname[3] or None,
         "arch": uname[0] or "unknown",
@@ -148,6 +159,8 @@ def probe_fields(text: str) -> dict[str, Any]:
         "cpu_max_mhz": max(freqs) / 1000.0 if freqs else None,
         "cpu_flags": flags,
         "runtimes": {},
+        "cpu_cores": [dataclasses.asdict(c) for c in cores_found],
+        "cpu_clock_source": "cpufreq max" if freqs else None,
     }
 
 

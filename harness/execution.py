@@ -24,6 +24,7 @@ from .evaluation import evaluate
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
 from .load import HostSampler, case_load, machine_load, oversubscribed_note
+from .peak import case_peak
 from .planning import CasePlan
 from .probe import device_agent
 from .progress import ACCURACY, DEVICE_PHASES, PhaseListener, Silent
@@ -141,7 +142,8 @@ def result_from_runner(measured: RunnerResult, plan: CasePlan, info: DeviceInfo,
     latency = latency_stats(
         list(measured.samples_ns), warmup_ns=measured.warmup_ns or (),
         init_ns=measured.init_ns, first_inference_ns=measured.first_inference_ns,
-        gflops=plan.artifact.gflops, peak_gflops=info.peak_gflops_estimate(),
+        gflops=plan.artifact.gflops,
+        peak=case_peak(info, measured.runtime.threads, plan.artifact.precision),
         cpu_samples_ns=measured.cpu_samples_ns or (),
         batch=plan.batch.batch if plan.batch is not None else 1)
     before, after = measured.rss_before_load_bytes, measured.rss_after_load_bytes

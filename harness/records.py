@@ -77,24 +77,70 @@ class DeviceInfo:
     """The board of a shared farm this device was (``None``: a device named by its URI)."""
 
     def peak_gflops_estimate(self) -> float | None:
-        """Rough fp32 peak of the CPU: cores x clock x FLOPs per cycle from its SIMD width.
+        """The fp32 peak of all cores in GFLOP/s (:func:`edgebench.peak.case_peak` with
+        every core; ``None`` when the CPU or its clock is not known). A case's own peak
+        (its threads, its precision) is ``LatencyStats.peak``."""
+        from .peak import case_peak
 
-        Returns ``None`` when the clock or core count cannot be read.
-        """
-        if not self.cores or not self.cpu_max_mhz:
-            return None
-        flags = set(self.cpu_flags)
-        if "avx512f" in flags:
-            per_cycle = 64.0  # 2 FMA units x 16 lanes x 2
-        elif "avx2" in flags and "fma" in flags:
-            per_cycle = 32.0
-        elif "avx" in flags:
-            per_cycle = 16.0
-        elif {"asimd", "neon"} & flags or self.arch in ("aarch64", "arm64"):
-            per_cycle = 16.0  # 2 x 128-bit FMA pipes on Cortex-A7x
-        else:
-            per_cycle = 8.0
-        return self.cores * self.cpu_max_mhz * 1e-3 * per_cycle
+        return case_peak(self, None, "fp32").gops
+
+    cpu_cores: tuple[CpuCores, ...] = ()
+    """The CPU's cores, one entry per kind (a big.LITTLE SoC has two), as the device
+    reports them; the peak model (:mod:`edgebench.peak`) reads its table entry from
+    ``id``. Empty in reports written before it was recorded."""
+    cpu_clock_source: str | None = None
+    """Where ``cpu_max_mhz`` comes from: ``cpufreq max`` (the kernel's
+    ``cpuinfo_max_freq``), ``probe`` (a dependent chain of integer adds timed on the
+    device, one add per cycle) or ``/proc/cpuinfo`` (its current ``cpu MHz``, which the
+    peak model does not use); ``None``: older reports, or not readable."""
+
+
+@dataclass(frozen=True)
+class CpuCores:
+    """Identical logical CPUs of a device: their identity and their clock."""
+
+    id: str
+    """``x86:<vendor_id>:<family>:<model>:<stepping>:<model name>`` (decimal, as
+    ``/proc/cpuinfo`` gives them), ``arm:<CPU implementer>:<CPU part>`` (hex, as given),
+    or ``apple:<brand string>:<P|E>`` (macOS ``sysctl machdep.cpu.brand_string`` and the
+    performance level)."""
+    count: int
+    """How many logical CPUs are of this kind."""
+    max_mhz: float | None = None
+    """Their cpufreq ``cpuinfo_max_freq`` in MHz; ``None``: not readable (the device's
+    ``cpu_max_mhz`` / ``cpu_clock_source`` then stand for every core)."""
+
+
+@dataclass(frozen=True)
+class PeakBasis:
+    """The compute peak a case's ``peak_share`` is taken of, and what it rests on
+    (:func:`edgebench.peak.case_peak`): table entry x clock x the cores the case used."""
+
+    precision: str
+    """``fp32`` or ``int8``: which column of the table (an int8 artifact: ``int8``)."""
+    gops: float | None
+    """Peak in G(FL)OP/s (1e9 per second) of the cores counted; ``None``: unknown,
+    see ``reason``."""
+    cores: int | None = None
+    """Cores counted: the case's threads, at most the device's cores, fastest first."""
+    entries: tuple[str, ...] = ()
+    """Table entries used, e.g. ``zen4: 32 fp32 FLOP/cycle/core``."""
+    clock_mhz: float | None = None
+    """Clock of the fastest core counted, MHz."""
+    clock_source: str | None = None
+    """``cpufreq max`` or ``probe`` (see ``DeviceInfo.cpu_clock_source``)."""
+    reason: str | None = None
+    """Why ``gops`` is unknown (an unknown CPU, no clock, a precision without a peak)."""
+
+    def label(self) -> str:
+        """One line for a report: ``32 fp32 FLOP/cycle/core (zen4) x 1 core x 3650 MHz
+        (probe) = 116.8 GFLOP/s`` or ``unknown: <reason>``."""
+        if self.gops is None:
+            return f"{self.precision} peak unknown: {self.reason or 'not known'}"
+        unit = "GFLOP/s" if self.precision == "fp32" else "GOP/s"
+        clock = f"{self.clock_mhz:.0f} MHz ({self.clock_source})" if self.clock_mhz else "?"
+        cores = f"{self.cores} core{'s' if self.cores != 1 else ''}"
+        return f"{' + '.join(self.entries)} x {cores} x {clock} = {self.gops:.1f} {unit}"
 
 
 @dataclass(frozen=True)
@@ -180,6 +226,10 @@ class LatencyStats:
     images that is batches per second (see ``images_per_s``)."""
     gflops_per_s: float | None = None
     peak_share: float | None = None
+    """``gflops_per_s / peak.gops``: the share of the compute peak the case reached."""
+    peak: PeakBasis | None = None
+    """The peak ``peak_share`` is taken of and what it rests on (``None``: older reports,
+    or no model cost)."""
     repeat_medians_ms: tuple[float, ...] = ()
     """One median per repeat (separate runner processes spread over the run)."""
     cpu_samples_ns: tuple[int, ...] = ()

@@ -29,7 +29,8 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
     Samples are pooled; ``repeat_medians_ms`` gets one median per repeat; memory keeps the
     highest readings, the load the busiest repeat's; the first repeat's accuracy and
     first-inference numbers stay. A failed repeat fails the case but keeps what the other
-    repeats measured.
+    repeats measured. The peak share is of the first repeat's peak (``LatencyStats.peak``:
+    the case's threads and precision), ``peak_gflops`` only where it recorded none.
     """
     if previous is None:
         if new.latency is None:
@@ -50,7 +51,7 @@ def combine(previous: CaseResult | None, new: CaseResult, *, peak_gflops: float 
         (*old.samples_ns, *cur.samples_ns), warmup_ns=old.warmup_ns, init_ns=old.init_ns,
         first_inference_ns=old.first_inference_ns,
         gflops=previous.artifact.gflops if previous.artifact else None,
-        peak_gflops=peak_gflops,
+        peak_gflops=peak_gflops, peak=old.peak,
         cpu_samples_ns=(*old.cpu_samples_ns, *cur.cpu_samples_ns)
         if old.cpu_samples_ns and cur.cpu_samples_ns else (), batch=old.batch)
     cpu_medians = (*old.repeat_cpu_medians_ms, cur.cpu_p50_ms) \

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .records import LatencyStats
+from .records import LatencyStats, PeakBasis
 
 NS_PER_MS = 1e6
 
@@ -85,11 +85,14 @@ def latency_stats(
     peak_gflops: float | None = None,
     cpu_samples_ns: Sequence[int] = (),
     batch: int = 1,
+    peak: PeakBasis | None = None,
 ) -> LatencyStats:
     """Summarise per-iteration samples (nanoseconds) of one case.
 
     ``gflops`` is the model's cost of one inference; when known, the achieved GFLOP/s at the
-    median is reported, and its share of ``peak_gflops`` when that is known too. ``batch``:
+    median is reported, and its share of the peak when that is known too: ``peak`` (the
+    case's :func:`edgebench.peak.case_peak`, recorded with the stats) or a bare
+    ``peak_gflops`` (GFLOP/s). ``batch``:
     images per inference (a model with a static batch); the per-image figures are added by
     :func:`per_image`.
     """
@@ -100,6 +103,8 @@ def latency_stats(
     p50, p90, p99 = (float(v) for v in np.percentile(ordered, [50, 90, 99]))
     ranks = median_ci_ranks(len(ordered))
     gflops_per_s = gflops / (p50 / 1e3) if gflops and p50 > 0 else None
+    if peak is not None:
+        peak_gflops = peak.gops
     peak_share = gflops_per_s / peak_gflops if gflops_per_s and peak_gflops else None
     return per_image(LatencyStats(
         samples_ns=tuple(int(s) for s in samples_ns),
@@ -119,6 +124,7 @@ def latency_stats(
         throughput_ips=1e3 / p50 if p50 > 0 else 0.0,
         gflops_per_s=gflops_per_s,
         peak_share=peak_share,
+        peak=peak if gflops_per_s else None,
         cpu_samples_ns=tuple(int(s) for s in cpu_samples_ns),
         cpu_p50_ms=float(np.median(cpu_samples_ns)) / NS_PER_MS if len(cpu_samples_ns)
         else None,

@@ -171,7 +171,7 @@ def test_runner_result_from_a_device(raw: Any) -> None:
     case = Case(id="c", model="m", backend="onnxruntime", device="local",
                 settings=RunSettings())
     base = CaseResult(case=case, status=Status.FAILED)
-    plan = SimpleNamespace(artifact=SimpleNamespace(gflops=1.0), batch=None)
+    plan = SimpleNamespace(artifact=SimpleNamespace(gflops=1.0, precision=None), batch=None)
     result = result_from_runner(measured, plan, _INFO, base,  # type: ignore[arg-type]
                                 None, None)
     assert result.latency is not None and result.latency.n == len(raw["samples_ns"])

@@ -16,6 +16,7 @@ from edgebench.records import (
     Artifact,
     Case,
     CaseResult,
+    CpuCores,
     DeviceInfo,
     MemoryStats,
     RunReport,
@@ -121,5 +122,11 @@ def test_load_report_reads_what_was_written(tmp_path: Path) -> None:
 
 
 def test_peak_estimate() -> None:
-    assert INFO.peak_gflops_estimate() == pytest.approx(2 * 2.6 * 32)
-    assert dataclasses.replace(INFO, cpu_max_mhz=None).peak_gflops_estimate() is None
+    # No CPU identity (an older report) or a clock only from /proc/cpuinfo: no peak, not
+    # a guess from the SIMD flags (the table and its tests: tests/test_peak.py).
+    assert INFO.peak_gflops_estimate() is None
+    zen4 = dataclasses.replace(INFO, cpu_cores=(CpuCores("x86:AuthenticAMD:25:17:1:AMD EPYC", 2),),
+                               cpu_clock_source="probe", cpu_max_mhz=3650.0)
+    assert zen4.peak_gflops_estimate() == pytest.approx(2 * 3.65 * 32)
+    assert dataclasses.replace(zen4, cpu_clock_source="/proc/cpuinfo").peak_gflops_estimate() \
+        is None

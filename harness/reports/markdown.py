@@ -190,7 +190,26 @@ def render_markdown(report: RunReport) -> str:
                 f"temperature {temp}; {runtimes}")
             if info.place is not None:
                 lines.append(f"  - {place_line(info.place)}")
+    lines += peak_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def peak_lines(report: RunReport) -> list[str]:
+    """The "Compute peak" section: per measured case, its achieved GFLOP/s, its share of
+    the peak and what that peak rests on (table entry, cores, clock and its source; see
+    :mod:`edgebench.peak`), or why the peak is unknown."""
+    rows = [(r, r.latency) for r in report.cases if r.latency is not None
+            and r.latency.gflops_per_s and r.latency.peak is not None]
+    if not rows:
+        return []
+    lines = ["", "## Compute peak", ""]
+    for r, lat in rows:
+        assert lat.gflops_per_s is not None and lat.peak is not None
+        unit = "GFLOP/s" if lat.peak.precision == "fp32" else "GOP/s"
+        share = f"peak share {lat.peak_share:.2f} of " if lat.peak_share is not None else ""
+        lines.append(f"- `{r.case.id}`: {lat.gflops_per_s:.1f} {unit}; {share}"
+                     f"{lat.peak.label()}")
+    return lines
 
 
 class MarkdownReporter(Reporter):
