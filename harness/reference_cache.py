@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -181,7 +182,11 @@ def _now() -> str:
 def _locked(path: Path) -> Iterator[None]:
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # an unwritable cache: no lock, and _store fails quietly too
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -205,7 +210,7 @@ def _read(entry: Path, key: ReferenceKey, *, discard: bool) -> CachedReference |
         return CachedReference(name=str(meta["name"]), outputs=outputs, cached=True,
                                entry=entry, computed_at=str(meta["computed_at"]),
                                compute_s=float(meta["compute_s"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
         if discard:
             _discard(entry)
         return None

@@ -41,7 +41,7 @@ part of what every conversion is checked against."""
 
 
 class FloatReferences:
-    """The float reference of each source model, computed once per source and input size.
+    """The float reference of each source model, got once per source and tensors.
 
     ``dataset`` is the run's dataset (its class names are checked against the model's).
     """
@@ -57,7 +57,11 @@ class FloatReferences:
         """The float reference's outputs on ``batch``: the ``.pt`` itself run by PyTorch (in
         a subprocess) for a ``.pt`` source, so its ONNX export is checked like every other
         conversion; the ONNX run by ONNX Runtime on the host with graph optimisations off
-        for an ``.onnx`` source; none for a model given only in a runtime's format.
+        for an ``.onnx`` source; none for a model given only in a runtime's format. Read
+        from the reference cache when an earlier run computed the same thing
+        (:func:`torch_reference_key`, :func:`onnx_reference_key`); the reference's name ends
+        with where it came from (``; computed by this run ...`` or ``; read from the
+        reference cache (computed <UTC time>)``).
 
         Raises :class:`ModelDataMismatch` when the model's class count is not the labelled
         dataset's; a reference that fails on the host is ``(None, why)``.
