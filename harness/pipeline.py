@@ -314,28 +314,27 @@ def committed_pytorch(source: Artifact) -> Artifact | None:
 # -- the PyTorch reference of a .pt source -----------------------------------------------
 
 
-def torch_reference(source: Artifact, tensors: Path) -> tuple[str, list[list[Any]]]:
+def torch_reference(source: Artifact, tensors: Path, *, threads: int | None = None
+                    ) -> tuple[str, list[list[Any]]]:
     """The ``.pt`` run by PyTorch (Ultralytics' model, fused, fp32, CPU) on every tensor of
     ``tensors`` (``"0".."N-1"``, each (B, 3, H, W): one image, or a group of a static
-    batch), in a subprocess so torch never loads into the harness. Cached by the content of
-    both. Returns (a description, per tensor its outputs, each with the tensor's batch
-    axis)."""
+    batch), in a subprocess so torch never loads into the harness, at ``threads`` torch
+    threads (``None``: torch's default, one per core). Computed on every call: the caller
+    caches it (:mod:`edgebench.reference_cache`). Returns (a description, per tensor its
+    outputs, each with the tensor's batch axis)."""
     import numpy as np
 
-    key = hashlib.sha256(f"{source.sha256}:{sha256_file(tensors)}".encode()).hexdigest()[:24]
     folder = cache_root() / "references"
-    out, meta = folder / f"{key}.npz", folder / f"{key}.json"
-    if not (out.exists() and meta.exists()):
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}-{os.getpid()}.npz"
-        run_tool([sys.executable, "-m", "edgebench.ultralytics_export", "--weights",
-                  str(source.path), "--predict", str(tensors), "--out", str(tmp)],
-                  f"running {source.path.name} with PyTorch for the reference")
-        tmp.replace(out)
-        meta.write_text(tmp.with_suffix(".json").read_text())
-        tmp.with_suffix(".json").unlink()
-    with np.load(out, allow_pickle=False) as data:
-        by_image: dict[int, list[Any]] = {}
-        for name in sorted(data.files, key=lambda k: tuple(int(p) for p in k.split("_"))):
-            by_image.setdefault(int(name.split("_")[0]), []).append(data[name])
-    return json.loads(meta.read_text())["name"], [by_image[i] for i in sorted(by_image)]
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".torch-") as tmp:
+        out = Path(tmp) / "outputs.npz"
+        argv = [sys.executable, "-m", "edgebench.ultralytics_export", "--weights",
+                str(source.path), "--predict", str(tensors), "--out", str(out)]
+        run_tool(argv + (["--threads", str(threads)] if threads else []),
+                 f"running {source.path.name} with PyTorch for the reference")
+        name: str = json.loads(out.with_suffix(".json").read_text())["name"]
+        with np.load(out, allow_pickle=False) as data:
+            by_image: dict[int, list[Any]] = {}
+            for key in sorted(data.files, key=lambda k: tuple(int(p) for p in k.split("_"))):
+                by_image.setdefault(int(key.split("_")[0]), []).append(data[key])
+    return name, [by_image[i] for i in sorted(by_image)]

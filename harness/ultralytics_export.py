@@ -6,7 +6,8 @@ and so that torch never loads into the harness. Writes the exported file (or dir
 "input_name": I, "converter": tools and versions}``) into ``--out``. ``--imgsz`` is one side
 or ``H,W``; without it, the checkpoint's training size (``train_args.imgsz``, one side or a
 pair), else Ultralytics' 640. With ``--predict TENSORS.npz`` it runs
-the ``.pt`` itself on those tensors instead (the float reference of a ``.pt`` source).
+the ``.pt`` itself on those tensors instead (the float reference of a ``.pt`` source), at
+``--threads N`` torch threads (default: torch's own, one per core).
 """
 
 from __future__ import annotations
@@ -139,15 +140,19 @@ def model_gflops(model: Any, imgsz: list[int]) -> float | None:
     return round(value, 3) if value > 0 else None
 
 
-def predict(weights: Path, tensors: Path, out: Path) -> None:
+def predict(weights: Path, tensors: Path, out: Path, threads: int | None = None) -> None:
     """Run the ``.pt`` with PyTorch on every tensor of ``tensors`` (one image, or a group
     of a static batch: PyTorch takes any batch); save the outputs as
-    ``"<tensor>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``."""
+    ``"<tensor>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``.
+    ``threads``: ``torch.set_num_threads`` (``None``: torch's default, one per core; see
+    docs/measurements.md, "Float reference threads", for why the harness passes 1)."""
     _safe_loading()
     import numpy as np
     import torch
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.set_grad_enabled(False)
     net: Any = YOLO(str(weights), task="detect").model
     if hasattr(net, "end2end"):
@@ -161,9 +166,11 @@ def predict(weights: Path, tensors: Path, out: Path) -> None:
     np.savez(out, **outputs)
     import ultralytics
 
+    threads = torch.get_num_threads()
     out.with_suffix(".json").write_text(json.dumps({
         "name": f"PyTorch {torch.__version__} (Ultralytics {ultralytics.__version__}, fused, "
-                f"fp32, CPU) on the host, {weights.name}"}))
+                f"fp32, CPU, {threads} thread{'s' if threads > 1 else ''}) on the host, "
+                f"{weights.name}"}))
 
 
 def _export_outputs(result: Any) -> list[Any]:
@@ -174,6 +181,13 @@ def _export_outputs(result: Any) -> list[Any]:
     return list(first) if isinstance(first, (list, tuple)) else [first]
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive thread count")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", type=Path, required=True)
@@ -182,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imgsz", type=parse_imgsz, help="N or H,W")
     parser.add_argument("--predict", type=Path, metavar="TENSORS_NPZ",
                         help="run the .pt on these tensors instead (the float reference)")
+    parser.add_argument("--threads", type=_positive, metavar="N",
+                        help="with --predict: torch threads (default: torch's, one per core)")
     args = parser.parse_args(argv)
     if args.predict is not None:
-        predict(args.weights, args.predict, args.out)
+        predict(args.weights, args.predict, args.out, args.threads)
     elif args.format:
         export(args.weights, args.format, args.out, args.imgsz)
     else:
