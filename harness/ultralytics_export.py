@@ -140,13 +140,16 @@ def model_gflops(model: Any, imgsz: list[int]) -> float | None:
 
 
 def predict(weights: Path, tensors: Path, out: Path) -> None:
-    """Run the ``.pt`` with PyTorch on every tensor of ``tensors`` (one image, or a group
-    of a static batch: PyTorch takes any batch); save the outputs as
+    """Run the ``.pt`` with PyTorch on every input of the accuracy batch ``tensors``
+    (:func:`edgebench.batching.float_inputs`: one image, or a group of a static batch:
+    PyTorch takes any batch); save the outputs as
     ``"<tensor>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``."""
     _safe_loading()
     import numpy as np
     import torch
     from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    from .batching import float_inputs
 
     torch.set_grad_enabled(False)
     net: Any = YOLO(str(weights), task="detect").model
@@ -154,10 +157,9 @@ def predict(weights: Path, tensors: Path, out: Path) -> None:
         net.end2end = False  # as Exporter does for nms=None (the export's head, not one2one)
     net = net.float().fuse().eval()
     outputs: dict[str, Any] = {}
-    with np.load(tensors, allow_pickle=False) as data:
-        for key in sorted(data.files, key=int):
-            for i, y in enumerate(_export_outputs(net(torch.from_numpy(data[key])))):
-                outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
+    for key, x in enumerate(float_inputs(tensors)):  # as the device agent makes them
+        for i, y in enumerate(_export_outputs(net(torch.from_numpy(x)))):
+            outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
     np.savez(out, **outputs)
     import ultralytics
 
