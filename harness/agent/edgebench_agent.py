@@ -111,8 +111,10 @@ class Loaded:
     """What a runner's ``load`` returns.
 
     ``infer()`` runs the model on the request's timing input (bound once, so the timed loop
-    measures inference only); ``predict(array)`` runs it on another input tensor and returns
-    its outputs as numpy arrays (the accuracy pass). ``runtime`` is (name, version).
+    measures inference only); ``predict(array)`` runs it on another input tensor (float32
+    NCHW, as the timing input) and returns its outputs as numpy arrays (the accuracy pass);
+    it must not keep ``array`` after it returns (the agent refills that buffer for the next
+    input: :func:`accuracy_inputs`). ``runtime`` is (name, version).
     ``delegation`` (optional): ``{"delegate": name, "nodes_delegated": n, "nodes_total": n,
     "partitions": n, "fallback_ops": {op: count}}`` for a runtime with delegates.
     """
