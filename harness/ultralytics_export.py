@@ -5,8 +5,8 @@ and so that torch never loads into the harness. Writes the exported file (or dir
 ``artifact.json`` (``{"file": name, "format": F, "imgsz": [H, W], "gflops": G,
 "input_name": I, "converter": tools and versions}``) into ``--out``. ``--imgsz`` is one side
 or ``H,W``; without it, the checkpoint's training size (``train_args.imgsz``, one side or a
-pair), else Ultralytics' 640. With ``--predict TENSORS.npz`` it runs
-the ``.pt`` itself on those tensors instead (the float reference of a ``.pt`` source).
+pair), else Ultralytics' 640. With ``--predict BATCH`` it runs the ``.pt`` itself on the
+accuracy batch's inputs instead (the float reference of a ``.pt`` source).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--imgsz", type=parse_imgsz, help="N or H,W")
-    parser.add_argument("--predict", type=Path, metavar="TENSORS_NPZ",
+    parser.add_argument("--predict", type=Path, metavar="BATCH",
                         help="run the .pt on these tensors instead (the float reference)")
     args = parser.parse_args(argv)
     if args.predict is not None:
