@@ -6,13 +6,21 @@ dataset's images B at a time, in order, the last group padded with copies of its
 :func:`split_outputs` turns the outputs back into one per image (each with a batch axis of
 1, as a batch-1 model's) and drops the padding, so decoding, mAP and the agreement with the
 float reference see the same per-image outputs as for a batch-1 model.
+
+The accuracy batch on disk (:func:`write_batch`) is one uncompressed ``.npy`` of the
+letterboxed pixels, (K, B, 3, H, W) uint8 RGB: K inferences of B images (B = 1 for a batch-1
+model). It is what the host pushes and what the device agent memory-maps; each inference's
+float32 input is its pixels divided by 255 (:func:`normalise`), made just before it runs, so
+the runners see exactly the float32 tensors ``preprocess.to_tensor`` makes (the same
+letterbox, ``/ 255.0`` in float32), at a quarter of the bytes of a float32 batch.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +65,64 @@ def groups(images: int, size: int) -> list[list[int]]:
     return out
 
 
+BATCH_SUFFIX = ".npy"
+"""The suffix of an accuracy batch file (:func:`write_batch`); the device agent reads a
+``.npz`` of float32 tensors (the format before) by its suffix too."""
+
+
+def normalise(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 pixels (any shape) -> float32 in [0, 1]: ``pixels / 255`` computed in float32,
+    bit for bit what ``preprocess.to_tensor`` gives (``float32(pixels) / 255.0``: IEEE
+    division is correctly rounded, so every one of the 256 values maps to one float32).
+    ``out``: a float32 array of the same shape to write into (no allocation)."""
+    result: np.ndarray = np.divide(pixels, np.float32(255), out=out, dtype=np.float32)
+    return result
+
+
+def write_batch(path: Path, pixels: np.ndarray) -> None:
+    """Write the accuracy batch ``pixels`` ((K, B, 3, H, W) uint8, RGB, letterboxed) to
+    ``path`` (``.npy``) atomically. Raises ``ValueError`` for another dtype or rank."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 5 or pixels.shape[2] != 3:
+        raise ValueError(f"an accuracy batch is (K, B, 3, H, W) uint8, not "
+                         f"{list(pixels.shape)} {pixels.dtype}")
+    tmp = path.with_name(f".{path.stem}-{os.getpid()}-{time.time_ns()}{BATCH_SUFFIX}")
+    np.save(tmp, np.ascontiguousarray(pixels), allow_pickle=False)
+    tmp.replace(path)
+
+
+def read_batch(path: Path) -> np.ndarray:
+    """The accuracy batch at ``path``, memory-mapped read-only: (K, B, 3, H, W) uint8.
+    Raises ``ValueError`` when the file is not one (another dtype or rank)."""
+    pixels: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+    if pixels.dtype != np.uint8 or pixels.ndim != 5 or pixels.shape[2] != 3:
+        raise ValueError(f"{path} is not an accuracy batch ((K, B, 3, H, W) uint8): "
+                         f"{list(pixels.shape)} {pixels.dtype}")
+    return pixels
+
+
+def float_inputs(path: Path) -> Iterator[np.ndarray]:
+    """Each inference's float32 input (B, 3, H, W) of the accuracy batch at ``path``, in
+    order, as the device agent makes them (:func:`normalise`); a new array each. Reads the
+    float32 ``.npz`` of the format before too (keys ``"0".."K-1"``), as the agent does."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            for key in sorted(data.files, key=int):
+                yield data[key]
+        return
+    for pixels in read_batch(path):
+        yield normalise(pixels)
+
+
 def group_tensors(per_image: Path, size: int, out: Path) -> int:
-    """Write ``out`` (``.npz``, keys ``"0".."K-1"``, each (size, 3, H, W)) from ``per_image``
-    (keys ``"0".."N-1"``, each (1, 3, H, W)), grouped by :func:`groups`, written atomically.
+    """Write the accuracy batch ``out`` ((K, size, 3, H, W)) from the batch ``per_image``
+    ((N, 1, 3, H, W)), grouped by :func:`groups`, written atomically (:func:`write_batch`).
     Returns K, the number of groups."""
-    with np.load(per_image, allow_pickle=False) as data:
-        count = len(data.files)
-        arrays = {str(k): np.concatenate([data[str(i)] for i in group], axis=0)
-                  for k, group in enumerate(groups(count, size))}
-    tmp = out.with_name(f".{out.stem}-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(out)
-    return len(arrays)
+    pixels = read_batch(per_image)
+    if pixels.shape[1] != 1:
+        raise ValueError(f"{per_image} is already grouped {pixels.shape[1]} to an inference")
+    index = groups(len(pixels), size)
+    write_batch(out, pixels[:, 0][np.asarray(index, dtype=np.intp).reshape(-1, size)])
+    return len(index)
 
 
 def split_outputs(outputs: Sequence[Sequence[np.ndarray]], size: int, images: int

@@ -16,13 +16,21 @@ from .accuracy import (
     check_tolerance,
     output_fidelity,
 )
-from .batching import group_tensors, split_outputs
+from .batching import (
+    BATCH_SUFFIX,
+    group_tensors,
+    normalise,
+    read_batch,
+    split_outputs,
+    write_batch,
+)
+from .cache import sha256_file
 from .coco import coco_map
 from .dataset_records import Dataset
 from .errors import CaseError, UserError
 from .heads import HeadLayout, canonical_head, decode_head, detections_fidelity, head_layout
 from .model_metadata import ModelMetadata
-from .preprocess import Letterbox, image_tensor
+from .preprocess import Letterbox, letterbox, read_image
 from .records import Accuracy, Status, Tolerance
 
 
@@ -34,75 +42,114 @@ class AccuracyBatch:
     input_name: str
     input_hw: tuple[int, int]
     tensors: Path
-    """``.npz`` with keys ``"0" .. "N-1"``, each (1, 3, H, W) float32; with a ``batch`` > 1,
-    keys ``"0" .. "K-1"``, each (batch, 3, H, W): see :func:`batched`."""
+    """The accuracy batch: ``.npy``, (K, B, 3, H, W) uint8 RGB letterboxed pixels, K
+    inferences of ``batch`` images (N images: K = N for batch 1; see :func:`batched`). The
+    device agent memory-maps it and divides each inference's pixels by 255 in float32 just
+    before it runs (``edgebench.batching``): the float32 (B, 3, H, W) tensors of
+    ``preprocess.to_tensor``, bit for bit."""
     timing_input: Path
     """``.npz`` with the first image (the first ``batch`` images) under the model's input
-    name: the timed loop's input."""
+    name, float32 (``batch``, 3, H, W): the timed loop's input."""
     letterboxes: tuple[Letterbox, ...]
     batch: int = 1
     """Images per inference (the model's static batch); outputs are split back per image."""
     dataset_fingerprint: str | None = None
     """``dataset.fingerprint()``, computed once when the batch was prepared."""
+    content_sha256: str | None = None
+    """sha256 of the ``tensors`` file's bytes (the ``.npy`` header names its dtype and
+    shape): the content the runners see, since their float32 inputs are those pixels
+    ``/ 255`` by a fixed rule (:func:`edgebench.batching.normalise`). Differs between the
+    per-image batch and a grouped one (:func:`batched`), as their inputs differ."""
 
 
 def prepare_batch(dataset: Dataset, input_name: str, input_hw: tuple[int, int],
                   cache_dir: Path) -> AccuracyBatch:
-    """Preprocess every image once per (dataset content, input size); cached on disk."""
+    """Letterbox every image once per (dataset content, input size) into the accuracy batch
+    (:func:`edgebench.batching.write_batch`: (N, 1, 3, H, W) uint8); cached on disk with
+    its letterboxes, its sha256 and the float32 timing input. Raises :class:`UserError`
+    for an image whose decoded size is not the one its header (and labels) say."""
     fingerprint = dataset.fingerprint()
     key = f"{fingerprint}-{input_hw[0]}x{input_hw[1]}"
     folder = cache_dir / "tensors" / key
-    tensors, meta = folder / "batch.npz", folder / "letterbox.json"
+    tensors, meta = folder / f"batch{BATCH_SUFFIX}", folder / "letterbox.json"
     timing = folder / f"timing-{input_name}.npz"
     if not (tensors.exists() and meta.exists()):
         folder.mkdir(parents=True, exist_ok=True)
-        arrays, boxes = {}, []
+        pixels = np.empty((len(dataset.images), 1, 3, *input_hw), dtype=np.uint8)
+        boxes = []
         for i, image in enumerate(dataset.images):
-            arrays[str(i)], box = image_tensor(image.path, input_hw)
+            padded, box = letterbox(read_image(image.path), input_hw)
             if box.orig_hw != (image.height, image.width):  # labels would be in another frame
                 raise UserError(f"{image.path} decodes to {box.orig_hw[1]}x{box.orig_hw[0]} "
                                 f"pixels but its header says {image.width}x{image.height} "
                                 "after EXIF orientation; re-save the image.")
+            pixels[i, 0] = padded[:, :, ::-1].transpose(2, 0, 1)  # BGR HWC -> RGB CHW
             boxes.append(box)
-        tmp = folder / f".batch-{time.time_ns()}.npz"
-        np.savez(tmp, **arrays)  # type: ignore[arg-type]
-        tmp.replace(tensors)
+        write_batch(tensors, pixels)
+        _write_sha256(tensors, sha256_file(tensors))
         meta.write_text(json.dumps([[b.ratio, b.pad_left, b.pad_top, *b.orig_hw]
                                     for b in boxes]))
     letterboxes = tuple(Letterbox(ratio=r, pad_left=int(x), pad_top=int(y),
                                   orig_hw=(int(h), int(w)))
                         for r, x, y, h, w in json.loads(meta.read_text()))
     if not timing.exists():
-        with np.load(tensors) as data:
-            first = data["0"]
+        first = normalise(read_batch(tensors)[0])
         tmp = folder / f".timing-{time.time_ns()}.npz"
         np.savez(tmp, **{input_name: first})  # type: ignore[arg-type]
         tmp.replace(timing)
     return AccuracyBatch(dataset, input_name, input_hw, tensors, timing, letterboxes,
-                         dataset_fingerprint=fingerprint)
+                         dataset_fingerprint=fingerprint, content_sha256=_sha256(tensors))
+
+
+def _sha256_path(tensors: Path) -> Path:
+    return tensors.with_name(f"{tensors.name}.sha256")
+
+
+def _write_sha256(tensors: Path, digest: str) -> None:
+    sidecar = _sha256_path(tensors)
+    tmp = sidecar.with_name(f".{sidecar.name}-{time.time_ns()}")
+    tmp.write_text(digest)
+    tmp.replace(sidecar)
+
+
+def _sha256(tensors: Path) -> str:
+    """The batch file's sha256, from the file written next to it when the batch was made
+    (hashed again, and written, when that file is missing)."""
+    sidecar = _sha256_path(tensors)
+    try:
+        digest = sidecar.read_text().strip()
+    except OSError:
+        digest = ""
+    if len(digest) != 64:
+        digest = sha256_file(tensors)
+        _write_sha256(tensors, digest)
+    return digest
 
 
 def batched(batch: AccuracyBatch, size: int) -> AccuracyBatch:
-    """``batch`` for a model with a static batch of ``size``: the accuracy tensors grouped
+    """``batch`` for a model with a static batch of ``size``: the accuracy batch grouped
     ``size`` images to an input (:func:`edgebench.batching.groups`: in order, the last
-    group padded) and the timed input the first group, in the timing input's dtype. Cached
-    next to ``batch``'s files; ``batch`` itself for ``size`` 1."""
+    group padded; (K, size, 3, H, W) uint8) and the timed input the first group, in the
+    timing input's dtype. Cached next to ``batch``'s files; ``batch`` itself for
+    ``size`` 1."""
     if size == batch.batch:
         return batch
     if batch.batch != 1:
         raise ValueError(f"cannot regroup a batch of {batch.batch} into {size}")
-    tensors = batch.tensors.with_name(f"{batch.tensors.stem}-b{size}.npz")
+    tensors = batch.tensors.with_name(f"{batch.tensors.stem}-b{size}{BATCH_SUFFIX}")
     timing = batch.timing_input.with_name(f"{batch.timing_input.stem}-b{size}.npz")
     if not tensors.exists():
         group_tensors(batch.tensors, size, tensors)
+        _write_sha256(tensors, sha256_file(tensors))
     if not timing.exists():
-        with np.load(batch.timing_input) as single, np.load(tensors) as grouped:
+        with np.load(batch.timing_input) as single:
             dtype = single[batch.input_name].dtype
-            first = grouped["0"].astype(dtype)
+        first = normalise(read_batch(tensors)[0]).astype(dtype)
         tmp = timing.with_name(f".{timing.stem}-{time.time_ns()}.npz")
         np.savez(tmp, **{batch.input_name: first})  # type: ignore[arg-type]
         tmp.replace(timing)
-    return dataclasses.replace(batch, tensors=tensors, timing_input=timing, batch=size)
+    return dataclasses.replace(batch, tensors=tensors, timing_input=timing, batch=size,
+                               content_sha256=_sha256(tensors))
 
 
 @dataclass(frozen=True)

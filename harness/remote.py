@@ -254,7 +254,7 @@ def check_result(raw: Any, owner: str = "") -> RunnerResult:
 
 def _unique_name(path: Path) -> str:
     """A device-side file name that differs whenever the host file does: input files of
-    different datasets / sizes share names (``batch.npz``) in differently keyed dirs."""
+    different datasets / sizes share names (``batch.npy``) in differently keyed dirs."""
     return f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}-{path.name}"
 
 

@@ -5,8 +5,8 @@ and so that torch never loads into the harness. Writes the exported file (or dir
 ``artifact.json`` (``{"file": name, "format": F, "imgsz": [H, W], "gflops": G,
 "input_name": I, "converter": tools and versions}``) into ``--out``. ``--imgsz`` is one side
 or ``H,W``; without it, the checkpoint's training size (``train_args.imgsz``, one side or a
-pair), else Ultralytics' 640. With ``--predict TENSORS.npz`` it runs
-the ``.pt`` itself on those tensors instead (the float reference of a ``.pt`` source), at
+pair), else Ultralytics' 640. With ``--predict BATCH`` it runs the ``.pt`` itself on the
+accuracy batch's inputs instead (the float reference of a ``.pt`` source), at
 ``--threads N`` torch threads (default: torch's own, one per core).
 """
 
@@ -141,8 +141,9 @@ def model_gflops(model: Any, imgsz: list[int]) -> float | None:
 
 
 def predict(weights: Path, tensors: Path, out: Path, threads: int | None = None) -> None:
-    """Run the ``.pt`` with PyTorch on every tensor of ``tensors`` (one image, or a group
-    of a static batch: PyTorch takes any batch); save the outputs as
+    """Run the ``.pt`` with PyTorch on every input of the accuracy batch ``tensors``
+    (:func:`edgebench.batching.float_inputs`: one image, or a group of a static batch:
+    PyTorch takes any batch); save the outputs as
     ``"<tensor>_<output>"`` in ``out`` and a description in ``out`` with suffix ``.json``.
     ``threads``: ``torch.set_num_threads`` (``None``: torch's default, one per core; see
     docs/measurements.md, "Float reference threads", for why the harness passes 1)."""
@@ -150,6 +151,8 @@ def predict(weights: Path, tensors: Path, out: Path, threads: int | None = None)
     import numpy as np
     import torch
     from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    from .batching import float_inputs
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -159,10 +162,9 @@ def predict(weights: Path, tensors: Path, out: Path, threads: int | None = None)
         net.end2end = False  # as Exporter does for nms=None (the export's head, not one2one)
     net = net.float().fuse().eval()
     outputs: dict[str, Any] = {}
-    with np.load(tensors, allow_pickle=False) as data:
-        for key in sorted(data.files, key=int):
-            for i, y in enumerate(_export_outputs(net(torch.from_numpy(data[key])))):
-                outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
+    for key, x in enumerate(float_inputs(tensors)):  # as the device agent makes them
+        for i, y in enumerate(_export_outputs(net(torch.from_numpy(x)))):
+            outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
     np.savez(out, **outputs)
     import ultralytics
 
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--imgsz", type=parse_imgsz, help="N or H,W")
-    parser.add_argument("--predict", type=Path, metavar="TENSORS_NPZ",
+    parser.add_argument("--predict", type=Path, metavar="BATCH",
                         help="run the .pt on these tensors instead (the float reference)")
     parser.add_argument("--threads", type=_positive, metavar="N",
                         help="with --predict: torch threads (default: torch's, one per core)")

@@ -77,8 +77,9 @@ from ultralytics.utils import nms
 models, tensors, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[5]
 conf, iou = float(sys.argv[3]), float(sys.argv[4])
 arrays = {}
-with np.load(tensors) as data:
-    images = [torch.from_numpy(data[k]) for k in sorted(data.files, key=int)]
+from edgebench.batching import float_inputs
+from pathlib import Path
+images = [torch.from_numpy(x) for x in float_inputs(Path(tensors))]
 for label, path in models.items():
     model = YOLO(path)
     for i, im in enumerate(images):
@@ -128,7 +129,8 @@ def build_models(out: Path, names: list[str], specs: dict[str, dict[str, Any]]
 def ultralytics_predictions(models: dict[str, Path], tensors: Path, conf: float, iou: float,
                             out: Path) -> dict[str, Any]:
     """Ultralytics' own predictions (``YOLO(file).predict``) of each exported model on the
-    letterboxed tensors of ``tensors`` (``"0".."N-1"``, (1, 3, H, W)); boxes in input
+    letterboxed inputs of the accuracy batch ``tensors`` (``batching.float_inputs``, each
+    (1, 3, H, W)); boxes in input
     pixels. Returns ``{"<label>/<image>/boxes|scores|classes": array}``."""
     import numpy as np
 

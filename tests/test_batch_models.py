@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 
 from edgebench.accuracy import AccuracySettings
-from edgebench.batching import group_tensors, groups, split_outputs, static_batch
+from edgebench.batching import (
+    float_inputs,
+    group_tensors,
+    groups,
+    normalise,
+    split_outputs,
+    static_batch,
+    write_batch,
+)
 from edgebench.cache import sha256_file
 from edgebench.cli import main
 from edgebench.config import ASSETS, DEFAULT_MODEL
@@ -49,18 +57,18 @@ def test_group_and_split_round_trip_with_an_odd_image_count(tmp_path: Path, size
     """Seven images grouped ``size`` at a time through a per-image "model" (two outputs of
     different shapes) split back to exactly the per-image outputs, padding dropped."""
     rng = np.random.default_rng(size)
-    images = [rng.random((1, 3, 8, 8), dtype=np.float32) for _ in range(7)]
-    per_image = tmp_path / "batch.npz"
-    np.savez(per_image, **{str(i): x for i, x in enumerate(images)})  # type: ignore[arg-type]
+    pixels = rng.integers(0, 256, (7, 1, 3, 8, 8), dtype=np.uint8)
+    images = [normalise(p) for p in pixels]
+    per_image = tmp_path / "batch.npy"
+    write_batch(per_image, pixels)
 
     def model(x: np.ndarray) -> list[np.ndarray]:  # any batch, image by image
         return [x.reshape(len(x), 3, 64).sum(axis=2)[:, :, None] * [1.0, 2.0],
                 x.mean(axis=(1, 2, 3))[:, None]]
 
-    grouped = tmp_path / "batch-b.npz"
+    grouped = tmp_path / "batch-b.npy"
     assert group_tensors(per_image, size, grouped) == -(-7 // size)
-    with np.load(grouped) as data:
-        inputs = [data[str(k)] for k in range(len(data.files))]
+    inputs = list(float_inputs(grouped))
     assert all(x.shape == (size, 3, 8, 8) for x in inputs)
     np.testing.assert_array_equal(inputs[-1][-1], images[6][0])  # padded with the last image
     split = split_outputs([model(x) for x in inputs], size, 7)
@@ -193,11 +201,9 @@ def test_accuracy_pass_in_batches_scores_as_image_by_image(tmp_path: Path,
         return np.concatenate([session.run(None, {"images": x[i:i + 1]})[0]
                                for i in range(len(x))])
 
-    with np.load(single.tensors) as data:
-        by_image = [[run(data[str(i)])] for i in range(7)]
-    with np.load(pairs.tensors) as data:
-        assert len(data.files) == 4
-        by_pair = [[run(data[str(k)])] for k in range(4)]
+    by_image = [[run(x)] for x in float_inputs(single.tensors)]
+    by_pair = [[run(x)] for x in float_inputs(pairs.tensors)]
+    assert len(by_image) == 7 and len(by_pair) == 4
     settings = AccuracySettings()
     reference = make_reference("image by image", single, by_image, settings)
     plain = evaluate(single, by_image, settings, reference=reference)

@@ -19,6 +19,7 @@ import pytest
 from head_fixtures import build_models, ultralytics_predictions
 from test_accuracy_vs_ultralytics import ultralytics_val
 
+from edgebench.batching import float_inputs
 from edgebench.cache import cache_root
 from edgebench.cli import main
 from edgebench.datasets import load_dataset
@@ -86,8 +87,7 @@ def predictions(models: dict[str, Path], batch: Any,
 
 def _raw_outputs(path: Path, tensors: Path) -> list[list[np.ndarray]]:
     """The file's raw outputs on every tensor, run by its own runtime."""
-    with np.load(tensors) as data:
-        images = [data[k] for k in sorted(data.files, key=int)]
+    images = list(float_inputs(tensors))
     if path.suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
 

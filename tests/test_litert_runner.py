@@ -70,12 +70,12 @@ def test_outputs_agree_with_the_onnx_export(tmp_path: Path, embedded_onnx: Path)
     """Both are exports of the same .pt; LiteRT's boxes come out divided by the input size."""
     import onnxruntime as ort
 
+    from edgebench.batching import float_inputs
     from edgebench.datasets import load_dataset
     from edgebench.evaluation import prepare_batch
 
     batch = prepare_batch(load_dataset(None).first(3), "images", (320, 320), tmp_path)
-    with np.load(batch.tensors) as data:
-        x = data["0"]
+    x = next(float_inputs(batch.tensors))
     session = ort.InferenceSession(str(embedded_onnx))
     ref = session.run(None, {"images": x})[0][0]
     work = tmp_path / "w"

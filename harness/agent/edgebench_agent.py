@@ -33,7 +33,18 @@ import sys
 import time
 import traceback
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 if TYPE_CHECKING or __package__:  # imported by the harness
     from . import edgebench_protocol as protocol
@@ -100,8 +111,10 @@ class Loaded:
     """What a runner's ``load`` returns.
 
     ``infer()`` runs the model on the request's timing input (bound once, so the timed loop
-    measures inference only); ``predict(array)`` runs it on another input tensor and returns
-    its outputs as numpy arrays (the accuracy pass). ``runtime`` is (name, version).
+    measures inference only); ``predict(array)`` runs it on another input tensor (float32
+    NCHW, as the timing input) and returns its outputs as numpy arrays (the accuracy pass);
+    it must not keep ``array`` after it returns (the agent refills that buffer for the next
+    input: :func:`accuracy_inputs`). ``runtime`` is (name, version).
     ``delegation`` (optional): ``{"delegate": name, "nodes_delegated": n, "nodes_total": n,
     "partitions": n, "fallback_ops": {op: count}}`` for a runtime with delegates.
     """
@@ -239,22 +252,60 @@ def _describe_outputs(outputs: Any) -> Tuple[protocol.OutputSummary, ...]:
     return tuple(described)
 
 
+def accuracy_inputs(path: str) -> Tuple[int, Iterator[Any]]:
+    """The accuracy pass's inputs: (how many, each inference's float32 (B, 3, H, W) input
+    in order).
+
+    A ``.npy`` is the accuracy batch the host ships: (K, B, 3, H, W) uint8 letterboxed RGB
+    pixels, memory-mapped; each input is its pixels divided by 255 in float32 (the host's
+    ``edgebench.batching.normalise``, bit for bit), written into one reused buffer just
+    before it runs, so the float batch is never in memory at once. ``predict`` must not
+    keep its argument after it returns. A ``.npz`` (keys ``"0".."K-1"``, float32 tensors:
+    the format before) is read one key at a time."""
+    import numpy as np
+
+    if not path.endswith(".npy"):
+        data = np.load(path, allow_pickle=False)
+        keys = sorted(data.files, key=int)
+
+        def each_key() -> Iterator[Any]:
+            with data:
+                for key in keys:
+                    yield data[key]
+
+        return len(keys), each_key()
+    pixels = np.load(path, mmap_mode="r", allow_pickle=False)
+    if pixels.dtype != np.uint8 or pixels.ndim != 5 or pixels.shape[2] != 3:
+        raise RunnerFailure("accuracy pass", "%s is not an accuracy batch ((K, B, 3, H, W) "
+                            "uint8): %s %s" % (os.path.basename(path), list(pixels.shape),
+                                               pixels.dtype))
+    scratch = np.empty(pixels.shape[1:], dtype=np.float32)
+    scale = np.float32(255)
+
+    def each_inference() -> Iterator[Any]:
+        for group in pixels:
+            yield np.divide(group, scale, out=scratch, dtype=np.float32)
+
+    return len(pixels), each_inference()
+
+
 def _accuracy_pass(loaded: Loaded, inputs_path: str, out_path: str) -> protocol.AccuracyPass:
-    """Run every tensor of ``inputs_path`` (keys in order) and save the outputs, untimed."""
+    """Run every input of ``inputs_path`` (:func:`accuracy_inputs`, in order) and save the
+    outputs (``INPUT_OUTPUT`` keys), untimed."""
     import numpy as np
 
     assert loaded.predict is not None
-    inputs = load_inputs(inputs_path)
+    count, inputs = accuracy_inputs(inputs_path)
     outputs: Dict[str, Any] = {}
     t0 = time.perf_counter()
-    for key in sorted(inputs, key=lambda k: int(k)):
-        for j, out in enumerate(loaded.predict(inputs[key])):
-            outputs["%s_%d" % (key, j)] = np.asarray(out)
+    for key, x in enumerate(inputs):
+        for j, out in enumerate(loaded.predict(x)):
+            outputs["%d_%d" % (key, j)] = np.array(out)
     seconds = time.perf_counter() - t0
     tmp = "%s.tmp.%d.npz" % (out_path, os.getpid())
     np.savez(tmp, **outputs)
     os.replace(tmp, out_path)
-    return protocol.AccuracyPass(images=len(inputs), seconds=seconds)
+    return protocol.AccuracyPass(images=count, seconds=seconds)
 
 
 PHASE_MARK = "edgebench-phase:"

@@ -94,9 +94,10 @@ def _object(raw: Mapping[str, Any], key: str) -> Dict[str, Any]:
 
 @dataclass(frozen=True)
 class AccuracyRequest:
-    """The untimed accuracy pass: run every tensor of ``inputs`` (an ``.npz`` on the device,
-    keys ``0``, ``1``, ...) and save the outputs to ``out`` (``.npz``, keys
-    ``IMAGE_OUTPUT``)."""
+    """The untimed accuracy pass: run every input of ``inputs`` (on the device: the
+    accuracy batch, a ``.npy`` of (K, B, 3, H, W) uint8 pixels, each inference's input
+    being its pixels / 255 in float32; or a ``.npz`` of float32 tensors, keys ``0``, ``1``,
+    ...) and save the outputs to ``out`` (``.npz``, keys ``INPUT_OUTPUT``)."""
 
     inputs: str
     out: str
