@@ -86,6 +86,10 @@ class Device:
         return self.root / "marker"
 
     @property
+    def pin(self) -> Path:
+        return self.root / "pin"
+
+    @property
     def uri(self) -> str:
         return self.server.uri(python=str(self.root / "python"))
 
@@ -98,7 +102,8 @@ def _device_root(root: Path) -> Path:
     wrapper.write_text(
         "#!/bin/bash\n"
         f'if [ -e "{root}/marker" ]; then export PYTHONPATH="{root}/marked"; fi\n'
-        f'"{sys.executable}" "$@" | tee -a "{root}/runner.log"\n'
+        f'PIN=""; if [ -e "{root}/pin" ]; then PIN="taskset -c 0"; fi\n'
+        f'$PIN "{sys.executable}" "$@" | tee -a "{root}/runner.log"\n'
         'exit "${PIPESTATUS[0]}"\n')
     wrapper.chmod(0o755)
     return root
@@ -220,12 +225,26 @@ def test_identical_run_reuses_the_pass(first: Run, device: Device, tmp_path: Pat
     assert f"‡ mAP and agreement from the accuracy pass of run `{first.report['run_id']}`" in md
     html = next(again.out.glob("*/report.html")).read_text()
     assert "‡ mAP and agreement from the accuracy pass of run" in html
+    # the same measurement: compare and the gate take it as any mAP (a change of 0 points)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["compare", str(next(first.out.glob("*/report.json"))),
+                     str(next(again.out.glob("*/report.json")))]) == 0
+    (row,) = [line for line in out.getvalue().splitlines() if "|onnxruntime|" in line]
+    assert "| +0.00 |" in row and row.startswith("| unchanged |"), row
 
 
 def test_other_images_are_a_miss(first: Run, device: Device, tmp_path: Path) -> None:
     other = run(device, tmp_path, "--images", "3")
     assert other.ran_pass and other.accuracy["cached_from"] is None
     assert other.accuracy["images"] == 3
+
+
+def test_other_runner_option_is_a_miss(first: Run, device: Device, tmp_path: Path) -> None:
+    other = run(device, tmp_path, "--backend-option",
+                "onnxruntime.graph_optimization_level=basic")
+    assert other.case["runtime"]["details"]["graph_optimization_level"] == "basic"
+    assert other.ran_pass and other.accuracy["cached_from"] is None
 
 
 def test_other_artifact_is_a_miss(first: Run, device: Device, tmp_path: Path) -> None:
@@ -268,6 +287,26 @@ def test_other_device_fingerprint_is_a_miss(first: Run, ssh_env: None, tmp_path:
     assert other.case["device"]["cpu_model"] != first.case["device"]["cpu_model"]
     assert other.ran_pass and other.accuracy["cached_from"] is None
     assert other.accuracy["map50_95"] == pytest.approx(first.accuracy["map50_95"], abs=1e-6)
+
+
+def test_runtime_that_reports_another_setup_runs_the_pass(first: Run, device: Device,
+                                                         tmp_path: Path) -> None:
+    """Pinned to one CPU, the runner reports another ``cpu_affinity``: the key (read before
+    the run) matches, the runtime it reported does not, so the pass runs after all, in a
+    runner of its own; the case keeps its own timed loop."""
+    require(shutil.which("taskset") is not None, "taskset is missing (util-linux)")
+    device.pin.touch()
+    try:
+        other = run(device, tmp_path)
+    finally:
+        device.pin.unlink()
+    assert str(other.case["runtime"]["details"]["cpu_affinity"]) == "1"
+    assert str(first.case["runtime"]["details"]["cpu_affinity"]) != "1"
+    assert other.runner_log.count(TIMED_LINE) == 2 and other.runner_log.count(PASS_LINE) == 1
+    assert other.accuracy["cached_from"] is None
+    assert other.accuracy["map50_95"] == first.accuracy["map50_95"]
+    assert other.case["latency"]["n"] == 3
+    assert re.search(r"accuracy \(4 images evaluated, device pass", other.stderr)
 
 
 def test_fresh_measures_again_and_refreshes(first: Run, device: Device,
