@@ -54,6 +54,7 @@ def run_flags(args: argparse.Namespace) -> dict[str, object]:
         "compress": tuple(args.compress) if args.compress else None,
         "retries": args.retries, "retry_backoff_s": args.retry_backoff,
         "train_data": args.train_data,
+        "fresh": True if args.fresh else None,
     }
 
 

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iou", type=float, help="NMS IoU threshold (0.7)")
     run.add_argument("--no-accuracy", action="store_true",
                      help="latency and memory only: skip the accuracy pass")
+    run.add_argument("--fresh", action="store_true",
+                     help="run every accuracy pass, even where an earlier run measured the "
+                          "same artifact, runtime, data and device (its mAP is reused "
+                          "otherwise, marked in the report); refreshes the cache")
     run.add_argument("--output", "-o", type=Path,
                      help="results dir (edgebench-results); each run writes "
                           "RUN_ID/report.{json,md,html} in it")

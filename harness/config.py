@@ -61,6 +61,9 @@ class Matrix:
     """Retries of a case cut by a lost connection (``--retries``, ``--retry-backoff``)."""
     gate: Thresholds = field(default_factory=Thresholds)
     """The gate's thresholds (``[gate]``; ``edgebench compare`` and ``--baseline-model``)."""
+    fresh: bool = False
+    """Run every accuracy pass, reusing none from the cache (``--fresh``; see
+    ``accuracy_cache.py``); the passes still refresh the cache."""
 
     @property
     def all_settings(self) -> tuple[RunSettings, ...]:
@@ -127,6 +130,7 @@ def _matrix(values: Mapping[str, Any], disabled: tuple[str, ...]) -> Matrix:
         gate=Thresholds(latency=values["latency_threshold"], map_points=values["map_threshold"],
                         alpha=values["alpha"], alpha_repeats=values["alpha_repeats"],
                         noise_factor=values["noise_factor"]),
+        fresh=values["fresh"],
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from .accuracy import AccuracySettings, precision_tolerance, tolerance_problems
+from .accuracy_cache import AccuracyCache, AccuracyKey, CachedAccuracy
 from .agent.edgebench_protocol import RunnerResult
 from .contracts import Backend, Device, NativeRunner
 from .errors import CaseError, CaseSkipped
@@ -42,7 +43,7 @@ from .records import (
     Tolerance,
     from_json_dict,
 )
-from .remote import Pusher, RunnerJob, RuntimeMissing, run_job, runner_request
+from .remote import Pusher, RunnerJob, RunnerOutcome, RuntimeMissing, run_job, runner_request
 from .reports.writer import utc_now
 from .retry import ConnectionLost, Retrier, RetryPolicy
 from .runtime_install import import_failed_reason, missing_runtime_reason
@@ -183,15 +184,18 @@ class CaseExecutor:
     (by entered device: the devices of a URI that stands for several are told apart) are
     filled in by the scheduler as each device is entered and probed, and dropped with
     :meth:`forget` when it is left.
-    ``progress`` is told of each device phase of each case.
+    ``progress`` is told of each device phase of each case. ``cache``: accuracy results
+    of earlier runs to reuse instead of running the pass again (``accuracy_cache.py``);
+    ``None``: every pass runs and none is stored.
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
                  test_options: TestOptions | None = None,
-                 retrier: Retrier | None = None, progress: PhaseListener | None = None
-                 ) -> None:
+                 retrier: Retrier | None = None, progress: PhaseListener | None = None,
+                 cache: AccuracyCache | None = None) -> None:
         self.plans = plans
         self.accuracy = accuracy
+        self.cache = cache
         self.test_options = test_options or {}
         self.retrier = retrier or Retrier(RetryPolicy(retries=0))
         self._evaluated: set[str] = set()
@@ -267,7 +271,7 @@ class CaseExecutor:
             result = dataclasses.replace(base, reason=str(exc))
         return result
 
-    def _job(self, plan: CasePlan) -> RunnerJob:
+    def _job(self, plan: CasePlan, accuracy_pass: bool) -> RunnerJob:
         assert plan.artifact is not None and plan.batch is not None
         settings = plan.case.settings
         test = self.test_options(plan.case) if callable(self.test_options) \
@@ -275,8 +279,7 @@ class CaseExecutor:
         return RunnerJob(
             runner=plan.backend.runner(), model=plan.artifact.path,
             model_key=plan.artifact.sha256[:16], inputs=plan.batch.timing_input,
-            accuracy_inputs=plan.batch.tensors
-            if self.accuracy is not None and plan.case.id not in self._evaluated else None,
+            accuracy_inputs=plan.batch.tensors if accuracy_pass else None,
             request=runner_request(settings, plan.backend.runner_options(settings), test),
             timeout_s=settings.timeout_s,
             owner=f"the runner of backend {plan.backend.name!r}, {plan.plugin}"
@@ -286,31 +289,50 @@ class CaseExecutor:
                  base: CaseResult) -> CaseResult:
         assert plan.artifact is not None and plan.batch is not None
         agent = self.agents[device]
-        job = self._job(plan)
         temperature_before = agent.temperature()
         first_repeat = plan.case.id not in self._evaluated
-        try:
-            with HostSampler() as host:
-                outcome = run_job(device, agent, job, self.pusher)
-        except RuntimeMissing as exc:
-            raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
-                                                   device.python)) from None
+        measure_accuracy = first_repeat and self.accuracy is not None
+        key, cached = self._cached(plan, info) if measure_accuracy else (None, None)
+        host_sampler = HostSampler()
+        outcome = self._run(plan, device, self._job(plan, measure_accuracy and cached is None),
+                            host_sampler)
         self._evaluated.add(plan.case.id)
         self.progress.runner_phases(plan.case, outcome.result)
         result = result_from_runner(outcome.result, plan, info, base, temperature_before,
-                                    agent.temperature(), host.window(outcome.result.load))
+                                    agent.temperature(),
+                                    host_sampler.window(outcome.result.load))
         self._say_busy(device.uri, result)
-        if not first_repeat or self.accuracy is None or result.status is not Status.OK:
+        if not measure_accuracy or self.accuracy is None or result.status is not Status.OK:
             return result  # accuracy was measured on the first repeat
+        tolerance = backend_tolerance(plan.backend, plan.artifact, result.runtime)
+        if cached is not None:
+            reused = cached.reuse(result.runtime, tolerance, plan.reference)
+            if reused is not None:
+                source = reused.cached_from
+                assert source is not None
+                self.progress.phase(plan.case, ACCURACY,
+                                    f"cached from run {source.run_id}: no accuracy pass")
+                return agreement_verdict(dataclasses.replace(result, accuracy=reused))
+            # the runner reported another runtime build or setup: run the pass after all,
+            # in a runner of its own (one timed iteration, not reported)
+            job = self._job(plan, True)
+            outcome = self._run(plan, device, dataclasses.replace(
+                job, request=dataclasses.replace(job.request, warmup_iterations=0,
+                                                 warmup_s=0.0, iterations=1,
+                                                 min_duration_s=0.0)), HostSampler())
         if outcome.outputs is not None:
             accuracy = evaluate(plan.batch, outcome.outputs, self.accuracy,
                                 reference=plan.reference,
                                 reference_problem=plan.reference_problem,
                                 boxes_normalised=plan.backend.boxes_normalised,
-                                tolerance=backend_tolerance(plan.backend, plan.artifact,
-                                                            result.runtime),
-                                metadata=plan.metadata)
-            self.progress.phase(plan.case, ACCURACY, f"{accuracy.images} images evaluated")
+                                tolerance=tolerance, metadata=plan.metadata)
+            device_pass = outcome.result.accuracy
+            self.progress.phase(plan.case, ACCURACY, f"{accuracy.images} images evaluated" + (
+                f", device pass {device_pass.seconds:.2f} s"
+                if device_pass is not None and device_pass.seconds is not None else ""))
+            if self.cache is not None and key is not None and result.runtime is not None:
+                self.cache.store(key, accuracy, result.runtime, device.uri,
+                                 result.started_at or utc_now())
             return agreement_verdict(dataclasses.replace(result, accuracy=accuracy))
         passed = outcome.result.accuracy
         reason = passed.skipped if passed is not None and passed.skipped else \
@@ -320,6 +342,31 @@ class CaseExecutor:
             images=0, labelled=plan.batch.dataset.labelled,
             dataset_fingerprint=plan.batch.dataset_fingerprint,
             input_hw=plan.batch.input_hw))
+
+    def _cached(self, plan: CasePlan, info: DeviceInfo
+                ) -> tuple[AccuracyKey | None, CachedAccuracy | None]:
+        """The case's accuracy key and the cached result under it (``None``: none, or
+        ``--fresh``); no key without a cache."""
+        if self.cache is None or self.accuracy is None or plan.artifact is None \
+                or plan.batch is None:
+            return None, None
+        settings = plan.case.settings
+        key = self.cache.key(artifact=plan.artifact, backend=plan.backend,
+                             runner_options=plan.backend.runner_options(settings),
+                             threads=settings.threads, batch=plan.batch,
+                             settings=self.accuracy, reference=plan.reference,
+                             reference_problem=plan.reference_problem, info=info)
+        return key, self.cache.lookup(key)
+
+    def _run(self, plan: CasePlan, device: Device, job: RunnerJob, host: HostSampler
+             ) -> RunnerOutcome:
+        """One runner invocation, the host's load sampled meanwhile by ``host``."""
+        try:
+            with host:
+                return run_job(device, self.agents[device], job, self.pusher)
+        except RuntimeMissing as exc:
+            raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
+                                                   device.python)) from None
 
     def _measure_native(self, native: NativeRunner, plan: CasePlan, device: Device,
                         info: DeviceInfo, base: CaseResult) -> CaseResult:

@@ -34,6 +34,8 @@ NOT_FIGURES: dict[str, str] = {
     "alpha": "a gate threshold",
     "alpha_repeats": "a gate threshold",
     "noise_factor": "a gate threshold",
+    "fresh": "runs the accuracy pass instead of reusing an earlier run's of the same artifact, "
+             "runtime, data and device: the same measurement, so the same figures",
 }
 """Fields that may differ between a run and its ``--resume``: they change no figure."""
 
@@ -102,6 +104,7 @@ def option_values(matrix: Matrix) -> dict[str, Any]:
         "alpha": matrix.gate.alpha,
         "alpha_repeats": matrix.gate.alpha_repeats,
         "noise_factor": matrix.gate.noise_factor,
+        "fresh": matrix.fresh,
     }
 
 

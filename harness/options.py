@@ -103,6 +103,7 @@ OPTIONS: dict[str, Option] = {
     "accuracy": Option(_ACC, Kind.BOOL, True, flag="--no-accuracy"),
     "conf": Option(_ACC, _F, 0.001, lambda v: 0 <= v < 1, "in [0, 1)", "--conf"),
     "iou": Option(_ACC, _F, 0.7, lambda v: 0 < v <= 1, "in (0, 1]", "--iou"),
+    "fresh": Option(_ACC, Kind.BOOL, False, flag="--fresh"),
     # [gate]: edgebench compare
     "latency_threshold": Option(_GATE, _F, 0.05, lambda v: 0 < v < 10, "in (0, 10)",
                                 "--latency-threshold"),

@@ -380,6 +380,24 @@ class Accuracy:
     the identity of the evaluation set, wherever it lies (``None``: older reports)."""
     input_hw: tuple[int, int] | None = None
     """(height, width) of the input tensor the images were letterboxed to."""
+    cached_from: CachedFrom | None = None
+    """Set when these figures were not measured by this run but reused from an earlier
+    accuracy pass of the same artifact, runtime, options, data and device
+    (:mod:`edgebench.accuracy_cache`); ``None``: measured by this run."""
+
+
+@dataclass(frozen=True)
+class CachedFrom:
+    """The earlier run whose accuracy pass a case's accuracy figures come from (the same
+    measurement: same artifact content, runtime build and options, evaluated data, settings
+    and device fingerprint; see :mod:`edgebench.accuracy_cache`)."""
+
+    run_id: str
+    """The run that measured them."""
+    measured_at: str
+    """When (UTC, ISO 8601) its case started."""
+    device: str
+    """The device it ran on (its URI, credentials redacted)."""
 
 
 @dataclass(frozen=True)
@@ -497,6 +515,8 @@ class MatrixSettings:
     """``stem@sha8`` of a ``--baseline-model`` measured only as the baseline."""
     data_fingerprint: str | None = None
     """``Dataset.fingerprint`` of the images the run evaluates (or times, accuracy off)."""
+    fresh: bool = False
+    """``--fresh``: every accuracy pass is run, none reused from the cache."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from pathlib import Path
 import pluggy
 
 from . import __version__
+from .accuracy_cache import AccuracyCache
+from .cache import cache_root
 from .config import Matrix
 from .execution import CaseExecutor, TestOptions
 from .hook_calls import notify
@@ -135,9 +137,11 @@ class Session:
                      if reg.unavailable_reason() is None]
         writer = ReportWriter(report, output_dir, reporters)
         self.writer = writer
+        cache = AccuracyCache(cache_root() / "accuracy", self.run_id, fresh=self.matrix.fresh) \
+            if self.matrix.accuracy is not None else None
         executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy,
                                 self.test_options, Retrier(self.retry, self._stop),
-                                progress=self.progress)
+                                progress=self.progress, cache=cache)
         scheduler = Scheduler(self.pm, self.registry, self.retry, self._stop, self.on_case,
                               progress=self.progress)
         self.pm.register(executor, name="edgebench.core-runner")

@@ -165,15 +165,19 @@ def test_no_flags_finish_the_run_with_its_own_settings(partial: Path, tmp_path: 
                                                        ) -> None:
     run_dir = _copy(partial, tmp_path)
     before = json.loads((run_dir / "report.json").read_text())
-    # a flag that changes no figure may be given; the run's own settings are used
-    assert main(["run", "--resume", str(run_dir), "--retries", "0"]) == 0
+    # flags that change no figure may be given; the run's own settings are used
+    assert main(["run", "--resume", str(run_dir), "--retries", "0", "--fresh"]) == 0
     after = json.loads((run_dir / "report.json").read_text())
     assert [p.name for p in (tmp_path / "out").iterdir()] == [run_dir.name]  # no new run
     assert after["state"] == "complete" and after["run_id"] == before["run_id"]
     assert after["argv"] == before["argv"]
     assert after["cases"][0] == before["cases"][0]  # kept as measured
     _describes_every_case(after)
-    assert after["settings"]["retries"] == 0  # the flag that changes no figure applied
+    assert after["settings"]["retries"] == 0  # the flags that change no figure applied
+    assert after["settings"]["fresh"] is True
+    resumed = [c for c in after["cases"] if c["case"]["id"] not in
+               {b["case"]["id"] for b in before["cases"]}]
+    assert resumed and all(c["accuracy"]["cached_from"] is None for c in resumed)
     capsys.readouterr()
 
 
@@ -299,7 +303,7 @@ def _every_option_changed(tmp_path: Path) -> dict[str, Any]:
         "timeout_s": 30.0, "cooldown_s": 2.0, "max_temperature_c": 70.0,
         "temperature_wait_s": 12.0, "retries": 1, "retry_backoff_s": 0.5, "accuracy": False,
         "conf": 0.25, "iou": 0.5, "latency_threshold": 0.1, "map_threshold": 1.0,
-        "alpha": 0.01, "alpha_repeats": 0.05, "noise_factor": 2.0,
+        "alpha": 0.01, "alpha_repeats": 0.05, "noise_factor": 2.0, "fresh": True,
         "backend_options": {"onnxruntime": {"graph_optimization_level": "basic"}},
     }
     assert set(flags) == {*OPTIONS, "backend_options"}, "a new option: give it a value here"
@@ -324,9 +328,11 @@ def test_every_field_is_compared_or_said_why_not() -> None:
     assert not compared & set(NOT_FIGURES) and not compared & set(BY_CONTENT)
     assert set(BY_CONTENT.values()) <= compared  # a path is compared by its content
     # nothing that changes a figure may differ: only where the report goes, the retries of
-    # a lost connection and the gate's thresholds
+    # a lost connection, the gate's thresholds and --fresh (the same accuracy measurement,
+    # run again instead of reused from the cache)
     assert set(NOT_FIGURES) == {"output", "retries", "retry_backoff_s", "latency_threshold",
-                                "map_threshold", "alpha", "alpha_repeats", "noise_factor"}
+                                "map_threshold", "alpha", "alpha_repeats", "noise_factor",
+                                "fresh"}
 
 
 def _changed(value: Any) -> Any:

@@ -10,6 +10,7 @@ from ..records import Accuracy, CaseResult, Place, RunReport, Status
 from .notes import NO_CI_NOTE as NO_CI_NOTE  # its home is .notes; kept importable here
 from .notes import (
     NO_REFERENCE_DETECTIONS,
+    cached_mark,
     footnotes,
     no_reference_detections,
     preamble,
@@ -141,7 +142,8 @@ def result_row(r: CaseResult) -> str:
               _mib(art.size_bytes if art else None)]
     acc = r.accuracy
     fid = acc.fidelity if acc else None
-    cells += [_score(acc.map50_95 if acc else None), _score(acc.map50 if acc else None),
+    cells += [_score(acc.map50_95 if acc else None) + cached_mark(acc),
+              _score(acc.map50 if acc else None) + cached_mark(acc),
               NO_REFERENCE_DETECTIONS if no_reference_detections(fid)
               else _score(fid.detection_agreement if fid else None),
               f"{fid.max_abs:.1e}" if fid else "–"]

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 
 from ..accuracy import AccuracySettings
 from ..reasons import summary
-from ..records import Fidelity, RunReport, Status
+from ..records import Accuracy, Fidelity, RunReport, Status
 
 AGREEMENT_CONF = AccuracySettings().agreement_conf
 NO_REFERENCE_DETECTIONS = "†"
 """Marks an agreement not measured: the reference detected nothing (see
 :func:`no_reference_detections`)."""
+
+CACHED_ACCURACY = "‡"
+"""Marks a mAP reused from an earlier run's accuracy pass (see :func:`cached_accuracy_note`)."""
 
 NO_CI_NOTE = ("¹ No 95 % interval of the median: with fewer than 6 samples no pair of order "
               "statistics covers the median with 95 % probability ([min, max] of 5 covers "
@@ -39,6 +42,25 @@ def no_reference_detections_note() -> str:
     return (f"{NO_REFERENCE_DETECTIONS} the float reference has no detection at score ≥ "
             f"{AGREEMENT_CONF:g} on these images: agreement not measured, raw outputs "
             "compared (max abs diff).")
+
+
+def cached_mark(acc: Accuracy | None) -> str:
+    """:data:`CACHED_ACCURACY` for an accuracy reused from an earlier run, else ``""``."""
+    return CACHED_ACCURACY if acc is not None and acc.cached_from is not None else ""
+
+
+def cached_accuracy_note(report: RunReport) -> str | None:
+    """The runs (with their date and device) whose accuracy passes this report reuses."""
+    sources = sorted({(a.cached_from.run_id, a.cached_from.measured_at[:10],
+                       a.cached_from.device) for r in report.cases
+                      if (a := r.accuracy) is not None and a.cached_from is not None})
+    if not sources:
+        return None
+    runs = "; ".join(f"`{run}` ({day}, `{device}`)" for run, day, device in sources)
+    plural = "s" if len(sources) > 1 else ""
+    return (f"{CACHED_ACCURACY} mAP and agreement from the accuracy pass of run{plural} "
+            f"{runs}: same artifact, runtime, options, data and device; `--fresh` measures "
+            "them again.")
 
 
 def _cpu_note(report: RunReport) -> str | None:
@@ -80,7 +102,8 @@ def _no_reference_note(report: RunReport) -> str | None:
 
 
 FOOTNOTES: tuple[Callable[[RunReport], str | None], ...] = (
-    _cpu_note, _no_ci_note, _batch_note, _agreement_note, _no_reference_note)
+    _cpu_note, _no_ci_note, _batch_note, _agreement_note, _no_reference_note,
+    cached_accuracy_note)
 """The notes under the results table, in order (see the module docstring)."""
 
 
