@@ -79,7 +79,8 @@ def _canonical(value: Any) -> Any:
 
 
 def reference_identity(reference: Reference | None, problem: str | None) -> dict[str, Any]:
-    """The float reference as a key part: its name and the sha256 of its outputs (shape,
+    """The float reference as a key part: what computed it (its name, not where this run got
+    it: computed or read from the reference cache) and the sha256 of its outputs (shape,
     dtype, bytes of each image's), or why there is none."""
     if reference is None:
         return {"none": problem or "no reference"}
@@ -150,6 +151,8 @@ class CachedAccuracy:
         fidelity = self.accuracy.fidelity
         if fidelity is not None:
             fidelity = dataclasses.replace(fidelity, tolerance=None, within_tolerance=None)
+            if reference is not None:  # the same reference (the key): where this run got it
+                fidelity = dataclasses.replace(fidelity, reference=reference.described)
             fidelity = check_tolerance(fidelity, tolerance,
                                        reference.outputs if reference is not None else [])
         return dataclasses.replace(self.accuracy, fidelity=fidelity,

@@ -157,10 +157,20 @@ class Reference:
     """The float reference's outputs on a batch, decoded once."""
 
     name: str
+    """What computed it (``PyTorch 2.14.1 (Ultralytics ...) on the host, model.pt``)."""
     outputs: list[np.ndarray]  # canonical head outputs (or raw first outputs), per image
     detections: list[Detections] | None
     layout: HeadLayout | None = None
     """How its outputs were read (``None``: not a detection head; see ``heads.py``)."""
+    origin: str = ""
+    """Where this run got it (``computed by this run ...``, ``read from the reference cache
+    ...``; ``reference_cache.CachedReference.origin``); not part of what it is."""
+
+    @property
+    def described(self) -> str:
+        """Its name for the report (``Fidelity.reference``): what computed it, then where
+        this run got it from."""
+        return f"{self.name}; {self.origin}" if self.origin else self.name
 
 
 def head_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
@@ -191,10 +201,11 @@ def canonical_outputs(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
 
 
 def make_reference(name: str, batch: AccuracyBatch, outputs: list[list[np.ndarray]],
-                   settings: AccuracySettings, metadata: ModelMetadata | None = None
-                   ) -> Reference:
+                   settings: AccuracySettings, metadata: ModelMetadata | None = None,
+                   origin: str = "") -> Reference:
     """The reference's outputs (per input of ``batch.tensors``) decoded per image; raises
-    :class:`CaseError` when batched outputs cannot be split per image."""
+    :class:`CaseError` when batched outputs cannot be split per image. ``name``: what
+    computed it; ``origin``: where this run got it (:attr:`Reference.origin`)."""
     try:
         canon, layout, _ = head_outputs(batch, outputs, None, metadata)
     except ValueError as exc:
@@ -202,7 +213,7 @@ def make_reference(name: str, batch: AccuracyBatch, outputs: list[list[np.ndarra
     detections = None if layout is None else decode_head(
         layout, canon, batch.letterboxes, conf=settings.agreement_conf, iou=settings.iou,
         max_det=settings.max_det)
-    return Reference(name, canon, detections, layout)
+    return Reference(name, canon, detections, layout, origin)
 
 
 def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
@@ -241,11 +252,11 @@ def evaluate(batch: AccuracyBatch, outputs: list[list[np.ndarray]],
             kinds = (layout.kind if layout else "",
                      reference.layout.kind if reference.layout else "")
             if head and ("detections" in kinds or "rtdetr" in kinds):
-                fidelity = detections_fidelity(reference.name, reference.outputs, canon,
+                fidelity = detections_fidelity(reference.described, reference.outputs, canon,
                                                reference.detections or [], fidelity_dets,
                                                batch.letterboxes)
             else:
-                fidelity = output_fidelity(reference.name, reference.outputs, canon,
+                fidelity = output_fidelity(reference.described, reference.outputs, canon,
                                            reference.detections or [], fidelity_dets,
                                            head=head, agreement_conf=settings.agreement_conf)
             fidelity = check_tolerance(fidelity, tolerance, reference.outputs)

@@ -18,7 +18,6 @@ from .pipeline import cache_root, torch_reference
 from .plugin_manager import PluginKind, Registry
 from .records import Artifact, RunSettings
 from .reference_cache import (
-    CachedReference,
     Computed,
     ReferenceKey,
     cached_reference,
@@ -102,8 +101,8 @@ class FloatReferences:
                 lambda: onnx_reference(self.registry, source, batch,
                                        threads=ONNX_REFERENCE_THREADS,
                                        timeout_s=self.matrix.settings.timeout_s))
-        return make_reference(described(got), batch, got.outputs, self.matrix.accuracy,
-                              metadata), None
+        return make_reference(got.name, batch, got.outputs, self.matrix.accuracy,
+                              metadata, origin=got.origin()), None
 
     def _check_classes(self, reference: Reference, model: str,
                        metadata: ModelMetadata | None) -> None:
@@ -124,11 +123,6 @@ class FloatReferences:
                 "--no-accuracy (latency and memory only) or a folder of images as --data "
                 "(agreement with the float reference only).")
 
-
-def described(got: CachedReference) -> str:
-    """The reference's name for the report (``Fidelity.reference``, the agreement note):
-    what computed it, then where this run got it from."""
-    return f"{got.name}; {got.origin()}"
 
 
 def torch_reference_key(source: Artifact, batch: AccuracyBatch, threads: int | None
