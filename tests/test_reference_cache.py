@@ -107,14 +107,14 @@ def test_a_second_run_reads_the_pytorch_reference_and_it_equals_a_fresh_one(
     shutil.copy2(ASSETS / "shapes-yolov8n.pt", pt)  # never run anything from assets
     source = load_source(pt)
     first = reference(registry, batch, source)
-    assert COMPUTED in first.name and first.detections
+    assert COMPUTED in first.described and first.detections
     # the thread count reached torch (--threads: torch.set_num_threads, read back there)
     assert f"CPU, {TORCH_REFERENCE_THREADS} thread" in first.name
     (entry,) = entries(own_cache)
     before = stamps(entry)
 
     second = reference(registry, batch, source)
-    assert CACHED in second.name and second.name.split(";")[0] == first.name.split(";")[0]
+    assert CACHED in second.described and second.name == first.name
     assert stamps(entry) == before  # nothing recomputed or rewritten
     assert entries(own_cache) == [entry]
     assert not [p for p in (own_cache / "references").iterdir() if p.name.startswith(".")]
@@ -123,7 +123,7 @@ def test_a_second_run_reads_the_pytorch_reference_and_it_equals_a_fresh_one(
     # equal to a fresh computation (uncached), and so are the agreement figures of a
     # converted model (the embedded ONNX run by onnxruntime) checked against each
     fresh_name, fresh = torch_reference(source, batch.tensors, threads=TORCH_REFERENCE_THREADS)
-    assert fresh_name == first.name.split(";")[0]
+    assert fresh_name == first.name
     for per_image, cached in zip(fresh, second.outputs, strict=True):
         assert np.array_equal(per_image[0][0], cached)
     _, converted = onnx_reference(registry, load_source(DEFAULT_MODEL), batch, threads=1,
@@ -166,13 +166,13 @@ def test_the_key_is_the_content_of_tensors_and_model_not_their_paths(
         tmp_path: Path, own_cache: Path, registry: Registry, batch: AccuracyBatch) -> None:
     onnx = load_source(DEFAULT_MODEL)
     original = reference(registry, batch, onnx)
-    assert COMPUTED in original.name
+    assert COMPUTED in original.described
 
     copy = tmp_path / "elsewhere" / "batch.npz"  # same content, another path: a hit
     copy.parent.mkdir()
     shutil.copy2(batch.tensors, copy)
     moved = reference(registry, dataclasses.replace(batch, tensors=copy), onnx)
-    assert CACHED in moved.name
+    assert CACHED in moved.described
     same_outputs(original, moved)
 
     changed = tmp_path / "changed.npz"  # one pixel of one image changed: a miss
@@ -181,16 +181,16 @@ def test_the_key_is_the_content_of_tensors_and_model_not_their_paths(
     arrays["1"][0, :, 100:140, 100:140] = 1.0 - arrays["1"][0, :, 100:140, 100:140]
     np.savez(changed, **arrays)  # type: ignore[arg-type]
     other_data = reference(registry, dataclasses.replace(batch, tensors=changed), onnx)
-    assert COMPUTED in other_data.name
+    assert COMPUTED in other_data.described
     assert np.array_equal(other_data.outputs[0], original.outputs[0])
     assert not np.array_equal(other_data.outputs[1], original.outputs[1])
 
     model = load_source(perturbed_onnx(tmp_path / "shapes-yolov8n.onnx"))  # same name
     other_model = reference(registry, batch, model)
-    assert COMPUTED in other_model.name
+    assert COMPUTED in other_model.described
     assert not np.array_equal(other_model.outputs[0], original.outputs[0])
     assert len(entries(own_cache)) == 3
-    assert CACHED in reference(registry, batch, model).name
+    assert CACHED in reference(registry, batch, model).described
 
 
 @pytest.mark.parametrize("damage", ["truncated outputs", "flipped byte", "garbage entry.json",
@@ -215,10 +215,10 @@ def test_a_damaged_entry_is_recomputed_never_trusted(
         shutil.rmtree(entry)
         entry.mkdir()
     again = reference(registry, batch, onnx)
-    assert COMPUTED in again.name
+    assert COMPUTED in again.described
     same_outputs(good, again)
     assert entries(own_cache) == [entry]
-    assert CACHED in reference(registry, batch, onnx).name  # and the entry is whole again
+    assert CACHED in reference(registry, batch, onnx).described  # and the entry is whole again
 
 
 FILL = textwrap.dedent("""
