@@ -168,18 +168,17 @@ def test_the_key_is_the_content_of_tensors_and_model_not_their_paths(
     original = reference(registry, batch, onnx)
     assert COMPUTED in original.described
 
-    copy = tmp_path / "elsewhere" / "batch.npz"  # same content, another path: a hit
+    copy = tmp_path / "elsewhere" / batch.tensors.name  # same content, another path: a hit
     copy.parent.mkdir()
     shutil.copy2(batch.tensors, copy)
     moved = reference(registry, dataclasses.replace(batch, tensors=copy), onnx)
     assert CACHED in moved.described
     same_outputs(original, moved)
 
-    changed = tmp_path / "changed.npz"  # one pixel of one image changed: a miss
-    with np.load(batch.tensors) as data:
-        arrays = {k: data[k].copy() for k in data.files}
-    arrays["1"][0, :, 100:140, 100:140] = 1.0 - arrays["1"][0, :, 100:140, 100:140]
-    np.savez(changed, **arrays)  # type: ignore[arg-type]
+    changed = tmp_path / "changed.npy"  # a patch of one image changed: a miss
+    pixels = np.load(batch.tensors).copy()  # uint8 (K, B, 3, H, W), batching.py
+    pixels[1, 0, :, 100:140, 100:140] = 255 - pixels[1, 0, :, 100:140, 100:140]
+    np.save(changed, pixels)
     other_data = reference(registry, dataclasses.replace(batch, tensors=changed), onnx)
     assert COMPUTED in other_data.described
     assert np.array_equal(other_data.outputs[0], original.outputs[0])
