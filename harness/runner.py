@@ -90,7 +90,9 @@ class Session:
         """The report's files, once :meth:`run` finished (JSON first)."""
 
     def close(self) -> None:
-        """Remove the host's temporary exports and compressed variants."""
+        """Stop the export worker; remove the host's temporary exports and compressed
+        variants."""
+        self.planner.close()
         self._tmp.cleanup()
 
     def sources(self) -> list[Artifact]:
