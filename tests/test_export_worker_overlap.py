@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -111,3 +115,53 @@ def test_devices_open_and_measure_while_the_host_exports(sshd: SshServer, tmp_pa
     assert remote_order == [(first, 0), (second, 0), (second, 1), (first, 1)]
     # the report holds the plan's cases, each device's in the plan's order
     assert [c.case.id for c in report.cases if c.case.device == remote] == [first, second]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_ctrl_c_while_the_host_exports_stops_the_worker_and_the_device(
+        sshd: SshServer, tmp_path: Path) -> None:  # noqa: F811
+    """SIGINT once the export worker has started and the remote device is open (its work dir
+    exists): exit 130, the worker gone, the device's work dir removed, the report saved as
+    interrupted."""
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
+    log = tmp_path / "worker.log"
+    pt = tmp_path / "m.pt"
+    shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
+    device_tmp = tmp_path / "device-tmp"
+    device_tmp.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [PY, "-m", "edgebench.cli", "run", "-m", str(pt), "-b", "onnxruntime,ncnn",
+         "-d", sshd.uri(python=PY, tmpdir=str(device_tmp)), "--images", "2", "-n", "3",
+         "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, LOG_ENV: str(log)})
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and log.read_text() and any(device_tmp.iterdir())):
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the worker or the device never started"
+            time.sleep(0.05)
+        worker = int(log.read_text().split()[1])
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the export worker outlived the run"
+        time.sleep(0.05)
+    assert not list(device_tmp.iterdir())
+    (report,) = out.glob("*/report.json")
+    assert json.loads(report.read_text())["state"] == "interrupted"
