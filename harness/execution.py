@@ -9,7 +9,6 @@ leaves an attempt, for :mod:`edgebench.retry` to decide on.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import sys
 import time
@@ -24,7 +23,6 @@ from .errors import CaseError, CaseSkipped
 from .evaluation import evaluate
 from .fingerprint import DeviceAgent
 from .hookspecs import hookimpl
-from .host_gate import HostGate, on_host
 from .load import HostSampler, case_load, machine_load, oversubscribed_note
 from .planning import CasePlan
 from .probe import device_agent
@@ -183,16 +181,14 @@ class CaseExecutor:
     (by entered device: the devices of a URI that stands for several are told apart) are
     filled in by the scheduler as each device is entered and probed, and dropped with
     :meth:`forget` when it is left.
-    ``progress`` is told of each device phase of each case. ``gate``: the run's
-    :class:`~edgebench.host_gate.HostGate`, held by each runner job on a device on the host.
+    ``progress`` is told of each device phase of each case.
     """
 
     def __init__(self, plans: dict[str, CasePlan], accuracy: AccuracySettings | None,
                  test_options: TestOptions | None = None,
-                 retrier: Retrier | None = None, progress: PhaseListener | None = None,
-                 gate: HostGate | None = None) -> None:
+                 retrier: Retrier | None = None, progress: PhaseListener | None = None
+                 ) -> None:
         self.plans = plans
-        self.gate = gate
         self.accuracy = accuracy
         self.test_options = test_options or {}
         self.retrier = retrier or Retrier(RetryPolicy(retries=0))
@@ -205,14 +201,6 @@ class CaseExecutor:
         """Devices whose load this run has already warned about on stderr."""
         self.progress: PhaseListener = progress or Silent()
         """Told of each device phase a case went through (``progress.py``)."""
-
-    def _host_cores(self, device: Device, plan: CasePlan
-                    ) -> contextlib.AbstractContextManager[None]:
-        """The run's :class:`HostGate` for a runner job on a device on the host (its timed
-        loop never shares the cores with an export); nothing for a remote device."""
-        if self.gate is None or not on_host(device.uri):
-            return contextlib.nullcontext()
-        return self.gate.held(f"{device.uri}: {plan.case.id}")
 
     def _say_busy(self, device: str, result: CaseResult) -> None:
         """Tell the user once per device, on stderr, that it has fewer spare cores than the
@@ -300,7 +288,7 @@ class CaseExecutor:
         temperature_before = agent.temperature()
         first_repeat = plan.case.id not in self._evaluated
         try:
-            with self._host_cores(device, plan), HostSampler() as host:
+            with HostSampler() as host:
                 outcome = run_job(device, agent, job, self.pusher)
         except RuntimeMissing as exc:
             raise CaseSkipped(import_failed_reason(plan.backend, exc.module, device.uri,
@@ -337,9 +325,8 @@ class CaseExecutor:
         assert plan.artifact is not None and plan.batch is not None
         agent = self.agents[device]
         temp_before = agent.temperature()
-        with self._host_cores(device, plan):
-            measured = native.measure(device, plan.artifact, plan.batch.timing_input,
-                                      plan.case.settings, info)
+        measured = native.measure(device, plan.artifact, plan.batch.timing_input,
+                                  plan.case.settings, info)
         measured = dataclasses.replace(measured, latency=per_image(measured.latency,
                                                                    plan.batch.batch))
         for phase in DEVICE_PHASES:

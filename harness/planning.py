@@ -23,7 +23,6 @@ from .datasets import load_dataset
 from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError, sentence
 from .evaluation import AccuracyBatch, Reference, batched, prepare_batch
 from .export_worker import ExportWorker, using
-from .host_gate import HostGate
 from .identity import UNCOMPRESSED, CaseKey, options_label
 from .input_size import ImgSz, hw, input_hw
 from .model_metadata import ModelMetadata, read_metadata
@@ -169,10 +168,6 @@ class Planner:
         """Told of every host step (compression, export) and of the run's step count."""
         self.cases_per_device = 0
         """Cases each device of the matrix gets (set by :meth:`start`)."""
-        self.gate = HostGate()
-        """Held by every host step (export, conversion, compression, reference);
-        :class:`~edgebench.runner.Session` sets the run's gate, which its timed loops on
-        the host hold too (:mod:`edgebench.host_gate`)."""
         self.exports = ExportWorker()
         """The run's export worker (:mod:`edgebench.export_worker`): every Ultralytics
         export and PyTorch reference of the plan, one process (started on first need)."""
@@ -216,15 +211,13 @@ class Planner:
         for source in sources:
             label = model_label(source)
             for pipeline, steps in zip(self.variants.pipelines, compressed, strict=True):
-                what = f"compression {pipeline.label}"
-                with self.gate.held(what) if steps else contextlib.nullcontext(), \
-                        using(self.exports), self.progress.host_step(label, what) \
+                with using(self.exports), self.progress.host_step(
+                        label, f"compression {pipeline.label}") \
                         if steps else contextlib.nullcontext():
                     variant = self.variants.model_variant(source, pipeline)
                 for name in self.backends:
-                    what = self._export_step(name, pipeline)
-                    with self.gate.held(what), using(self.exports), \
-                            self.progress.host_step(label, what):
+                    with using(self.exports), \
+                            self.progress.host_step(label, self._export_step(name, pipeline)):
                         group = self._plan_backend(label, variant, name)
                     yield group
 

@@ -24,7 +24,6 @@ from . import __version__
 from .config import Matrix
 from .execution import CaseExecutor, TestOptions
 from .hook_calls import notify
-from .host_gate import HostGate
 from .measured_settings import measured_settings
 from .planning import CasePlan, Planner
 from .plugin_manager import PluginKind, Registry
@@ -86,9 +85,6 @@ class Session:
         self.backends = self.planner.backends
         self.variants = self.planner.variants
         self._stop = threading.Event()
-        self.gate = self.planner.gate = HostGate(self._stop)
-        """The run's host cores: its host steps and its timed loops on the host take turns
-        (:mod:`edgebench.host_gate`)."""
         self.writer: ReportWriter | None = None
         self._data_fingerprint: str | None = None
         self.scheduler: Scheduler | None = None
@@ -151,7 +147,7 @@ class Session:
         self.writer = writer
         executor = CaseExecutor({}, self.matrix.accuracy,
                                 self.test_options, Retrier(self.retry, self._stop),
-                                progress=self.progress, gate=self.gate)
+                                progress=self.progress)
         scheduler = self.scheduler = Scheduler(self.pm, self.registry, self.retry,
                                                self._stop, self.on_case,
                                                progress=self.progress)

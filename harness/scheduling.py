@@ -13,16 +13,11 @@ different machines). The first round of repeats runs as the cases arrive; the la
 (1 2 3 3 2 1 1 2 3) once the host has made every case, so repeats interleave as before. The
 report lists the cases in the plan's order whatever order they finish in.
 
-A device on the host itself (``local``, ``local?python=...``) opens at run start too, but
-its timed loops never share the cores with host work: the run's
-:class:`~edgebench.host_gate.HostGate` is held by every host step (export, conversion,
-compression, float reference) and by every runner job on such a device, first come first
-served. Host steps and local cases take turns at step granularity (a local case waits for
-the export in progress, not for the last one), and host work overlaps only the harness's
-side of a local case: opening and probing the device, mAP evaluation, report writing.
-Exports take every core (torch, pnnx), so a timed loop beside one would measure the
-export's interference, not the model. (Measured against waiting for all host work:
-docs/measurements.md.)
+A device on the host itself (``local``, ``local?python=...``) does not overlap: its thread
+waits until the host work is over before it opens the device. Exports and conversions take
+the host's cores (torch and pnnx use every core), so a timed loop run beside them would
+measure the exports' interference, not the model: a slower run is better than a wrong
+figure. (Only remote devices gain; for ``-d local`` the run's one export worker is the gain.)
 
 What a user can get wrong is still refused before any device work: bad URIs, options,
 backends, model files and compression pipelines when the run is built
@@ -47,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import pluggy
 
+from .config import device_scheme
 from .contracts import Device
 from .errors import CaseError, UserError
 from .execution import CaseExecutor
@@ -201,6 +197,12 @@ def _chain(first: list[CasePlan], rest: Iterator[CasePlan]) -> Iterator[CasePlan
     yield from rest
 
 
+def on_host(uri: str) -> bool:
+    """Whether device ``uri`` is this host (``local``): its timed loops must not overlap
+    the host's exports (see the module docstring)."""
+    return device_scheme(uri) == "local"
+
+
 class Scheduler:
     """Runs plans on their devices for one run.
 
@@ -247,7 +249,7 @@ class Scheduler:
         A URI that stands for N interchangeable devices (``Device.slots(uri)``) gets N
         threads, each with its own device, sharing the URI's cases (:class:`SharedCases`):
         its wall time is about the sum of its cases' divided by N. A device on the host
-        takes turns with the host's work (:mod:`edgebench.host_gate`).
+        waits for the host's work to end (:func:`on_host`).
 
         On Ctrl-C: stop and abort every device, wait (up to 30 s in all) for their threads to
         clean up, finish the report as interrupted and re-raise ``KeyboardInterrupt``. An
@@ -308,6 +310,8 @@ class Scheduler:
                     executor: CaseExecutor, writer: ReportWriter, modules: tuple[str, ...]
                     ) -> None:
         try:
+            if on_host(uri) and not feed.wait_closed():
+                return  # stopped while the host worked
             self._run_device_cases(uri, name, feed, shared, executor, writer, modules)
         except BaseException as exc:  # a bug: surface it in the main thread
             self._errors.append(exc)
