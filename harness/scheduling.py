@@ -18,6 +18,12 @@ waits until the host work is over before it opens the device. Exports and conver
 the host's cores (torch and pnnx use every core), so a timed loop run beside them would
 measure the exports' interference, not the model: a slower run is better than a wrong
 figure. (Only remote devices gain; for ``-d local`` the run's one export worker is the gain.)
+A first-come-first-served lock held by every host step and every runner job on the host,
+so that local cases and host steps take turns and host work overlaps only the harness's
+side (opening, probing, mAP, the report), was tried and measured slower, not faster, on the
+default run (whose host work is one long first export), and it counts the wait in a case's
+``wall_s`` and holds a remote device's next case behind a local timed loop: not kept
+(docs/measurements.md).
 
 What a user can get wrong is still refused before any device work: bad URIs, options,
 backends, model files and compression pipelines when the run is built
