@@ -7,11 +7,14 @@ artifact is identified by :func:`sha256_file`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["artifact_files", "cache_root", "sha256_file", "size_bytes"]
+__all__ = ["artifact_files", "cache_root", "locked", "sha256_file", "size_bytes"]
 
 
 def cache_root() -> Path:
@@ -19,6 +22,23 @@ def cache_root() -> Path:
     ``~/.cache/edgebench``."""
     env = os.environ.get("EDGEBENCH_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "edgebench"
+
+
+@contextlib.contextmanager
+def locked(entry: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the cache entry ``entry`` (``fcntl.flock`` on the hidden
+    file ``.<name>.lock`` beside it) for the block: two runs (processes) making the same
+    entry take turns, so the second one finds the first one's entry and reuses it. The kernel
+    drops the lock when its holder dies, so a killed run never blocks the next. Waits as long
+    as the holder works (Ctrl-C interrupts the wait). Writers still build in a temp dir and
+    rename it into place, so readers that take no lock see a whole entry or none."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(entry.parent / f".{entry.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def sha256_file(path: Path) -> str:

@@ -15,16 +15,15 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .cache import cache_root as cache_root  # re-exported for runner.py (its split pending)
-from .cache import sha256_file, size_bytes
+from .cache import locked, sha256_file, size_bytes
 from .errors import CaseError, CaseSkipped, UserError
-from .input_size import ImgSz, declared_hw, hw, imgsz_arg
+from .input_size import ImgSz, declared_hw, hw
 from .limits import run_limited
 from .onnx_info import inspect_onnx
 from .precision import artifact_precision
@@ -139,20 +138,25 @@ def cached_export(source: Artifact, fmt: str, options: dict[str, object],
     cache_dir = cache_root() / "exports" / export_key(source, fmt, options)
     meta_path = cache_dir / "artifact.json"
     if not meta_path.exists():
-        cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache_dir.parent, prefix=".export-") as tmp:
-            staged = Path(tmp)
-            produce(staged)
-            if not (staged / "artifact.json").exists():
-                raise CaseError(f"the {fmt} export of {source.path.name} wrote no "
-                                "artifact.json")
-            try:
-                staged.rename(cache_dir)
-            except OSError:  # another run exported the same thing meanwhile
-                shutil.rmtree(staged, ignore_errors=True)
-            staged.mkdir(exist_ok=True)  # so TemporaryDirectory cleanup finds it
+        with locked(cache_dir):  # another run making the same entry: wait, then reuse it
+            if not meta_path.exists():
+                _build_entry(cache_dir, produce, f"the {fmt} export of {source.path.name}")
     meta: dict[str, Any] = json.loads(meta_path.read_text())
     return cache_dir / meta["file"], meta
+
+
+def _build_entry(cache_dir: Path, produce: Callable[[Path], None], what: str) -> None:
+    """``produce`` into a temp dir beside ``cache_dir``, then rename it into place (atomic:
+    a reader sees the whole entry or none). The caller holds the entry's lock."""
+    with tempfile.TemporaryDirectory(dir=cache_dir.parent, prefix=".export-") as tmp:
+        staged = Path(tmp)
+        produce(staged)
+        if not (staged / "artifact.json").exists():
+            raise CaseError(f"{what} wrote no artifact.json")
+        if cache_dir.exists():  # a half entry of an older edgebench (no lock): replace it
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        staged.rename(cache_dir)
+        staged.mkdir()  # so TemporaryDirectory's cleanup finds it
 
 
 def exported_artifact(path: Path, fmt: str, source: Artifact, meta: dict[str, Any]
@@ -190,16 +194,17 @@ def export_with_ultralytics(
     options: dict[str, object] = {"imgsz": list(size) if size and size[0] != size[1]
                                   else size[0] if size else None, "tool": "ultralytics"}
     path, meta = cached_export(source, fmt, options,
-                               lambda out: _run_export(source.path, fmt, imgsz, out))
+                               lambda out: _run_export(source, fmt, imgsz, out))
     return exported_artifact(path, produced, source, meta)
 
 
-def _run_export(weights: Path, fmt: str, imgsz: ImgSz | None, out: Path) -> None:
-    argv = [sys.executable, "-m", "edgebench.ultralytics_export", "--weights", str(weights),
-            "--format", fmt, "--out", str(out)]
-    if imgsz:
-        argv += ["--imgsz", imgsz_arg(imgsz)]
-    run_tool(argv, f"converting {weights.name} to {fmt} with Ultralytics")
+def _run_export(source: Artifact, fmt: str, imgsz: ImgSz | None, out: Path) -> None:
+    """The export, by the run's export worker (:mod:`edgebench.export_worker`)."""
+    from .export_worker import worker_for_call
+
+    with worker_for_call() as worker:
+        worker.export(source.path, source.sha256, fmt, out, imgsz,
+                      f"converting {source.path.name} to {fmt} with Ultralytics")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -318,20 +323,22 @@ def torch_reference(source: Artifact, tensors: Path, *, threads: int | None = No
                     ) -> tuple[str, list[list[Any]]]:
     """The ``.pt`` run by PyTorch (Ultralytics' model, fused, fp32, CPU) on every tensor of
     ``tensors`` (``"0".."N-1"``, each (B, 3, H, W): one image, or a group of a static
-    batch), in a subprocess so torch never loads into the harness, at ``threads`` torch
-    threads (``None``: torch's default, one per core). Computed on every call: the caller
-    caches it (:mod:`edgebench.reference_cache`). Returns (a description, per tensor its
-    outputs, each with the tensor's batch axis)."""
+    batch), in the run's export worker (a subprocess: torch never loads into the harness),
+    at ``threads`` torch threads (``None``: torch's default, one per core). Computed on
+    every call: the caller caches it (:mod:`edgebench.reference_cache`). Returns (a
+    description, per tensor its outputs, each with the tensor's batch axis)."""
     import numpy as np
 
     folder = cache_root() / "references"
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".torch-") as tmp:
         out = Path(tmp) / "outputs.npz"
-        argv = [sys.executable, "-m", "edgebench.ultralytics_export", "--weights",
-                str(source.path), "--predict", str(tensors), "--out", str(out)]
-        run_tool(argv + (["--threads", str(threads)] if threads else []),
-                 f"running {source.path.name} with PyTorch for the reference")
+        from .export_worker import worker_for_call
+
+        with worker_for_call() as worker:
+            worker.predict(source.path, source.sha256, tensors, out,
+                           f"running {source.path.name} with PyTorch for the reference",
+                           threads=threads)
         name: str = json.loads(out.with_suffix(".json").read_text())["name"]
         with np.load(out, allow_pickle=False) as data:
             by_image: dict[int, list[Any]] = {}

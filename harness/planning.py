@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .contracts import Backend, resolve_options
 from .datasets import load_dataset
 from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError, sentence
 from .evaluation import AccuracyBatch, Reference, batched, prepare_batch
+from .export_worker import ExportWorker, using
 from .identity import UNCOMPRESSED, CaseKey, options_label
 from .input_size import ImgSz, hw, input_hw
 from .model_metadata import ModelMetadata, read_metadata
@@ -164,6 +166,15 @@ class Planner:
         self._warned: set[tuple[str, str]] = set()
         self.progress: PhaseListener = Silent()
         """Told of every host step (compression, export) and of the run's step count."""
+        self.cases_per_device = 0
+        """Cases each device of the matrix gets (set by :meth:`start`)."""
+        self.exports = ExportWorker()
+        """The run's export worker (:mod:`edgebench.export_worker`): every Ultralytics
+        export and PyTorch reference of the plan, one process (started on first need)."""
+
+    def close(self) -> None:
+        """Stop the export worker."""
+        self.exports.close()
 
     def sources(self) -> list[Artifact]:
         """The matrix's models, loaded (hashed, inspected) as source artifacts."""
@@ -177,22 +188,38 @@ class Planner:
         the model and the dataset, or a compression pipeline that cannot work, is a
         :class:`UserError`, raised before anything runs.
         """
+        return [plan for group in self.start(sources) for plan in group]
+
+    def start(self, sources: list[Artifact]) -> Iterator[list[CasePlan]]:
+        """:meth:`plan` as it goes: checks the compression pipelines
+        (:class:`UserError` now) and tells the progress the run's step count, then returns
+        an iterator that makes the plans one host step at a time (a model's export for one
+        backend: its cases on every device and setting), in the order :meth:`plan` returns
+        them. :attr:`cases_per_device` is set on return. Iterating raises what :meth:`plan`
+        raises, when its step meets it (:class:`ModelDataMismatch`)."""
         self.variants.check(sources)
-        plans: list[CasePlan] = []
         compressed = [bool(p.model_steps(self.registry)) for p in self.variants.pipelines]
         self.progress.planned(planned_steps(
             len(sources), compressed, len(self.backends), len(self.matrix.devices),
             self.matrix.all_settings, self.matrix.accuracy is not None), len(sources))
+        self.cases_per_device = (len(sources) * len(compressed) * len(self.backends)
+                                 * len(self.matrix.all_settings))
+        return self._groups(sources, compressed)
+
+    def _groups(self, sources: list[Artifact], compressed: list[bool]
+                ) -> Iterator[list[CasePlan]]:
         for source in sources:
             label = model_label(source)
             for pipeline, steps in zip(self.variants.pipelines, compressed, strict=True):
-                with self.progress.host_step(label, f"compression {pipeline.label}") \
+                with using(self.exports), self.progress.host_step(
+                        label, f"compression {pipeline.label}") \
                         if steps else contextlib.nullcontext():
                     variant = self.variants.model_variant(source, pipeline)
                 for name in self.backends:
-                    with self.progress.host_step(label, self._export_step(name, pipeline)):
-                        plans += self._plan_backend(label, variant, name)
-        return plans
+                    with using(self.exports), \
+                            self.progress.host_step(label, self._export_step(name, pipeline)):
+                        group = self._plan_backend(label, variant, name)
+                    yield group
 
     def _export_step(self, backend: str, pipeline: CompressionPipeline) -> str:
         """What a backend's host step of a model does: ``export for ncnn``, ``+

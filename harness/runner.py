@@ -14,7 +14,8 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pluggy
@@ -88,11 +89,15 @@ class Session:
         self._stop = threading.Event()
         self.writer: ReportWriter | None = None
         self._data_fingerprint: str | None = None
+        self.scheduler: Scheduler | None = None
+        """The run's scheduler, once :meth:`run` started (its feed and device times)."""
         self.written: list[Path] = []
         """The report's files, once :meth:`run` finished (JSON first)."""
 
     def close(self) -> None:
-        """Remove the host's temporary exports and compressed variants."""
+        """Stop the export worker; remove the host's temporary exports and compressed
+        variants."""
+        self.planner.close()
         self._tmp.cleanup()
 
     def sources(self) -> list[Artifact]:
@@ -122,31 +127,40 @@ class Session:
         report as interrupted.
         """
         sources = sources if sources is not None else self.sources()
-        plans = self.plan(sources)
-        planned = [p.case for p in plans]
         report = RunReport(schema_version=SCHEMA_VERSION, tool_version=__version__,
                            run_id=self.run_id, created_at=utc_now(), state=RunState.RUNNING,
                            host=host_info(), argv=self.argv, versions=host_versions(),
                            baseline_model=baseline_model,
                            settings=self.measured(sources, baseline_model))
-        if resume is not None:
-            kept, plans = split(resume, plans)
-            self.progress.drop(c for c in planned if c.id not in {p.case.id for p in plans})
+        plans: Iterable[list[CasePlan]]
+        if resume is not None:  # which cases run again needs them all: made before any runs
+            made = self.plan(sources)
+            kept, to_run = split(resume, made)
+            self.progress.drop(p.case for p in made
+                               if p.case.id not in {q.case.id for q in to_run})
             report = combined_start(resume, report, kept)
+            plans, counts = [to_run], dict(Counter(p.case.device for p in to_run))
+        else:  # made as the devices run (scheduling.py); bad pipelines refused first
+            plans = self.planner.start(sources)
+            counts = {uri: self.planner.cases_per_device for uri in self.matrix.devices}
         reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()
                      if reg.unavailable_reason() is None]
         writer = ReportWriter(report, output_dir, reporters)
         self.writer = writer
         cache = AccuracyCache(cache_root() / "accuracy", self.run_id, fresh=self.matrix.fresh) \
             if self.matrix.accuracy is not None else None
-        executor = CaseExecutor({p.case.id: p for p in plans}, self.matrix.accuracy,
+        executor = CaseExecutor({}, self.matrix.accuracy,
                                 self.test_options, Retrier(self.retry, self._stop),
                                 progress=self.progress, cache=cache)
-        scheduler = Scheduler(self.pm, self.registry, self.retry, self._stop, self.on_case,
-                              progress=self.progress)
+        scheduler = self.scheduler = Scheduler(self.pm, self.registry, self.retry,
+                                               self._stop, self.on_case,
+                                               progress=self.progress)
+        modules = sorted({m for name in self.backends
+                          for m in self.registry.get(PluginKind.BACKEND, name).cls()
+                          .runtime_modules})
         self.pm.register(executor, name="edgebench.core-runner")
         try:
-            scheduler.run(plans, executor, writer)
+            scheduler.run(plans, executor, writer, counts=counts, modules=modules)
         finally:
             self.pm.unregister(executor)
         self.written = writer.finish(RunState.COMPLETE)

@@ -77,26 +77,48 @@ def load_model(weights: Path, imgsz: ImgSz | None) -> tuple[Any, tuple[int, int]
     the (height, width) to export at: ``imgsz``, else the checkpoint's training size, else
     640. For a plugin's own export worker (run in a subprocess: this imports torch)."""
     _safe_loading()
+    model = load_yolo(weights)
+    return model, export_size(model, imgsz)
+
+
+def load_yolo(weights: Path) -> Any:
+    """``YOLO(weights, task="detect")``; :func:`_safe_loading` must have run first."""
     from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
 
-    model = YOLO(str(weights), task="detect")
+    return YOLO(str(weights), task="detect")
+
+
+def export_size(model: Any, imgsz: ImgSz | None) -> tuple[int, int]:
+    """The (height, width) to export ``model`` at: ``imgsz``, else the checkpoint's training
+    size (``train_args.imgsz``), else Ultralytics' 640."""
     if imgsz is None:
         train_args = getattr(model, "ckpt", None) or {}
         trained = declared_hw((train_args.get("train_args") or {}).get("imgsz"))
         imgsz = (trained[0] if trained[0] == trained[1] else trained) if trained else 640
     size = hw(imgsz)
     assert size is not None
-    return model, size
+    return size
 
 
 def export(weights: Path, fmt: str, out: Path, imgsz: ImgSz | None) -> Path:
     model, size = load_model(weights, imgsz)  # first: safe loading before Ultralytics imports
-    from ultralytics import YOLO  # type: ignore[attr-defined]  # heavy: torch
+    return export_loaded(model, weights, fmt, out, size)
 
-    gflops = model_gflops(model, list(size))
+
+def export_loaded(loaded: Any, weights: Path, fmt: str, out: Path, size: tuple[int, int]
+                  ) -> Path:
+    """Export a loaded ``YOLO`` model (of ``weights``, left unchanged: Ultralytics' exporter
+    fuses and flags the model it is given in place, so a deep copy is exported) to ``fmt`` at
+    ``size`` (height, width) into ``out``, with ``artifact.json``. The copy exports as if
+    loaded from ``out/source.pt`` (a copy of ``weights``, removed after): Ultralytics writes
+    its files next to the model's file."""
+    import copy
+
+    gflops = model_gflops(loaded, list(size))
     staged = out / "source.pt"
     shutil.copy2(weights, staged)  # Ultralytics writes next to the weights
-    model = YOLO(str(staged), task="detect")
+    model = copy.deepcopy(loaded)
+    model.model.pt_path = str(staged)
     produced = Path(model.export(format=fmt, imgsz=list(size), batch=1, dynamic=False,
                                  simplify=True, device="cpu", verbose=False,
                                  **EXPORT_ARGS.get(fmt, {})))
@@ -148,30 +170,42 @@ def predict(weights: Path, tensors: Path, out: Path, threads: int | None = None)
     ``threads``: ``torch.set_num_threads`` (``None``: torch's default, one per core; see
     docs/measurements.md, "Float reference threads", for why the harness passes 1)."""
     _safe_loading()
+    predict_loaded(load_yolo(weights), weights, tensors, out, threads)
+
+
+def predict_loaded(loaded: Any, weights: Path, tensors: Path, out: Path,
+                   threads: int | None = None) -> None:
+    """:func:`predict` with a loaded ``YOLO`` model (left unchanged: a deep copy is fused),
+    at ``threads`` torch threads (``None``: torch's default), restored after."""
+    import copy
+
     import numpy as np
     import torch
-    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     from .batching import float_inputs
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    torch.set_grad_enabled(False)
-    net: Any = YOLO(str(weights), task="detect").model
+    net: Any = copy.deepcopy(loaded.model)
     if hasattr(net, "end2end"):
         net.end2end = False  # as Exporter does for nms=None (the export's head, not one2one)
-    net = net.float().fuse().eval()
-    outputs: dict[str, Any] = {}
-    for key, x in enumerate(float_inputs(tensors)):  # as the device agent makes them
-        for i, y in enumerate(_export_outputs(net(torch.from_numpy(x)))):
-            outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    used = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            net = net.float().fuse().eval()
+            outputs: dict[str, Any] = {}
+            for key, x in enumerate(float_inputs(tensors)):  # as the device agent makes them
+                for i, y in enumerate(_export_outputs(net(torch.from_numpy(x)))):
+                    outputs[f"{key}_{i}"] = y.detach().cpu().numpy().astype(np.float32)
+    finally:
+        torch.set_num_threads(before)
     np.savez(out, **outputs)
     import ultralytics
 
-    threads = torch.get_num_threads()
     out.with_suffix(".json").write_text(json.dumps({
         "name": f"PyTorch {torch.__version__} (Ultralytics {ultralytics.__version__}, fused, "
-                f"fp32, CPU, {threads} thread{'s' if threads > 1 else ''}) on the host, "
+                f"fp32, CPU, {used} thread{'s' if used > 1 else ''}) on the host, "
                 f"{weights.name}"}))
 
 

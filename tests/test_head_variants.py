@@ -168,7 +168,8 @@ def test_edgebench_run_every_family(models: dict[str, Path], tmp_path: Path) -> 
     trained models; what is checked here is the reading of the head."""
     onnx = {k: v for k, v in models.items() if v.suffix == ".onnx" and k not in TRAINED}
     argv = ["run", "-o", str(tmp_path), "-b", "onnxruntime", "--images", "10", "-n", "3",
-            "--warmup", "1", "--threads", "1", "--backend-option", "onnxruntime.graph_optimization_level=disable"]
+            "--warmup", "1", "--threads", "1",
+            "--backend-option", "onnxruntime.graph_optimization_level=disable"]
     for path in onnx.values():
         argv += ["-m", str(path)]
     code = main(argv)

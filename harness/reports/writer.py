@@ -111,6 +111,17 @@ class ReportWriter:
                 self._report, device_failures=(*self._report.device_failures, reason))
             self._save()
 
+    def order(self, case_ids: list[str]) -> None:
+        """Put the cases in the order of ``case_ids`` (the plan's; cases finish in another
+        order on several devices, and a repeat replaces its case); cases not named keep
+        their places in front (a resumed run's kept cases)."""
+        rank = {case_id: i for i, case_id in enumerate(case_ids)}
+        with self._lock:
+            cases = sorted(self._report.cases, key=lambda c: rank.get(c.case.id, -1))
+            if list(cases) != list(self._report.cases):
+                self._report = dataclasses.replace(self._report, cases=tuple(cases))
+                self._save()
+
     def finish(self, state: RunState) -> list[Path]:
         """Mark the run finished (or interrupted), write every reporter's file."""
         with self._lock:

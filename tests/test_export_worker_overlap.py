@@ -1,0 +1,159 @@
+"""Host work and device work overlap (edgebench.scheduling): a remote device opens while the
+host exports and measures the first case while the host exports the next; a device on the host
+itself (local) waits until the host work is over; the run's exports and reference come from one
+export worker; the report lists the cases in the plan's order.
+
+The evidence is the order of timestamps (the progress's host steps and repeats, the
+scheduler's device-opening times), never a duration."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from remote_fixtures import ssh_home, sshd  # noqa: F401
+from servers import SshServer
+
+from edgebench.export_worker import LOG_ENV
+from edgebench.pipeline import ASSETS
+from edgebench.progress import Silent
+from edgebench.records import Case, Status
+from edgebench.runner import Session
+
+pytestmark = [pytest.mark.export, pytest.mark.slow, pytest.mark.sshd]
+PY = sys.executable
+
+
+class Timeline(Silent):
+    """Records when each host step began and ended and when each repeat started."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float, float]] = []
+        self.repeats: list[tuple[str, str, int, float]] = []
+
+    @contextlib.contextmanager
+    def host_step(self, subject: str, what: str) -> Iterator[None]:
+        began = time.time()
+        yield
+        self.steps.append((what, began, time.time()))
+
+    def repeat_started(self, case: Case, repeat: int) -> None:
+        self.repeats.append((case.id, case.device, repeat, time.time()))
+
+
+def test_devices_open_and_measure_while_the_host_exports(sshd: SshServer, tmp_path: Path,  # noqa: F811
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
+    from edgebench.cli import build_parser, run_flags
+    from edgebench.config import load_matrix
+    from edgebench.plugin_manager import collect_registry, make_plugin_manager
+
+    log = tmp_path / "worker.log"
+    monkeypatch.setenv(LOG_ENV, str(log))
+    pt = tmp_path / "m.pt"
+    shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
+    remote = sshd.uri(python=PY, tmpdir=str(tmp_path))
+    argv = ["-m", str(pt), "-b", "onnxruntime,ncnn", "-d", remote, "-d", "local",
+            "--images", "3", "-n", "3", "--warmup", "1", "--repeats", "2"]
+    matrix = load_matrix(run_flags(build_parser().parse_args(["run", *argv])))
+    pm = make_plugin_manager()
+    timeline = Timeline()
+    session = Session(matrix, pm, collect_registry(pm), argv=argv, retry=matrix.retry,
+                      progress=timeline)
+    out = tmp_path / "run"
+    out.mkdir()
+    try:
+        report = session.run(out)
+    finally:
+        session.close()
+    assert [c.status for c in report.cases] == [Status.OK] * 4, \
+        [c.reason for c in report.cases]
+    scheduler = session.scheduler
+    assert scheduler is not None and scheduler.feed is not None
+
+    # one worker made the ONNX, the ncnn (pnnx) export and the PyTorch reference
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["start"]
+
+    (onnx_step, ncnn_step) = [s for s in timeline.steps if s[0].startswith("export for")]
+    assert onnx_step[0] == "export for onnxruntime" and ncnn_step[0] == "export for ncnn"
+    # the remote device was being opened before the host's first export was done ...
+    assert scheduler.opening[remote] < onnx_step[2]
+    # ... and measured the first case while the host exported for the second
+    first = next(c.case.id for c in report.cases
+                 if c.case.device == remote and c.case.backend == "onnxruntime")
+    started = {(case, repeat): at for case, _, repeat, at in timeline.repeats}
+    assert ncnn_step[1] < started[(first, 0)] < ncnn_step[2]
+    # local is the host: opened only once the host work was over
+    assert scheduler.opening["local"] >= ncnn_step[2]
+    local_starts = [at for _, device, _, at in timeline.repeats if device == "local"]
+    assert min(local_starts) >= ncnn_step[2]
+    # repeats interleave per device as before: 1 2 2 1
+    remote_order = [(case, repeat) for case, device, repeat, _ in timeline.repeats
+                    if device == remote]
+    second = next(c.case.id for c in report.cases
+                  if c.case.device == remote and c.case.backend == "ncnn")
+    assert remote_order == [(first, 0), (second, 0), (second, 1), (first, 1)]
+    # the report holds the plan's cases, each device's in the plan's order
+    assert [c.case.id for c in report.cases if c.case.device == remote] == [first, second]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_ctrl_c_while_the_host_exports_stops_the_worker_and_the_device(
+        sshd: SshServer, tmp_path: Path) -> None:  # noqa: F811
+    """SIGINT once the export worker has started and the remote device is open (its work dir
+    exists): exit 130, the worker gone, the device's work dir removed, the report saved as
+    interrupted."""
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
+    log = tmp_path / "worker.log"
+    pt = tmp_path / "m.pt"
+    shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
+    device_tmp = tmp_path / "device-tmp"
+    device_tmp.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [PY, "-m", "edgebench.cli", "run", "-m", str(pt), "-b", "onnxruntime,ncnn",
+         "-d", sshd.uri(python=PY, tmpdir=str(device_tmp)), "--images", "2", "-n", "3",
+         "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, LOG_ENV: str(log)})
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and log.read_text() and any(device_tmp.iterdir())):
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the worker or the device never started"
+            time.sleep(0.05)
+        worker = int(log.read_text().split()[1])
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the export worker outlived the run"
+        time.sleep(0.05)
+    assert not list(device_tmp.iterdir())
+    (report,) = out.glob("*/report.json")
+    assert json.loads(report.read_text())["state"] == "interrupted"
