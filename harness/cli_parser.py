@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="backend name(s), comma-separated or repeated; default: every "
                           "backend usable here")
     run.add_argument("--device", "-d", action="append",
-                     help="device URI(s): local (default), ssh://user@host, adb://serial")
+                     help="device URI(s): local (default), ssh://user@host, adb://serial, "
+                          "labgrid://place or labgrid://?board=TAG&count=N")
     run.add_argument("--config", "-c", type=Path,
                      help="matrix file (TOML, see examples/nightly.toml); flags override it")
     run.add_argument("--warmup", type=int, help="warm-up iterations (10)")
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--min-duration", type=float,
                      help="time for at least this many seconds too (0)")
     run.add_argument("--threads", type=int, action="append",
-                     help="runtime threads; repeat for a threads axis (default: runtime's own)")
+                     help="runtime threads; repeat for a threads axis (default: the "
+                          "runtime's own, except litert: every usable core; the report's "
+                          "runtime threads_default says which)")
     run.add_argument("--backend-option", action="append", metavar="BACKEND.KEY=VALUE",
                      help="a backend's runner option, e.g. ncnn.fp16_storage=true; "
                           "repeatable (a wrong key lists the backend's options)")

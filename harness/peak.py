@@ -32,7 +32,8 @@ the int8 column is the widest int8 dot-product instruction: x86 VNNI ``vpdpbusd`
   *Instruction tables* (``VFMADD231PS``, ``VPDPBUSD`` reciprocal throughputs); AMD
   *Software Optimization Guide for AMD Family 19h / 1Ah Processors* (FP pipe widths);
   chipsandcheese, "AMD's Zen 4 Part 1" and "Zen 5's AVX-512 Frequency Behavior" / "AMD's
-  Strix Point" (512-bit vs 256-bit Zen 5 datapath). Zen 4 was also measured here: a
+  Strix Point" (512-bit vs 256-bit Zen 5 datapath). Zen 4 was also measured (a Zen 4
+  EPYC VM, 2026-12-01): a
   ``vfmadd231ps`` probe reaches 32.0 FLOP/cycle on ymm and zmm alike
   (``benchmarks/peak_probe.py``, docs/measurements.md).
 - Intel Haswell to Comet Lake (client Skylake family): 2 x 256-bit FMA (ports 0, 1): 32, no

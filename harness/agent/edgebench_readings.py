@@ -264,9 +264,13 @@ def clock_probe_mhz(samples: int = 40, rounds: int = 10000) -> Optional[float]:
     dependent integer adds (one per cycle) placed in an executable page and called
     through ctypes, timed ``samples`` times (about 0.6 ms each at 3.5 GHz, after a 30 ms
     warm-up that lets the clock ramp up; about 0.1 s in all); the fastest sample gives the
-    clock (other processes and a hypervisor can only slow a sample down: on the project's
-    2-vCPU VM at load average 13, ten probes spread 3691.8-3692.5 MHz). Linux on x86-64
-    only; ``None`` elsewhere, or where the kernel refuses an executable mapping."""
+    clock (other processes and a hypervisor can only slow a sample down). How steady it
+    is depends on the host: on a Zen 4 EPYC VM (2026-12-01, load average 13) ten probes
+    spread 3691.8-3692.5 MHz; on a Zen 3 EPYC VM (family 25 model 1, 2026-12-01, load
+    average 4-5) probes in separate processes spread 3090-3241 MHz (5 %) as the host's
+    clock moved, so the rounding to 10 MHz below does not keep a fingerprint stable there
+    (docs/measurements.md, "Peak share"). Linux on x86-64 only; ``None`` elsewhere, or
+    where the kernel refuses an executable mapping."""
     if not sys.platform.startswith("linux") or platform.machine().lower() not in (
             "x86_64", "amd64"):
         return None
@@ -312,7 +316,7 @@ def _clock(cores: List[Dict[str, Any]], cpuinfo_mhz: Optional[float]
     if cpu0 and cpu0.strip().isdigit():
         return int(cpu0.strip()) / 1000.0, "cpufreq max"
     measured = clock_probe_mhz()
-    if measured is not None:  # to 10 MHz: the fingerprint stays the same between probes
+    if measured is not None:  # to 10 MHz: steady on some hosts only (clock_probe_mhz)
         return round(measured, -1), "probe"
     if cpuinfo_mhz is not None:
         return cpuinfo_mhz, "/proc/cpuinfo"
