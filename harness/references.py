@@ -33,7 +33,7 @@ TORCH_REFERENCE_THREADS = 1
 """torch threads of the PyTorch reference. Measured (benchmarks/reference_threads.py,
 docs/measurements.md "Float reference threads"): on a shared 2-core Zen 3 VM at load 4-5,
 1 thread took 0.20-0.33 of the default's (both cores') time, which the other jobs' load
-turns into a 60-125 s wait; 1 is never the slowest, quiet or loaded."""
+turns into a 60-125 s wait."""
 ONNX_REFERENCE_THREADS = 1
 """ONNX Runtime intra-op threads of the ONNX reference. Measured as above: 0.40-0.59 of the
 default's time under load."""
