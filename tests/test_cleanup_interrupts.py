@@ -109,7 +109,8 @@ def test_signal_in_each_phase_leaves_no_work_dir(
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [PY, "-m", "edgebench.cli", "run", "-d", uri, "-b", "onnxruntime", "--warmup", "1",
-         "-n", "3", "--images", "2", "-o", str(out)],
+         "-n", "3", "--images", "2", "-o", str(out),
+         "--fresh"],  # the accuracy pass runs even if an earlier test cached it
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         runner = _held_pid(notes, phase, proc, 120)

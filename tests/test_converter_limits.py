@@ -69,6 +69,30 @@ def processes_mentioning(token: str) -> list[str]:
     return found
 
 
+def children_mentioning(parent: int, token: str) -> list[int]:
+    """Living children of process ``parent`` whose argv contains ``token``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and token in cmdline and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def assert_none_left(token: str) -> None:
     for _ in range(50):  # SIGKILL is asynchronous: give the kernel a moment
         if not processes_mentioning(token):
@@ -231,18 +255,27 @@ def test_litert_quantizer_over_memory_limit(tmp_path: Path,
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_a_conversion_kills_the_converter(
         pt_copy: Path, tmp_path: Path, sig: signal.Signals, code: int) -> None:
-    """The converter runs in its own session (the terminal's Ctrl-C does not reach it), so
-    edgebench itself must kill it when it is interrupted or terminated."""
+    """The converter (the run's export worker, ``edgebench.export_worker``) runs in its own
+    session (the terminal's Ctrl-C does not reach it), so edgebench itself must kill it when
+    it is interrupted or terminated."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgebench.cli", "run", "-b", "onnxruntime", "-m", str(pt_copy),
          "--no-accuracy", "-n", "3", "-o", str(tmp_path / "out")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not processes_mentioning(f"--weights {pt_copy}") and time.monotonic() < deadline:
+    while not (workers := children_mentioning(proc.pid, "edgebench.export_worker")) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert processes_mentioning(f"--weights {pt_copy}"), "the export never started"
+    assert workers, "the export worker never started"
+    time.sleep(1.0)  # into its imports or the export itself
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert "Traceback" not in err
+    for _ in range(50):  # SIGKILL is asynchronous: give the kernel a moment
+        if not any(alive(pid) for pid in workers):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the export worker {workers} was left running")
     assert_none_left(pt_copy.name)
