@@ -14,6 +14,12 @@ from edgebench.config import ASSETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.export]
 
+
+def entries(folder: Path) -> list[Path]:
+    """The cache entries in ``folder``, not their lock files (``.<entry>.lock``)."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
 PT = ASSETS / "shapes-yolov8n.pt"
 
 
@@ -29,12 +35,12 @@ def test_pt_is_exported_once_and_matches_the_embedded_onnx(
     assert case["status"] == "ok" and artifact["format"] == "onnx"
     assert artifact["source_sha256"] == sha256_file(PT)
     assert artifact["input_shape"] == [1, 3, 320, 320]  # the training imgsz, read from the .pt
-    exports = sorted((isolated_cache / "exports").iterdir())
+    exports = entries(isolated_cache / "exports")
     assert len(exports) == 1
     stamp = (exports[0] / "artifact.json").stat().st_mtime_ns
 
     assert main([*args, "-o", str(tmp_path / "second")]) == 0
-    assert sorted((isolated_cache / "exports").iterdir()) == exports
+    assert entries(isolated_cache / "exports") == exports
     assert (exports[0] / "artifact.json").stat().st_mtime_ns == stamp  # cache hit, no export
     (report2,) = (tmp_path / "second").glob("*/report.json")
     assert json.loads(report2.read_text())["cases"][0]["artifact"]["sha256"] == artifact["sha256"]

@@ -17,6 +17,12 @@ from edgebench.config import ASSETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.export]
 
+
+def entries(folder: Path) -> list[Path]:
+    """The cache entries in ``folder``, not their lock files (``.<entry>.lock``)."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
 PT = ASSETS / "shapes-yolov8n.pt"
 FAST = ["--warmup", "1", "-n", "3", "--images", "8"]
 
@@ -56,11 +62,11 @@ def test_pt_exports_to_every_format_once_and_each_agrees_with_pytorch(
     ncnn_dir = Path(found["ncnn"]["artifact"]["path"])
     assert sorted(p.name for p in ncnn_dir.iterdir()) == [
         "edgebench.json", "metadata.yaml", "model.ncnn.bin", "model.ncnn.param"]
-    exports = sorted((isolated_cache / "exports").iterdir())
+    exports = entries(isolated_cache / "exports")
     stamps = {p: (p / "artifact.json").stat().st_mtime_ns for p in exports}
 
     assert main([*args, "-o", str(tmp_path / "second")]) == 0
-    assert sorted((isolated_cache / "exports").iterdir()) == exports  # cache hits
+    assert entries(isolated_cache / "exports") == exports  # cache hits
     assert {p: (p / "artifact.json").stat().st_mtime_ns for p in exports} == stamps
     second = cases(tmp_path / "second")
     for name in found:

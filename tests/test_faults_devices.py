@@ -86,7 +86,9 @@ def test_device_killed_mid_case(victim: str, sshd: SshServer, standin: AdbStandi
     assert injector.fired.is_set()
     after = report_cases(injector.report)  # type: ignore[arg-type]
     assert after == _dicts(report) and len(after) == 9
-    assert len(injector.before) >= 3  # at least each device's first case
+    # at least the victim's first case and the other remote device's (local opens only once
+    # the host's work is over, scheduling.py, so its first case may still be running)
+    assert len(injector.before) >= 2
     same_cases(injector.before, after)
     done, first, second = [c for c in report.cases if c.case.device == uri]
     others = [c for c in report.cases if c.case.device != uri]
