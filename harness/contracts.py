@@ -432,6 +432,14 @@ class Reporter(abc.ABC):
     def render(self, report: RunReport) -> str:
         """The file's content."""
 
+    def prepare(self) -> None:
+        """Get ready to render (import a plotting library, say): called once per run, at its
+        start, in a thread beside the host's planning and exports, and waited for before
+        any device on the host itself measures (so it never shares the cores with a timed
+        loop there). Optional; an exception here is ignored (:meth:`render` then does the
+        work)."""
+        return None
+
 
 @dataclass(frozen=True)
 class NativeMeasurement:

@@ -10,12 +10,13 @@ case is saved to ``report.json`` before the next one starts.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pluggy
@@ -24,6 +25,7 @@ from . import __version__
 from .accuracy_cache import AccuracyCache
 from .cache import cache_root
 from .config import Matrix
+from .contracts import Reporter
 from .execution import CaseExecutor, TestOptions
 from .hook_calls import notify
 from .measured_settings import measured_settings
@@ -145,6 +147,7 @@ class Session:
             counts = {uri: self.planner.cases_per_device for uri in self.matrix.devices}
         reporters = [reg.cls() for reg in self.registry.of(PluginKind.REPORTER).values()
                      if reg.unavailable_reason() is None]
+        plans = prepared(reporters, plans)
         writer = ReportWriter(report, output_dir, reporters)
         self.writer = writer
         cache = AccuracyCache(cache_root() / "accuracy", self.run_id, fresh=self.matrix.fresh) \
@@ -166,3 +169,23 @@ class Session:
         self.written = writer.finish(RunState.COMPLETE)
         notify(self.pm.hook.edgebench_session_finished, report=writer.report)
         return writer.report
+
+
+def prepared(reporters: Sequence[Reporter], plans: Iterable[list[CasePlan]]
+             ) -> Iterator[list[CasePlan]]:
+    """``plans``, with every reporter's :meth:`~edgebench.contracts.Reporter.prepare` run in
+    a thread beside the host's work and waited for as the last of it: the host work (the
+    iteration of ``plans``, in the scheduler's calling thread) ends only once they are done,
+    so a device on the host (which waits for the host's work, ``scheduling.py``) never
+    measures beside them."""
+    def prepare_all() -> None:
+        for reporter in reporters:
+            with contextlib.suppress(Exception):
+                reporter.prepare()
+
+    thread = threading.Thread(target=prepare_all, name="reporters prepare", daemon=True)
+    thread.start()
+    try:
+        yield from plans
+    finally:
+        thread.join()
