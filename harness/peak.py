@@ -244,23 +244,11 @@ def identify(core_id: str) -> Uarch | str:
 def core_ids_from_cpuinfo(text: str) -> list[tuple[int, str]]:
     """(processor number, core id) per ``processor`` block of a Linux ``/proc/cpuinfo``
     (see ``CpuCores.id``); blocks without the identifying fields give none. The device-side
-    agent (``edgebench_readings._core_ids``) does the same in Python 3.8."""
-    ids: list[tuple[int, str]] = []
-    for block in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                fields.setdefault(key.strip().lower(), value.strip())
-        number = fields.get("processor", "")
-        index = int(number) if number.isdigit() else len(ids)
-        if "vendor_id" in fields and "cpu family" in fields and "model" in fields:
-            ids.append((index, ":".join(("x86", fields["vendor_id"], fields["cpu family"],
-                                         fields["model"], fields.get("stepping", ""),
-                                         fields.get("model name", "")))))
-        elif "cpu implementer" in fields and "cpu part" in fields:
-            ids.append((index, f"arm:{fields['cpu implementer']}:{fields['cpu part']}"))
-    return ids
+    agent's own reading (``edgebench_readings._core_ids``, Python 3.8, what a device reports),
+    so host and device parse alike."""
+    from .agent.edgebench_readings import _core_ids
+
+    return list(_core_ids(text))
 
 
 def group_cores(ids: Iterable[tuple[int, str]], max_mhz: Mapping[int, float]

@@ -183,9 +183,9 @@ def _cpuinfo() -> Tuple[Optional[str], Optional[float], List[str]]:
 
 
 def _core_ids(text: str) -> List[Tuple[int, str]]:
-    """(processor number, core id) per ``processor`` block of ``/proc/cpuinfo``: the same
-    ids as ``edgebench.peak.core_ids_from_cpuinfo`` (``x86:vendor:family:model:stepping:
-    name``, ``arm:implementer:part``)."""
+    """(processor number, core id) per ``processor`` block of ``/proc/cpuinfo``
+    (``x86:vendor:family:model:stepping:name``, ``arm:implementer:part``); the host's
+    ``edgebench.peak.core_ids_from_cpuinfo`` is this function."""
     ids = []  # type: List[Tuple[int, str]]
     for block in text.split("\n\n"):
         fields = {}  # type: Dict[str, str]
