@@ -261,7 +261,8 @@ def test_signal_during_a_conversion_kills_the_converter(
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgebench.cli", "run", "-b", "onnxruntime", "-m", str(pt_copy),
          "--no-accuracy", "-n", "3", "-o", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "EDGEBENCH_CACHE": str(tmp_path / "cache")})  # an export runs
     deadline = time.monotonic() + 60
     while not (workers := children_mentioning(proc.pid, "edgebench.export_worker")) \
             and time.monotonic() < deadline:

@@ -268,10 +268,12 @@ def test_edgebench_run_over_ssh_gives_the_local_report_shape(sshd: SshServer, tm
                                                              ) -> None:
     before = _workdirs()
     uri = sshd.uri(python=PY)
+    # --fresh: both measure their accuracy pass (a pass cached by an earlier test would add
+    # accuracy.cached_from to one side's shape)
     assert main(["run", "-o", str(tmp_path / "ssh"), "-d", uri, "-b", "onnxruntime",
-                 *FAST]) == 0
+                 *FAST, "--fresh"]) == 0
     assert main(["run", "-o", str(tmp_path / "local"), "-d", "local", "-b", "onnxruntime",
-                 *FAST]) == 0
+                 *FAST, "--fresh"]) == 0
     remote, local = only_report(tmp_path / "ssh"), only_report(tmp_path / "local")
     (case,) = remote["cases"]
     assert case["status"] == "ok", case["reason"]
