@@ -59,12 +59,10 @@ from typing import IO, Any
 from .errors import CaseError
 from .input_size import ImgSz, hw
 from .limits import (
-    MEMORY_ENV,
     POLL_S,
     TIME_ENV,
     _kill_tree,
-    format_gib,
-    read_meminfo,
+    over_memory,
     tool_limits,
     tree_rss,
 )
@@ -236,11 +234,7 @@ class ExportWorker:
                 return dict(json.loads(line))
             rss = tree_rss(proc.pid)
             if memory is not None and rss > memory:
-                total = read_meminfo().get("MemTotal")
-                machine = f" (this machine has {format_gib(total)} GiB of RAM)" if total else ""
-                raise CaseError(f"{what} needed more than {format_gib(memory)} GiB; set "
-                                f"{MEMORY_ENV} to allow more{machine}, or use a smaller model "
-                                "or --imgsz")
+                raise over_memory(what, memory)
             if time.monotonic() > deadline:
                 raise CaseError(f"{what} took longer than {time_s:g} s; set {TIME_ENV} to "
                                 "allow more time, or use a smaller model or --imgsz")

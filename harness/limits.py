@@ -186,11 +186,7 @@ def _watch(proc: subprocess.Popen[bytes], what: str, limits: Limits) -> int:
         peak = max(peak, rss)
         if limits.memory_bytes is not None and rss > limits.memory_bytes:
             _kill_tree(proc.pid)
-            total = read_meminfo().get("MemTotal")
-            machine = f" (this machine has {format_gib(total)} GiB of RAM)" if total else ""
-            raise CaseError(f"{what} needed more than {format_gib(limits.memory_bytes)} GiB; "
-                            f"set {MEMORY_ENV} to allow more{machine}, or use a smaller model "
-                            "or --imgsz")
+            raise over_memory(what, limits.memory_bytes)
         if time.monotonic() > deadline:
             _kill_tree(proc.pid)
             raise CaseError(f"{what} took longer than {limits.time_s:g} s; set {TIME_ENV} to "
@@ -244,3 +240,12 @@ def _kill_tree(root: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def over_memory(what: str, limit_bytes: int) -> CaseError:
+    """The one-sentence error of a converter (``what``) that needed more than
+    ``limit_bytes`` of memory: how to allow more, with this machine's RAM."""
+    total = read_meminfo().get("MemTotal")
+    machine = f" (this machine has {format_gib(total)} GiB of RAM)" if total else ""
+    return CaseError(f"{what} needed more than {format_gib(limit_bytes)} GiB; set "
+                     f"{MEMORY_ENV} to allow more{machine}, or use a smaller model or --imgsz")
