@@ -142,6 +142,14 @@ class ExportWorker:
         self._request({"op": "predict", "weights": str(weights), "sha256": sha256,
                        "tensors": str(tensors), "out": str(out), "threads": threads}, what)
 
+    def abort(self) -> None:
+        """Kill the worker's process tree now, without waiting for the request it serves
+        (that request then fails as killed by SIGKILL). Safe from any thread; the next
+        request starts a new worker."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            _kill_tree(proc.pid)
+
     def close(self) -> None:
         """Stop the worker (closing its stdin ends it; killed if it does not end in 10 s)
         and remove its stderr log."""

@@ -8,8 +8,10 @@ dataset's a :class:`ModelDataMismatch`.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from .contracts import Backend, resolve_options
 from .datasets import load_dataset
 from .errors import CaseError, CaseSkipped, ModelDataMismatch, UserError, sentence
 from .evaluation import AccuracyBatch, Reference, batched, prepare_batch
-from .export_worker import ExportWorker, using
+from .host_jobs import HostJobs, Step, host_jobs
 from .identity import UNCOMPRESSED, CaseKey, options_label
 from .input_size import ImgSz, hw, input_hw
 from .model_metadata import ModelMetadata, read_metadata
@@ -168,13 +170,17 @@ class Planner:
         """Told of every host step (compression, export) and of the run's step count."""
         self.cases_per_device = 0
         """Cases each device of the matrix gets (set by :meth:`start`)."""
-        self.exports = ExportWorker()
-        """The run's export worker (:mod:`edgebench.export_worker`): every Ultralytics
-        export and PyTorch reference of the plan, one process (started on first need)."""
+        self.host = HostJobs(host_jobs())
+        """The run's host steps, side by side (:mod:`edgebench.host_jobs`): each job has an
+        export worker (:mod:`edgebench.export_worker`) for its Ultralytics exports and
+        PyTorch references, started on first need."""
+        self._lock = threading.Lock()
+        """Guards what the host steps share: the batch files, metadata, warnings."""
 
     def close(self) -> None:
-        """Stop the export worker."""
-        self.exports.close()
+        """Stop the host's jobs and their export workers (killed if a step is still in
+        progress: Ctrl-C, or a host error)."""
+        self.host.close(abort=True)
 
     def sources(self) -> list[Artifact]:
         """The matrix's models, loaded (hashed, inspected) as source artifacts."""
@@ -208,18 +214,35 @@ class Planner:
 
     def _groups(self, sources: list[Artifact], compressed: list[bool]
                 ) -> Iterator[list[CasePlan]]:
-        for source in sources:
-            label = model_label(source)
-            for pipeline, steps in zip(self.variants.pipelines, compressed, strict=True):
-                with using(self.exports), self.progress.host_step(
-                        label, f"compression {pipeline.label}") \
-                        if steps else contextlib.nullcontext():
-                    variant = self.variants.model_variant(source, pipeline)
-                for name in self.backends:
-                    with using(self.exports), \
-                            self.progress.host_step(label, self._export_step(name, pipeline)):
-                        group = self._plan_backend(label, variant, name)
-                    yield group
+        """The host steps, :attr:`host`'s jobs at a time, yielded in plan order: a model's
+        compression runs in this thread (with a job's worker), each backend's export step
+        in a job. A step's error is raised when its turn to be yielded comes."""
+        pending: deque[Step[list[CasePlan]]] = deque()
+        try:
+            for source in sources:
+                label = model_label(source)
+                for pipeline, steps in zip(self.variants.pipelines, compressed, strict=True):
+                    if steps:  # a compression takes a while: hand over what is ready
+                        while pending and pending[0].done():
+                            yield pending.popleft().result()
+                        with self.host.worker(), self.progress.host_step(
+                                label, f"compression {pipeline.label}"):
+                            variant = self.variants.model_variant(source, pipeline)
+                    else:
+                        variant = self.variants.model_variant(source, pipeline)
+                    for name in self.backends:
+                        pending.append(self.host.submit(functools.partial(
+                            self._backend_step, label, variant, name, pipeline)))
+            while pending:
+                yield pending.popleft().result()
+        except BaseException:
+            self.host.abort()  # Ctrl-C or a host error: no step outlives it
+            raise
+
+    def _backend_step(self, label: str, variant: ModelVariant, name: str,
+                      pipeline: CompressionPipeline) -> list[CasePlan]:
+        with self.progress.host_step(label, self._export_step(name, pipeline)):
+            return self._plan_backend(label, variant, name)
 
     def _export_step(self, backend: str, pipeline: CompressionPipeline) -> str:
         """What a backend's host step of a model does: ``export for ncnn``, ``+
@@ -251,10 +274,12 @@ class Planner:
                     artifact, variant, backend.compression_format)
                 refuse_batch(backend, artifact)  # a format whose batch only its backend reads
                 artifact = with_precision(artifact)
-                batch = batched(self._batch_for(artifact), static_batch(artifact.input_shape))
-                notes += self._size_notes(label, artifact, batch)
+                with self._lock:  # one thread makes a batch file, the others read it
+                    batch = batched(self._batch_for(artifact),
+                                    static_batch(artifact.input_shape))
+                    notes += self._size_notes(label, artifact, batch)
+                    metadata = self._metadata_for(artifact, variant.source)
                 notes += precision_notes(artifact, variant.source)
-                metadata = self._metadata_for(artifact, variant.source)
                 reference = self.references.reference_for(variant.source, batch, metadata)
         except ModelDataMismatch:
             raise

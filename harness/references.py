@@ -5,6 +5,7 @@ content, so a second run with the same model, tensors and tools reads them."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from .cache import sha256_file
@@ -53,6 +54,10 @@ class FloatReferences:
         self.registry = registry
         self.dataset = dataset
         self._references: dict[tuple[str, str], ReferenceOrWhy] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+        """Host steps run side by side (``host_jobs.py``): the first to need a reference
+        computes it, the others wait for it and share it (one origin in the report)."""
 
     def reference_for(self, source: Artifact, batch: AccuracyBatch,
                       metadata: ModelMetadata | None = None) -> ReferenceOrWhy:
@@ -74,15 +79,19 @@ class FloatReferences:
             return None, (f"no float reference: the model was given only as {source.format}; "
                           "pass its .pt or .onnx too for the agreement check")
         key = (source.sha256, str(batch.tensors))
-        if key not in self._references:
-            try:
-                computed = self._cached(source, batch, metadata)
-            except CaseError as exc:
-                computed = None, f"the float reference failed on the host: {exc}"
-            if computed[0] is not None:
-                self._check_classes(computed[0], source.path.name, metadata)
-            self._references[key] = computed
-        return self._references[key]
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._references:
+                try:
+                    computed = self._cached(source, batch, metadata)
+                except CaseError as exc:
+                    computed = None, f"the float reference failed on the host: {exc}"
+                self._references[key] = computed
+            computed = self._references[key]
+        if computed[0] is not None:  # every step of a mismatched model raises it
+            self._check_classes(computed[0], source.path.name, metadata)
+        return computed
 
     def _cached(self, source: Artifact, batch: AccuracyBatch,
                 metadata: ModelMetadata | None) -> ReferenceOrWhy:

@@ -1,7 +1,8 @@
 """Host work and device work overlap (edgebench.scheduling): a remote device opens while the
 host exports and measures the first case while the host exports the next; a device on the host
-itself (local) waits until the host work is over; the run's exports and reference come from one
-export worker; the report lists the cases in the plan's order.
+itself (local) waits until the host work is over; with one host job the run's exports and
+reference come from one export worker, with two the host steps run side by side, a worker each
+(edgebench.host_jobs); the report lists the cases in the plan's order.
 
 The evidence is the order of timestamps (the progress's host steps and repeats, the
 scheduler's device-opening times), never a duration."""
@@ -25,6 +26,7 @@ from remote_fixtures import ssh_home, sshd  # noqa: F401
 from servers import SshServer
 
 from edgebench.export_worker import LOG_ENV
+from edgebench.host_jobs import HOST_JOBS_ENV
 from edgebench.pipeline import ASSETS
 from edgebench.progress import Silent
 from edgebench.records import Case, Status
@@ -62,6 +64,7 @@ def test_devices_open_and_measure_while_the_host_exports(sshd: SshServer, tmp_pa
 
     log = tmp_path / "worker.log"
     monkeypatch.setenv(LOG_ENV, str(log))
+    monkeypatch.setenv(HOST_JOBS_ENV, "1")  # one step after another: the order below
     pt = tmp_path / "m.pt"
     shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
     remote = sshd.uri(python=PY, tmpdir=str(tmp_path))
@@ -141,7 +144,6 @@ def test_ctrl_c_while_the_host_exports_stops_the_worker_and_the_device(
             assert proc.poll() is None, proc.communicate()[1][-2000:]
             assert time.monotonic() < deadline, "the worker or the device never started"
             time.sleep(0.05)
-        worker = int(log.read_text().split()[1])
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -150,10 +152,54 @@ def test_ctrl_c_while_the_host_exports_stops_the_worker_and_the_device(
             proc.communicate()
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
+    workers = [int(line.split()[1]) for line in log.read_text().splitlines()]
     deadline = time.monotonic() + 10
-    while _alive(worker):
-        assert time.monotonic() < deadline, "the export worker outlived the run"
+    while any(_alive(worker) for worker in workers):
+        assert time.monotonic() < deadline, "an export worker outlived the run"
         time.sleep(0.05)
     assert not list(device_tmp.iterdir())
     (report,) = out.glob("*/report.json")
     assert json.loads(report.read_text())["state"] == "interrupted"
+
+
+def test_host_steps_run_side_by_side_a_worker_each(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two host jobs: the ONNX and the ncnn export steps overlap in time, each job starts its
+    own export worker, the one float reference is computed once and shared by both cases,
+    and ``local`` starts only after both steps ended."""
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
+    from edgebench.cli import build_parser, run_flags
+    from edgebench.config import load_matrix
+    from edgebench.plugin_manager import collect_registry, make_plugin_manager
+
+    log = tmp_path / "worker.log"
+    monkeypatch.setenv(LOG_ENV, str(log))
+    monkeypatch.setenv(HOST_JOBS_ENV, "2")
+    monkeypatch.setenv("EDGEBENCH_CACHE", str(tmp_path / "cache"))  # both exports happen
+    pt = tmp_path / "m.pt"
+    shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
+    argv = ["-m", str(pt), "-b", "onnxruntime,ncnn", "--images", "3", "-n", "3",
+            "--warmup", "1"]
+    matrix = load_matrix(run_flags(build_parser().parse_args(["run", *argv])))
+    pm = make_plugin_manager()
+    timeline = Timeline()
+    session = Session(matrix, pm, collect_registry(pm), argv=argv, retry=matrix.retry,
+                      progress=timeline)
+    out = tmp_path / "run"
+    out.mkdir()
+    try:
+        report = session.run(out)
+    finally:
+        session.close()
+    assert [c.status for c in report.cases] == [Status.OK] * 2, \
+        [c.reason for c in report.cases]
+    assert [c.case.backend for c in report.cases] == ["onnxruntime", "ncnn"]  # plan order
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["start", "start"]
+    steps = {what: (began, ended) for what, began, ended in timeline.steps}
+    onnx, ncnn = steps["export for onnxruntime"], steps["export for ncnn"]
+    assert onnx[0] < ncnn[1] and ncnn[0] < onnx[1], "the two export steps did not overlap"
+    assert min(at for *_, at in timeline.repeats) >= max(onnx[1], ncnn[1])
+    references = {c.accuracy.fidelity.reference for c in report.cases
+                  if c.accuracy is not None and c.accuracy.fidelity is not None}
+    assert len(references) == 1 and "computed by this run" in references.pop()
