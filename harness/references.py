@@ -135,7 +135,7 @@ def torch_reference_key(source: Artifact, batch: AccuracyBatch, threads: int | N
     (``ultralytics_export.py``), the thread count."""
     return ReferenceKey(
         kind="pytorch", source_sha256=source.sha256,
-        tensors_sha256=batch.content_sha256 or sha256_file(batch.tensors),
+        tensors_sha256=sha256_file(batch.tensors),
         tools={**tool_versions("torch", "ultralytics", "numpy"),
                "code": code_sha256([Path(__file__).with_name("ultralytics_export.py")])},
         options={"threads": threads, "input_hw": list(batch.input_hw), "batch": batch.batch})
@@ -149,7 +149,7 @@ def onnx_reference_key(runner: Path, source: Artifact, batch: AccuracyBatch,
     agent_files = sorted((Path(__file__).parent / "agent").glob("*.py"))
     return ReferenceKey(
         kind="onnxruntime", source_sha256=source.sha256,
-        tensors_sha256=batch.content_sha256 or sha256_file(batch.tensors),
+        tensors_sha256=sha256_file(batch.tensors),
         tools={**tool_versions("onnxruntime", "numpy"),
                "code": code_sha256([runner, *agent_files])},
         options={"threads": threads, "graph_optimization_level": ONNX_REFERENCE_OPTIMISATION,
