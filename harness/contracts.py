@@ -362,6 +362,16 @@ class Device(abc.ABC):
         return None
 
     @classmethod
+    def preload(cls) -> None:
+        """Start loading, in the background, what entering a device of this class will
+        need on the host (its client library's modules), so that it overlaps the host's
+        planning instead of delaying the first case. Called once per run for each device
+        class of the matrix, before planning; must return at once, connect nowhere and
+        never raise (a failed load shows again, with its reason, when a device is entered).
+        Default: nothing to load."""
+        return None
+
+    @classmethod
     def accept_new_host_key(cls, uri: str) -> str:
         """Connect once and record the device's host key if it is not known yet, never a
         changed one (``edgebench devices --accept-new-host-keys``); return one line

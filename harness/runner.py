@@ -79,6 +79,8 @@ class Session:
                                  + f"-{secrets.token_hex(2)}")
         for uri in matrix.devices:  # a bad device URI fails now, before any export
             device_class(registry, uri).check_uri(uri)
+        for cls in dict.fromkeys(device_class(registry, uri) for uri in matrix.devices):
+            cls.preload()  # client libraries load beside the planning
         self._tmp = tempfile.TemporaryDirectory(prefix="edgebench-host-")
         try:
             self.planner = Planner(matrix, registry, Path(self._tmp.name))

@@ -46,6 +46,21 @@ def test_lists_the_places_with_tags_exporters_and_holders(labgrid_lab: LabgridLa
     assert two.acquired_by.endswith(f"/{OTHER_USER}")
 
 
+def test_preload_loads_the_client_library_beside_a_session_and_keeps_the_excepthook(
+        labgrid_lab: LabgridLab) -> None:
+    from edgebench.devices.labgrid import LabgridDevice
+
+    hook = sys.excepthook
+    LabgridDevice.preload()  # returns at once: the imports run in daemon threads
+    with Coordinator(timeout_s=10) as lab:  # imports labgrid too, perhaps meanwhile
+        assert {p.name for p in lab.places()} == {"shapes-pi-1", "shapes-pi-2"}
+    for thread in threading.enumerate():
+        if thread.name in ("labgrid preload", "paramiko preload"):
+            thread.join(60)
+    assert sys.excepthook is hook
+    assert {"labgrid.remote.client", "paramiko"} <= set(sys.modules)
+
+
 def test_reserve_acquire_network_service_and_release(labgrid_lab: LabgridLab) -> None:
     with Coordinator(labgrid_lab.address, timeout_s=10) as lab:
         res = lab.reserve(BOARD_TAGS, 2, timeout_s=10)
