@@ -97,7 +97,7 @@ class SSHDevice(Device):
     # -- optional Device members (defaults: edgebench.contracts.Device) -----------------
 
     @classmethod
-    def host_unavailablereason(cls) -> str | None:
+    def host_unavailable_reason(cls) -> str | None:
         if importlib.util.find_spec("paramiko") is None:
             return "paramiko is not installed: pip install 'edgebench[ssh]'"
         return None
@@ -158,7 +158,7 @@ class SSHDevice(Device):
         return self._workdir
 
     def __enter__(self) -> Self:
-        missing = self.host_unavailablereason()
+        missing = self.host_unavailable_reason()
         if missing:
             raise CaseError(missing)
         target = resolve(self.uri)

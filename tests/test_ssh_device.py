@@ -334,3 +334,21 @@ def test_bad_ssh_uris_fail_before_anything_runs(tmp_path: Path,
                  "ssh://pi@pi.local?onnxruntime_perf_test=/no/such/binary"]) == 2
     assert "is not a file on this host" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_paramiko_the_ssh_device_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract's member (a misspelt override once left the default ``None``: a missing
+    paramiko was only found when a device was entered)."""
+    import importlib.util
+
+    from edgebench.contracts import Device
+
+    assert "host_unavailable_reason" in vars(SSHDevice)
+    assert not [k for k in vars(SSHDevice) if not k.startswith("_") and not hasattr(Device, k)
+                and k != "scheme"], "a public member the Device contract does not declare"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "paramiko" else real(name, *a))
+    assert SSHDevice.host_unavailable_reason() == \
+        "paramiko is not installed: pip install 'edgebench[ssh]'"
