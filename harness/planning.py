@@ -199,9 +199,10 @@ class Planner:
     def start(self, sources: list[Artifact]) -> Iterator[list[CasePlan]]:
         """:meth:`plan` as it goes: checks the compression pipelines
         (:class:`UserError` now) and tells the progress the run's step count, then returns
-        an iterator that makes the plans one host step at a time (a model's export for one
-        backend: its cases on every device and setting), in the order :meth:`plan` returns
-        them. :attr:`cases_per_device` is set on return. Iterating raises what :meth:`plan`
+        an iterator over the plans of each host step (a model's export for one backend: its
+        cases on every device and setting), in the order :meth:`plan` returns them; the
+        steps themselves run :attr:`host`'s jobs at a time (``host_jobs.py``).
+        :attr:`cases_per_device` is set on return. Iterating raises what :meth:`plan`
         raises, when its step meets it (:class:`ModelDataMismatch`)."""
         self.variants.check(sources)
         compressed = [bool(p.model_steps(self.registry)) for p in self.variants.pipelines]
