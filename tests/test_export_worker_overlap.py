@@ -29,7 +29,7 @@ from edgebench.export_worker import LOG_ENV
 from edgebench.host_jobs import HOST_JOBS_ENV
 from edgebench.pipeline import ASSETS
 from edgebench.progress import Silent
-from edgebench.records import Case, Status
+from edgebench.records import Case, RunReport, Status
 from edgebench.runner import Session
 
 pytestmark = [pytest.mark.export, pytest.mark.slow, pytest.mark.sshd]
@@ -53,23 +53,12 @@ class Timeline(Silent):
         self.repeats.append((case.id, case.device, repeat, time.time()))
 
 
-def test_devices_open_and_measure_while_the_host_exports(sshd: SshServer, tmp_path: Path,  # noqa: F811
-                                                         monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
-    if importlib.util.find_spec("ultralytics") is None:
-        pytest.skip("ultralytics is not installed")
+def _run(argv: list[str], tmp_path: Path) -> tuple[Session, RunReport, Timeline]:
+    """``edgebench run ARGV`` in this process, its progress recorded by a :class:`Timeline`."""
     from edgebench.cli import build_parser, run_flags
     from edgebench.config import load_matrix
     from edgebench.plugin_manager import collect_registry, make_plugin_manager
 
-    log = tmp_path / "worker.log"
-    monkeypatch.setenv(LOG_ENV, str(log))
-    monkeypatch.setenv(HOST_JOBS_ENV, "1")  # one step after another: the order below
-    pt = tmp_path / "m.pt"
-    shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
-    remote = sshd.uri(python=PY, tmpdir=str(tmp_path))
-    argv = ["-m", str(pt), "-b", "onnxruntime,ncnn", "-d", remote, "-d", "local",
-            "--images", "3", "-n", "3", "--warmup", "1", "--repeats", "2"]
     matrix = load_matrix(run_flags(build_parser().parse_args(["run", *argv])))
     pm = make_plugin_manager()
     timeline = Timeline()
@@ -81,6 +70,23 @@ def test_devices_open_and_measure_while_the_host_exports(sshd: SshServer, tmp_pa
         report = session.run(out)
     finally:
         session.close()
+    return session, report, timeline
+
+
+def test_devices_open_and_measure_while_the_host_exports(sshd: SshServer, tmp_path: Path,  # noqa: F811
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
+    log = tmp_path / "worker.log"
+    monkeypatch.setenv(LOG_ENV, str(log))
+    monkeypatch.setenv(HOST_JOBS_ENV, "1")  # one step after another: the order below
+    pt = tmp_path / "m.pt"
+    shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
+    remote = sshd.uri(python=PY, tmpdir=str(tmp_path))
+    argv = ["-m", str(pt), "-b", "onnxruntime,ncnn", "-d", remote, "-d", "local",
+            "--images", "3", "-n", "3", "--warmup", "1", "--repeats", "2"]
+    session, report, timeline = _run(argv, tmp_path)
     assert [c.status for c in report.cases] == [Status.OK] * 4, \
         [c.reason for c in report.cases]
     scheduler = session.scheduler
@@ -169,10 +175,6 @@ def test_host_steps_run_side_by_side_a_worker_each(tmp_path: Path,
     and ``local`` starts only after both steps ended."""
     if importlib.util.find_spec("ultralytics") is None:
         pytest.skip("ultralytics is not installed")
-    from edgebench.cli import build_parser, run_flags
-    from edgebench.config import load_matrix
-    from edgebench.plugin_manager import collect_registry, make_plugin_manager
-
     log = tmp_path / "worker.log"
     monkeypatch.setenv(LOG_ENV, str(log))
     monkeypatch.setenv(HOST_JOBS_ENV, "2")
@@ -181,17 +183,7 @@ def test_host_steps_run_side_by_side_a_worker_each(tmp_path: Path,
     shutil.copyfile(ASSETS / "shapes-yolov8n.pt", pt)
     argv = ["-m", str(pt), "-b", "onnxruntime,ncnn", "--images", "3", "-n", "3",
             "--warmup", "1"]
-    matrix = load_matrix(run_flags(build_parser().parse_args(["run", *argv])))
-    pm = make_plugin_manager()
-    timeline = Timeline()
-    session = Session(matrix, pm, collect_registry(pm), argv=argv, retry=matrix.retry,
-                      progress=timeline)
-    out = tmp_path / "run"
-    out.mkdir()
-    try:
-        report = session.run(out)
-    finally:
-        session.close()
+    _, report, timeline = _run(argv, tmp_path)
     assert [c.status for c in report.cases] == [Status.OK] * 2, \
         [c.reason for c in report.cases]
     assert [c.case.backend for c in report.cases] == ["onnxruntime", "ncnn"]  # plan order
