@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
+from .agent.edgebench_agent import usable_cores
 from .errors import UserError
 from .export_worker import ExportWorker, using
 from .limits import GIB, read_meminfo
@@ -59,14 +60,12 @@ def _available_gib() -> float | None:
 def default_jobs(cores: int | None = None, available_gib: float | None = None) -> int:
     """``min(cores, MAX_DEFAULT, available_gib // JOB_MEMORY_GIB)``, at least 1.
 
-    ``cores``: default the cores this process may use (``os.sched_getaffinity``);
+    ``cores``: default the cores this process may use (the device agent's
+    ``usable_cores``: the affinity mask where the OS has one);
     ``available_gib``: default ``MemAvailable`` from ``/proc/meminfo`` (no memory bound
     where it cannot be read)."""
     if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS
-            cores = os.cpu_count() or 1
+        cores = usable_cores()
     if available_gib is None:
         available_gib = _available_gib()
     jobs = min(cores, MAX_DEFAULT)
