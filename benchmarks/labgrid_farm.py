@@ -8,8 +8,10 @@ interleaved rounds, the issue-16 done-when command::
 
 and the same matrix at ``count=1``. For every run it prints the wall time, the sum of the
 cases' own wall times (``CaseResult.wall_s``: load, warm-up, timed loop and accuracy pass on the
-board), the case phase (first case start to last case end) and the ratios
-``wall / (sum / 2)`` and ``case phase / (sum / 2)``; then the medians over the rounds.
+board), the case phase (first case start to last case end), the ratios ``wall / (sum / 2)``
+and ``case phase / (sum / 2)``, and the run's time outside the cases: from process start to
+the first case (start-up, planning, reserving, connecting, probing) and from the last case's
+end to exit (leaving the boards, the report); then the medians over the rounds.
 
     python benchmarks/labgrid_farm.py [--rounds 3] [--repeats 1] [-- EXTRA edgebench ARGS]
 
@@ -34,19 +36,20 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
-def _case_phase(report: dict[str, Any]) -> float:
+def _case_spans(report: dict[str, Any]) -> list[tuple[float, float]]:
+    """Each case's (start, end), epoch s (``started_at`` is to the millisecond)."""
     spans = []
     for case in report["cases"]:
         if case.get("started_at") and case.get("wall_s") is not None:
             start = datetime.fromisoformat(case["started_at"]).timestamp()
             spans.append((start, start + case["wall_s"]))
-    return max(e for _, e in spans) - min(s for s, _ in spans) if spans else float("nan")
+    return spans
 
 
 def _run(lab: Any, uri: str, out: Path, extra: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "edgebench.cli", "run", "-o", str(out), "-d", uri,
            "-b", "onnxruntime", "--threads", "1", "--threads", "2", *extra]
-    started = time.perf_counter()
+    t0_epoch, started = time.time(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True,
                           env={**os.environ, **lab.env}, timeout=1800)
     wall = time.perf_counter() - started
@@ -58,7 +61,10 @@ def _run(lab: Any, uri: str, out: Path, extra: list[str]) -> dict[str, Any]:
         raise SystemExit(f"not every case ok: {statuses}")
     total = sum(c["wall_s"] for c in report["cases"])
     places = sorted({c["device"]["place"]["name"] for c in report["cases"]})
-    return {"wall": wall, "sum": total, "phase": _case_phase(report), "places": places,
+    spans = _case_spans(report)
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    return {"wall": wall, "sum": total, "phase": last - first, "places": places,
+            "before": first - t0_epoch, "after": t0_epoch + wall - last,
             "acquired": lab.acquired_places()}
 
 
@@ -86,20 +92,23 @@ def main() -> None:
                     print(f"round {r + 1} count={count}: wall {row['wall']:.1f} s, cases "
                           f"{row['sum']:.1f} s in all, case phase {row['phase']:.1f} s, "
                           f"wall/(sum/2) {row['wall'] / half:.2f}, "
-                          f"phase/(sum/2) {row['phase'] / half:.2f}, places {row['places']}, "
+                          f"phase/(sum/2) {row['phase'] / half:.2f}, before the first case "
+                          f"{row['before']:.2f} s, after the last {row['after']:.2f} s, "
+                          f"places {row['places']}, "
                           f"acquired after: {row['acquired'] or 'none'}", flush=True)
             print()
             print("| count | wall s | case sum s | case phase s | wall ÷ (sum ÷ 2) "
-                  "| phase ÷ (sum ÷ 2) |")
-            print("|---:|---:|---:|---:|---:|---:|")
+                  "| phase ÷ (sum ÷ 2) | before the first case s | after the last case s |")
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|")
             for count in (2, 1):
                 med = {k: statistics.median(row[k] for row in rows[count])
-                       for k in ("wall", "sum", "phase")}
+                       for k in ("wall", "sum", "phase", "before", "after")}
                 ratio = statistics.median(row["wall"] / (row["sum"] / 2) for row in rows[count])
                 phase = statistics.median(row["phase"] / (row["sum"] / 2)
                                           for row in rows[count])
                 print(f"| {count} | {med['wall']:.1f} | {med['sum']:.1f} | {med['phase']:.1f} "
-                      f"| {ratio:.2f} | {phase:.2f} |")
+                      f"| {ratio:.2f} | {phase:.2f} | {med['before']:.2f} "
+                      f"| {med['after']:.2f} |")
             print(f"\nmedians of {args.rounds} interleaved rounds; load average "
                   f"{os.getloadavg()[0]:.2f} at the end")
         finally:

@@ -232,7 +232,7 @@ class CaseExecutor:
         the result's ``wall_s`` is the whole case, attempts included."""
         plan = self.plans[case.id]
         info = self.infos[device]
-        started, t0 = utc_now(), time.perf_counter()
+        started, t0 = utc_now("milliseconds"), time.perf_counter()
         base = CaseResult(case=case, status=Status.FAILED, device=info,
                           artifact=plan.artifact, started_at=started)
         result = self.retrier.run(lambda: self._attempt(plan, device, base), base, device,

@@ -442,7 +442,10 @@ class CaseResult:
     load: CaseLoad | None = None
     """The device's and the host's CPU load during the timed loop (the busiest repeat's)."""
     started_at: str | None = None
+    """When the case began on its device, UTC, ISO 8601 to the millisecond (cases of
+    several devices overlap: their order and spans are read from it and ``wall_s``)."""
     wall_s: float | None = None
+    """The case's wall time, s, its attempts included."""
     notes: tuple[str, ...] = ()
     """Facts that qualify the numbers: "started hot (72 °C)", "throttled", "retried 1x"."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -98,6 +99,7 @@ def test_nan_output_fails_the_case(tmp_path: Path, make_onnx) -> None:  # type: 
 
 
 def test_threads_and_settings_reach_the_report(tmp_path: Path, make_onnx) -> None:  # type: ignore[no-untyped-def]
+    before = datetime.now(UTC)
     code = main(["run", "-o", str(tmp_path), "--warmup", "0", "-n", "7", "--threads", "1",
                  "-b", "onnxruntime", "-m", str(make_onnx("conv", size=32))])
     assert code == 0
@@ -105,6 +107,12 @@ def test_threads_and_settings_reach_the_report(tmp_path: Path, make_onnx) -> Non
     assert case["case"]["settings"]["threads"] == 1 and case["runtime"]["threads"] == 1
     assert case["latency"]["n"] == 7 and case["latency"]["warmup_ns"] == []
     assert case["case"]["id"].endswith("|onnxruntime|local|t1")
+    # the case's span on the wall clock, to the millisecond (spans of overlapping devices
+    # are compared with it: benchmarks/labgrid_farm.py)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", case["started_at"])
+    started = datetime.fromisoformat(case["started_at"])
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= started
+    assert started + timedelta(seconds=case["wall_s"]) <= datetime.now(UTC)
 
 
 def _error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:

@@ -16,8 +16,10 @@ from ..records import CaseResult, RunReport, RunState
 from .json_report import JsonReporter
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def utc_now(timespec: str = "seconds") -> str:
+    """Now in UTC, ISO 8601 (``2026-12-01T10:46:16+00:00``; ``timespec="milliseconds"``:
+    ``2026-12-01T10:46:16.123+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec=timespec)
 
 
 class WriteFailed(UserError):
