@@ -42,6 +42,11 @@ outside the runners (wall minus the union of the runner processes' intervals, fr
 ``runner started`` line to the runner's phase lines) is issue 19's "a warm default
 ``edgebench run`` spends less than 30 % of its wall time outside the runners".
 
+CPU time: each run's user + system seconds, its whole process tree (export workers,
+converters, runners: ``getrusage(RUSAGE_CHILDREN)`` before and after, one run at a time).
+No schedule finishes a run sooner than its CPU seconds ÷ the cores, so edgebench's cold CPU
+÷ cores ÷ Ultralytics' cold wall is the lowest cold ratio any overlap can reach here.
+
     .venv/bin/python benchmarks/vs_ultralytics.py [--rounds 3] [--json out.json]
     .venv/bin/python benchmarks/vs_ultralytics.py --edgebench-only   # no Ultralytics runs
     .venv/bin/python benchmarks/vs_ultralytics.py --quick            # a fast check (~1 min)
@@ -59,6 +64,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -121,8 +127,11 @@ class Line:
 @dataclasses.dataclass(frozen=True)
 class Captured:
     """One subprocess run: its lines, wall time (s, start to exit), exit code, the epoch
-    time it started (to place cache entries' mtimes on its clock), and the 1-minute load
-    averages sampled while it ran."""
+    time it started (to place cache entries' mtimes on its clock), the 1-minute load
+    averages sampled while it ran, and the CPU time (user + system, s) of it and every
+    process under it that was waited for (``getrusage(RUSAGE_CHILDREN)`` before and after:
+    one run at a time, so the difference is this run's tree; export workers, converters and
+    runners included)."""
 
     argv: tuple[str, ...]
     lines: tuple[Line, ...]
@@ -131,6 +140,7 @@ class Captured:
     returncode: int
     t0_epoch: float
     loadavg: tuple[float, ...]
+    cpu_s: float
 
     @property
     def load(self) -> float:
@@ -161,6 +171,7 @@ def run_captured(argv: Sequence[str], env: dict[str, str], cwd: Path,
             loads.append(os.getloadavg()[0])
 
     sampler = threading.Thread(target=sample, daemon=True)
+    cpu0 = _children_cpu_s()
     t0_epoch, t0 = time.time(), time.perf_counter()
     proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, errors="replace")
@@ -191,7 +202,12 @@ def run_captured(argv: Sequence[str], env: dict[str, str], cwd: Path,
     reader.join()
     sampler.join()
     return Captured(tuple(argv), tuple(lines), "".join(out), wall, code, t0_epoch,
-                    tuple(loads))
+                    tuple(loads), _children_cpu_s() - cpu0)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- edgebench's phases ----------------------------------------------------------------------
@@ -392,6 +408,7 @@ class Settings:
 class EdgebenchRun:
     wall_s: float
     load: float
+    cpu_s: float
     phases: Phases
     map50_95: dict[str, float]
     report: Path
@@ -401,6 +418,7 @@ class EdgebenchRun:
 class UltralyticsRun:
     wall_s: float
     load: float
+    cpu_s: float
     map50_95: dict[str, float]
     version: str
 
@@ -452,7 +470,7 @@ def run_edgebench(pt: Path, data: Path, cache: Path, output: Path,
     if missing:
         raise BenchError(f"edgebench's report {reports[-1]} has no case for "
                          f"{', '.join(sorted(missing))}")
-    return EdgebenchRun(run.wall_s, run.load, phases(run, cache), maps, reports[-1])
+    return EdgebenchRun(run.wall_s, run.load, run.cpu_s, phases(run, cache), maps, reports[-1])
 
 
 def run_ultralytics(pt: Path, data: Path, settings: Settings) -> UltralyticsRun:
@@ -477,7 +495,7 @@ def run_ultralytics(pt: Path, data: Path, settings: Settings) -> UltralyticsRun:
             raise BenchError(f"Ultralytics benchmark(format={fmt!r}) failed (status {status}): "
                              f"{row}; its output ends:\n{run.tail()}")
         maps[backend] = float(row[key])
-    return UltralyticsRun(run.wall_s, run.load, maps, result["version"])
+    return UltralyticsRun(run.wall_s, run.load, run.cpu_s, maps, result["version"])
 
 
 @dataclasses.dataclass
@@ -623,6 +641,33 @@ def phase_table(rounds: Sequence[Round]) -> str:
     return "\n".join(rows)
 
 
+def cpu_table(rounds: Sequence[Round], edgebench_only: bool) -> str:
+    """CPU time (user + system, the whole process tree) per tool, and what it bounds: on
+    ``os.cpu_count()`` cores no schedule finishes a run sooner than its CPU seconds ÷ cores,
+    so ``edgebench cold CPU ÷ cores ÷ Ultralytics cold wall`` is the lowest cold ratio any
+    overlap of edgebench's work can reach here (it still must keep its timed loops alone)."""
+    cores = os.cpu_count() or 1
+    tools = ["edgebench"] if edgebench_only else ["Ultralytics", "edgebench"]
+    rows = ["| tool | cold CPU s | cold wall s | cold CPU ÷ wall | warm CPU s | warm wall s |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for tool in tools:
+        runs = {t: [r.ultralytics[t] if tool == "Ultralytics" else r.edgebench[t]
+                    for r in rounds] for t in ("cold", "warm")}
+        cpu = {t: [x.cpu_s for x in runs[t]] for t in runs}
+        wall = {t: [x.wall_s for x in runs[t]] for t in runs}
+        use = [c / w for c, w in zip(cpu["cold"], wall["cold"], strict=True)]
+        rows.append(f"| {tool} | {_median(cpu['cold']):.1f} ({_spread(cpu['cold'], '{:.1f}')})"
+                    f" | {_median(wall['cold']):.1f} | {_median(use):.2f} cores "
+                    f"| {_median(cpu['warm']):.1f} | {_median(wall['warm']):.1f} |")
+    if not edgebench_only:
+        bound = [r.edgebench["cold"].cpu_s / cores / r.ultralytics["cold"].wall_s
+                 for r in rounds]
+        rows += ["", f"Lowest cold ratio the CPU work allows on these {cores} cores "
+                 f"(edgebench cold CPU s ÷ {cores} ÷ Ultralytics cold wall s), median "
+                 f"(min–max): **{_median(bound):.2f}** ({_spread(bound)})."]
+    return "\n".join(rows)
+
+
 def header(settings: Settings, data: Path, rounds: Sequence[Round], start_load: str,
            end_load: str) -> str:
     try:
@@ -662,6 +707,8 @@ def report(settings: Settings, data: Path, rounds: Sequence[Round], start_load: 
         "### Wall time (s), per round", wall_table(rounds, settings.edgebench_only),
         "### mAP50-95 (100 images unless --images)",
         map_table(rounds, settings.backends, settings.edgebench_only),
+        "### CPU time (s, user + system, each tool's whole process tree)",
+        cpu_table(rounds, settings.edgebench_only),
         "### Where edgebench's time goes", phase_table(rounds)])
 
 

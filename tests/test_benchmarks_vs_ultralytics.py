@@ -133,3 +133,15 @@ def test_both_sides_agree_on_map(vs: ModuleType, tmp_path: Path) -> None:
         assert abs(ours.map50_95["onnxruntime"] - theirs.map50_95["onnxruntime"]) \
             <= vs.MAP_TOLERANCE
     assert cold.phases.seconds["exports"] > 0 and warm.phases.seconds["exports"] == 0
+
+
+def test_cpu_time_counts_the_whole_process_tree(vs: ModuleType, tmp_path: Path) -> None:
+    """A run's ``cpu_s`` holds the CPU of a grandchild it waited for (an export worker's,
+    a runner's), not only the direct child's: a child that sleeps while its own child spins
+    for 0.4 s of CPU is charged at least that."""
+    spin = "import time; t = time.process_time()\nwhile time.process_time() - t < 0.4: pass"
+    parent = ("import subprocess, sys, time; time.sleep(0.1); "
+              f"subprocess.run([sys.executable, '-c', {spin!r}], check=True)")
+    run = vs.run_captured([sys.executable, "-c", parent], dict(os.environ), tmp_path)
+    assert run.returncode == 0, run.tail()
+    assert 0.4 <= run.cpu_s <= 0.4 + run.wall_s * (os.cpu_count() or 1)
