@@ -13,7 +13,7 @@ and ``case phase / (sum / 2)``, and the run's time outside the cases: from proce
 the first case (start-up, planning, reserving, connecting, probing) and from the last case's
 end to exit (leaving the boards, the report); then the medians over the rounds.
 
-    python benchmarks/labgrid_farm.py [--rounds 3] [--repeats 1] [-- EXTRA edgebench ARGS]
+    python benchmarks/labgrid_farm.py [--rounds 3] [-- EXTRA edgebench ARGS]
 
 Both boards share this machine's CPUs, so two cases at once slow each other; on real boards
 each case has its own CPU. Needs ``edgebench[labgrid,onnxruntime]`` and ``sshd``.
