@@ -76,6 +76,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgebench.agent.edgebench_agent import usable_cores
 from edgebench.progress import QUIET_S  # a host step's line comes this long after it began
 
 REPO = Path(__file__).resolve().parent.parent
@@ -643,10 +644,11 @@ def phase_table(rounds: Sequence[Round]) -> str:
 
 def cpu_table(rounds: Sequence[Round], edgebench_only: bool) -> str:
     """CPU time (user + system, the whole process tree) per tool, and what it bounds: on
-    ``os.cpu_count()`` cores no schedule finishes a run sooner than its CPU seconds ÷ cores,
+    the cores this process may use (``usable_cores``: the affinity mask, which the tools it
+    starts inherit) no schedule finishes a run sooner than its CPU seconds ÷ cores,
     so ``edgebench cold CPU ÷ cores ÷ Ultralytics cold wall`` is the lowest cold ratio any
     overlap of edgebench's work can reach here (it still must keep its timed loops alone)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     tools = ["edgebench"] if edgebench_only else ["Ultralytics", "edgebench"]
     rows = ["| tool | cold CPU s | cold wall s | cold CPU ÷ wall | warm CPU s | warm wall s |",
             "|---|---:|---:|---:|---:|---:|"]

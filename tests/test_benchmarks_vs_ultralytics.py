@@ -145,3 +145,14 @@ def test_cpu_time_counts_the_whole_process_tree(vs: ModuleType, tmp_path: Path) 
     run = vs.run_captured([sys.executable, "-c", parent], dict(os.environ), tmp_path)
     assert run.returncode == 0, run.tail()
     assert 0.4 <= run.cpu_s <= 0.4 + run.wall_s * (os.cpu_count() or 1)
+
+
+def test_cpu_table_bounds_the_cold_ratio_by_cpu_over_usable_cores(vs: ModuleType) -> None:
+    """The bound line is edgebench's cold CPU ÷ the usable cores ÷ Ultralytics' cold wall."""
+    cores = len(os.sched_getaffinity(0))
+    r = vs.Round()
+    for temp in ("cold", "warm"):
+        r.ultralytics[temp] = vs.UltralyticsRun(40.0, 1.0, 44.0, {}, "8.4")
+        r.edgebench[temp] = vs.EdgebenchRun(30.0, 1.0, 32.0 * cores, None, {}, Path("r"))
+    table = vs.cpu_table([r], edgebench_only=False)
+    assert f"**{32.0 / 40.0:.2f}**" in table and "| Ultralytics | 44.0" in table
